@@ -1,0 +1,6 @@
+//! Chat rooms: one [`ChatRoom`] actor per open chat, and the recovery rule.
+
+pub mod recovery;
+mod room;
+
+pub use room::{not_member_error, ChatRoom, JoinChat, PostMessage};

@@ -1,0 +1,54 @@
+//! The engine's limits and timings (PROTOCOL.md, "Formats and limits"). The
+//! binary fills them from flags and `HUDDLE_*` variables.
+
+use std::time::Duration;
+
+use crate::protocol::DecodeLimits;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_frame_bytes: usize,
+    pub max_document_bytes: usize,
+    pub max_message_chars: usize,
+    pub max_outbound_queue: usize,
+    pub max_recovery: u32,
+    pub heartbeat: Duration,
+    pub auth_timeout: Duration,
+    pub rate_per_second: u32,
+    pub rate_burst: u32,
+    pub max_rooms_per_connection: usize,
+    pub max_connections_per_user: usize,
+    pub jwt_leeway_s: u64,
+    /// How long an empty room actor lingers before it stops, so that a
+    /// reconnecting client finds it warm.
+    pub room_idle: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_frame_bytes: 4 * 1024 * 1024,
+            max_document_bytes: 1024 * 1024,
+            max_message_chars: 4000,
+            max_outbound_queue: 1024,
+            max_recovery: 1000,
+            heartbeat: Duration::from_millis(25_000),
+            auth_timeout: Duration::from_millis(10_000),
+            rate_per_second: 100,
+            rate_burst: 200,
+            max_rooms_per_connection: 100,
+            max_connections_per_user: 20,
+            jwt_leeway_s: 5,
+            room_idle: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    pub fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_document_bytes: self.max_document_bytes,
+            max_message_chars: self.max_message_chars,
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Document rooms: one [`DocumentRoom`] actor per open document.
+
+mod room;
+
+pub use room::{DocumentRoom, JoinDocument, ShareDocument, UpdateDocument};

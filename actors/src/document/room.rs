@@ -1,0 +1,189 @@
+//! One actor per open document. It serializes the document's operations:
+//! each runs its transaction on the database executors while the room holds
+//! its mailbox (`AtomicResponse`), then acks the requester and pushes to the
+//! members, so every member sees the same order and nothing unacknowledged
+//! is ever announced. Version checks happen in the store's transaction: the
+//! database, not this actor, is the serialization point of record.
+
+use std::sync::Arc;
+
+use actix::{Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient, WrapFuture};
+
+use crate::ids::{DocumentId, RoomName, UserId, Version};
+use crate::model::{Document, Grant};
+use crate::protocol::frames::{self, DocumentJoined, DocumentUpdated, DocumentUpdatedAck, Shared};
+use crate::protocol::{ErrorCode, WireError};
+use crate::registry::RoomStopped;
+use crate::room::{HasMembers, IdleStop, Leave, Members, ROOM_MAILBOX};
+use crate::session::outbound::Requester;
+use crate::store::Db;
+use crate::config::Settings;
+
+/// `documents:join`. Answers whether the connection is now a member.
+#[derive(Message, Clone)]
+#[rtype(result = "bool")]
+pub struct JoinDocument {
+    pub requester: Requester,
+}
+
+/// `documents:update`. `content` is shared so that a retry does not copy it.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Version, WireError>")]
+pub struct UpdateDocument {
+    pub requester: Requester,
+    pub content: Arc<str>,
+    pub version: Version,
+}
+
+/// `documents:share` and `PUT /api/documents/{id}/access/{user}`.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<(), WireError>")]
+pub struct ShareDocument {
+    /// `None`: the server itself (HTTP API), which may always share.
+    pub by: Option<UserId>,
+    pub requester: Option<Requester>,
+    pub user_id: UserId,
+    pub grant: Grant,
+}
+
+pub struct DocumentRoom {
+    id: DocumentId,
+    members: Members,
+    db: Db,
+    settings: Arc<Settings>,
+    registry: Recipient<RoomStopped>,
+    idle: IdleStop,
+}
+
+impl DocumentRoom {
+    pub fn new(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped>) -> Self {
+        let members = Members::new(RoomName::Document(id.clone()));
+        DocumentRoom { id, members, db, settings, registry, idle: IdleStop::default() }
+    }
+
+    fn membership_changed(&mut self, ctx: &mut Context<Self>) {
+        let empty = self.members.is_empty();
+        self.idle.update(empty, self.settings.room_idle, ctx);
+    }
+}
+
+impl HasMembers for DocumentRoom {
+    fn members(&self) -> &Members {
+        &self.members
+    }
+}
+
+impl Actor for DocumentRoom {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(ROOM_MAILBOX);
+        self.membership_changed(ctx);
+    }
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.registry.do_send(RoomStopped::Document(self.id.clone(), ctx.address()));
+    }
+}
+
+impl Handler<JoinDocument> for DocumentRoom {
+    type Result = AtomicResponse<Self, bool>;
+
+    fn handle(&mut self, msg: JoinDocument, _: &mut Context<Self>) -> Self::Result {
+        let (id, user) = (self.id.clone(), msg.requester.peer.user_id.clone());
+        let opened = self.db.run(move |s| s.open_document(&id, &user));
+        AtomicResponse::new(Box::pin(opened.into_actor(self).map(move |result, room, ctx| {
+            let req = msg.requester;
+            match result {
+                Ok((document, role)) => {
+                    let first = room.members.add(req.peer.clone());
+                    let members = room.members.list();
+                    req.ack(DocumentJoined { room: room.members.room(), role, document: &document, members: &members });
+                    if first {
+                        room.members.announce_join(&req.peer);
+                    }
+                    room.membership_changed(ctx);
+                    true
+                }
+                Err(e) => {
+                    req.fail(&e);
+                    false
+                }
+            }
+        })))
+    }
+}
+
+impl Handler<UpdateDocument> for DocumentRoom {
+    type Result = AtomicResponse<Self, Result<Version, WireError>>;
+
+    fn handle(&mut self, msg: UpdateDocument, _: &mut Context<Self>) -> Self::Result {
+        let (id, user, content, version) =
+            (self.id.clone(), msg.requester.peer.user_id.clone(), msg.content.clone(), msg.version);
+        let stored = self.db.run(move |s| s.update_document(&id, &user, &content, version));
+        AtomicResponse::new(Box::pin(stored.into_actor(self).map(move |result: Result<Document, WireError>, room, _| {
+            let req = msg.requester;
+            match &result {
+                Ok(doc) => req.ack(DocumentUpdatedAck { document_id: &doc.id, version: doc.version }),
+                Err(e) => req.fail(e),
+            }
+            let document = result?;
+            let frame = frames::push(
+                "documents:updated",
+                room.members.room(),
+                DocumentUpdated { document: &document, user_id: &req.peer.user_id },
+            );
+            room.members.broadcast(frame, Some(req.peer.session_id));
+            Ok(document.version)
+        })))
+    }
+}
+
+impl Handler<ShareDocument> for DocumentRoom {
+    type Result = AtomicResponse<Self, Result<(), WireError>>;
+
+    fn handle(&mut self, msg: ShareDocument, _: &mut Context<Self>) -> Self::Result {
+        let (id, by, user, grant) = (self.id.clone(), msg.by.clone(), msg.user_id.clone(), msg.grant);
+        let stored = self.db.run(move |s| s.share_document(&id, by.as_ref(), &user, grant));
+        AtomicResponse::new(Box::pin(stored.into_actor(self).map(move |result, room, ctx| {
+            if let Some(req) = &msg.requester {
+                match &result {
+                    Ok(()) => req.ack(Shared { document_id: &room.id, user_id: &msg.user_id, role: msg.grant }),
+                    Err(e) => req.fail(e),
+                }
+            }
+            result?;
+            if msg.grant == Grant::Revoke {
+                room.evict(&msg.user_id);
+                room.membership_changed(ctx);
+            }
+            Ok(())
+        })))
+    }
+}
+
+impl DocumentRoom {
+    /// Removes every connection of a user who lost access: each gets
+    /// `PERMISSION_DENIED` about the room and stays connected; the others
+    /// hear `user:left`.
+    fn evict(&mut self, user: &UserId) {
+        let room = self.members.room().clone();
+        let denied = WireError::new(ErrorCode::PermissionDenied, format!("access to {room} was revoked"));
+        let frame = frames::error(None, Some(&room), &denied);
+        for session in self.members.sessions_of(user) {
+            if let Some(peer) = self.members.remove(session) {
+                peer.deliver(frame.clone());
+                peer.evicted(room.clone());
+            }
+        }
+    }
+}
+
+impl Handler<Leave> for DocumentRoom {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        self.members.leave(msg);
+        self.membership_changed(ctx);
+    }
+}

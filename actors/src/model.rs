@@ -1,0 +1,144 @@
+//! The domain records that rooms, the store and the wire share: documents,
+//! roles, chats, messages and timestamps. Plain data, no behaviour beyond
+//! formatting.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+
+use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
+
+/// Milliseconds since the Unix epoch, UTC. Stored as an integer so that the
+/// schema is the same on SQLite and PostgreSQL; shown as RFC 3339 with
+/// milliseconds and a `Z`, as the protocol requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Timestamp(Utc::now().timestamp_millis())
+    }
+
+    pub fn from_unix_seconds(s: i64) -> Self {
+        Timestamp(s.saturating_mul(1000))
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Out-of-range values (only reachable through a hand-edited database)
+        // show as the epoch rather than failing a whole response.
+        let t = DateTime::<Utc>::from_timestamp_millis(self.0).unwrap_or_default();
+        f.write_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A user's rights on a document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Editor,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Editor => "editor",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "editor" => Some(Role::Editor),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+
+    pub fn can_edit(self) -> bool {
+        matches!(self, Role::Owner | Role::Editor)
+    }
+}
+
+/// What `documents:share` asks for: a role, or `none` to revoke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    Role(Role),
+    Revoke,
+}
+
+impl Grant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::Role(r) => r.as_str(),
+            Grant::Revoke => "none",
+        }
+    }
+}
+
+impl Serialize for Grant {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Document {
+    pub id: DocumentId,
+    pub title: String,
+    pub content: String,
+    pub version: Version,
+    pub updated_at: Timestamp,
+    pub updated_by: UserId,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Chat {
+    pub id: ChatId,
+    pub private: bool,
+    pub created_at: Timestamp,
+    /// `None` for chats created over the HTTP API.
+    pub created_by: Option<UserId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Message {
+    pub id: String,
+    pub chat_id: ChatId,
+    pub seq: Seq,
+    pub user_id: UserId,
+    pub content: String,
+    pub created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_millis() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp(1_795_314_208_123).to_string(),
+            "2026-11-22T02:23:28.123Z"
+        );
+    }
+}

@@ -1,0 +1,499 @@
+//! Client-to-server frames: the envelope, the `ref` rule, and the typed
+//! [`ClientRequest`] every frame is decoded into exactly once. Every way a
+//! frame can be wrong ends here as an `INVALID_INPUT` (or
+//! `PAYLOAD_TOO_LARGE`) naming the field; nothing past this module sees JSON.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::ids::{ChatId, DocumentId, InvalidId, Seq, UserId, Version};
+use crate::model::{Grant, Role};
+use crate::protocol::error::{ErrorCode, WireError};
+
+/// Largest integer a JSON number can carry without loss in every client
+/// (2^53 - 1): the bound on integer `ref`s, versions and seqs.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+/// Longest string `ref`, in characters.
+pub const MAX_REF_CHARS: usize = 64;
+/// Longest `client_msg_id`, in characters.
+pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
+/// `chat:history` page size bounds and default (PROTOCOL.md, "Chats").
+pub const HISTORY_LIMIT_MAX: i64 = 100;
+pub const HISTORY_LIMIT_DEFAULT: i64 = 50;
+
+/// The request correlation id, echoed on the one response to the request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Ref {
+    Str(String),
+    Int(u64),
+}
+
+/// Limits that decide whether a well-formed value is acceptable.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeLimits {
+    pub max_document_bytes: usize,
+    pub max_message_chars: usize,
+}
+
+/// A decoded frame.
+#[derive(Debug, PartialEq)]
+pub struct Request {
+    pub r#ref: Option<Ref>,
+    pub body: ClientRequest,
+}
+
+/// Every request a client can make, with its data already validated.
+#[derive(Debug, PartialEq)]
+pub enum ClientRequest {
+    Auth {
+        token: String,
+    },
+    AuthRefresh {
+        token: String,
+    },
+    Ping,
+    DocumentsCreate {
+        document_id: DocumentId,
+        title: String,
+        content: String,
+    },
+    DocumentsJoin {
+        document_id: DocumentId,
+    },
+    DocumentsUpdate {
+        document_id: DocumentId,
+        content: String,
+        version: Version,
+    },
+    DocumentsLeave {
+        document_id: DocumentId,
+    },
+    DocumentsShare {
+        document_id: DocumentId,
+        user_id: UserId,
+        grant: Grant,
+    },
+    ChatCreate {
+        chat_id: ChatId,
+        private: bool,
+        members: Vec<UserId>,
+    },
+    ChatJoin {
+        chat_id: ChatId,
+        since_seq: Option<Seq>,
+    },
+    ChatMessage {
+        chat_id: ChatId,
+        content: String,
+        client_msg_id: Option<String>,
+    },
+    ChatHistory {
+        chat_id: ChatId,
+        before_seq: Option<Seq>,
+        limit: i64,
+    },
+    ChatLeave {
+        chat_id: ChatId,
+    },
+}
+
+impl ClientRequest {
+    /// The wire name of the event, for logs and metrics.
+    pub fn event(&self) -> &'static str {
+        match self {
+            ClientRequest::Auth { .. } => "auth",
+            ClientRequest::AuthRefresh { .. } => "auth:refresh",
+            ClientRequest::Ping => "ping",
+            ClientRequest::DocumentsCreate { .. } => "documents:create",
+            ClientRequest::DocumentsJoin { .. } => "documents:join",
+            ClientRequest::DocumentsUpdate { .. } => "documents:update",
+            ClientRequest::DocumentsLeave { .. } => "documents:leave",
+            ClientRequest::DocumentsShare { .. } => "documents:share",
+            ClientRequest::ChatCreate { .. } => "chat:create",
+            ClientRequest::ChatJoin { .. } => "chat:join",
+            ClientRequest::ChatMessage { .. } => "chat:message",
+            ClientRequest::ChatHistory { .. } => "chat:history",
+            ClientRequest::ChatLeave { .. } => "chat:leave",
+        }
+    }
+}
+
+/// A frame that could not be decoded: the error to send, and the frame's
+/// `ref` when a valid one could be read from it.
+#[derive(Debug, PartialEq)]
+pub struct DecodeError {
+    pub r#ref: Option<Ref>,
+    pub error: WireError,
+}
+
+/// Decodes one text frame.
+pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Request, DecodeError> {
+    let no_ref = |error| DecodeError { r#ref: None, error };
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| no_ref(WireError::new(ErrorCode::InvalidInput, format!("frame is not valid JSON: {e}"))))?;
+    let Value::Object(envelope) = value else {
+        return Err(no_ref(WireError::new(
+            ErrorCode::InvalidInput,
+            "a frame must be a JSON object",
+        )));
+    };
+    let r#ref = parse_ref(envelope.get("ref")).map_err(no_ref)?;
+    let body = decode_body(&envelope, limits).map_err(|error| DecodeError {
+        r#ref: r#ref.clone(),
+        error,
+    })?;
+    Ok(Request { r#ref, body })
+}
+
+fn parse_ref(v: Option<&Value>) -> Result<Option<Ref>, WireError> {
+    const WHAT: &str = "ref must be a string of 1 to 64 characters or an integer from 0 to 2^53 - 1";
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let n = s.chars().count();
+            if (1..=MAX_REF_CHARS).contains(&n) {
+                Ok(Some(Ref::Str(s.clone())))
+            } else {
+                Err(WireError::invalid("ref", WHAT))
+            }
+        }
+        // `is_f64` catches `5.0` and `1e3`, which are not integer literals.
+        Some(Value::Number(n)) if !n.is_f64() => match n.as_u64() {
+            Some(i) if i <= MAX_SAFE_INTEGER => Ok(Some(Ref::Int(i))),
+            _ => Err(WireError::invalid("ref", WHAT)),
+        },
+        Some(_) => Err(WireError::invalid("ref", WHAT)),
+    }
+}
+
+fn decode_body(envelope: &Map<String, Value>, limits: &DecodeLimits) -> Result<ClientRequest, WireError> {
+    let event = match envelope.get("event") {
+        Some(Value::String(s)) => s.as_str(),
+        None | Some(Value::Null) => return Err(WireError::invalid("event", "event is required")),
+        Some(_) => return Err(WireError::invalid("event", "event must be a string")),
+    };
+    let data = match envelope.get("data") {
+        Some(Value::Object(m)) => Fields(m),
+        None | Some(Value::Null) => {
+            return Err(WireError::invalid("data", "data is required (send {} when empty)"))
+        }
+        Some(_) => return Err(WireError::invalid("data", "data must be an object")),
+    };
+    let request = match event {
+        "auth" => ClientRequest::Auth { token: data.token()? },
+        "auth:refresh" => ClientRequest::AuthRefresh { token: data.token()? },
+        "ping" => ClientRequest::Ping,
+        "documents:create" => {
+            let content = data.opt_str("content")?.unwrap_or_default();
+            check_document_size(content, limits)?;
+            ClientRequest::DocumentsCreate {
+                document_id: data.document_id()?,
+                title: data.opt_str("title")?.unwrap_or_default().to_owned(),
+                content: content.to_owned(),
+            }
+        }
+        "documents:join" => ClientRequest::DocumentsJoin { document_id: data.document_id()? },
+        "documents:update" => {
+            let document_id = data.document_id()?;
+            let content = data.str("content")?;
+            check_document_size(content, limits)?;
+            let version = data
+                .opt_int("version", 1, MAX_SAFE_INTEGER)?
+                .ok_or_else(|| WireError::invalid("version", "version is required"))?;
+            ClientRequest::DocumentsUpdate {
+                document_id,
+                content: content.to_owned(),
+                version: Version(version),
+            }
+        }
+        "documents:leave" => ClientRequest::DocumentsLeave { document_id: data.document_id()? },
+        "documents:share" => ClientRequest::DocumentsShare {
+            document_id: data.document_id()?,
+            user_id: data.user_id("user_id")?,
+            grant: match data.str("role")? {
+                "none" => Grant::Revoke,
+                other => Grant::Role(Role::parse(other).ok_or_else(|| {
+                    WireError::invalid("role", "role must be owner, editor, viewer or none")
+                })?),
+            },
+        },
+        "chat:create" => ClientRequest::ChatCreate {
+            chat_id: data.chat_id()?,
+            private: data.opt_bool("private")?.unwrap_or(false),
+            members: data.user_ids("members")?,
+        },
+        "chat:join" => ClientRequest::ChatJoin {
+            chat_id: data.chat_id()?,
+            since_seq: data.opt_int("since_seq", 0, MAX_SAFE_INTEGER)?.map(Seq),
+        },
+        "chat:message" => {
+            let chat_id = data.chat_id()?;
+            let content = data.str("content")?;
+            let chars = content.chars().count();
+            if chars == 0 {
+                return Err(WireError::invalid("content", "content must not be empty"));
+            }
+            if chars > limits.max_message_chars {
+                let mut e = WireError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "content has {chars} characters; max_message_chars is {}",
+                        limits.max_message_chars
+                    ),
+                );
+                e.details.field = Some("content".into());
+                return Err(e);
+            }
+            let client_msg_id = data.opt_str("client_msg_id")?;
+            if let Some(id) = client_msg_id {
+                let n = id.chars().count();
+                if n == 0 || n > MAX_CLIENT_MSG_ID_CHARS {
+                    return Err(WireError::invalid(
+                        "client_msg_id",
+                        "client_msg_id must be 1 to 64 characters",
+                    ));
+                }
+            }
+            ClientRequest::ChatMessage {
+                chat_id,
+                content: content.to_owned(),
+                client_msg_id: client_msg_id.map(str::to_owned),
+            }
+        }
+        "chat:history" => ClientRequest::ChatHistory {
+            chat_id: data.chat_id()?,
+            before_seq: data.opt_int("before_seq", 1, MAX_SAFE_INTEGER)?.map(Seq),
+            limit: data
+                .opt_int("limit", 1, HISTORY_LIMIT_MAX as u64)?
+                .unwrap_or(HISTORY_LIMIT_DEFAULT),
+        },
+        "chat:leave" => ClientRequest::ChatLeave { chat_id: data.chat_id()? },
+        other => {
+            let shown: String = other.chars().take(64).collect();
+            return Err(WireError::invalid("event", format!("unknown event \"{shown}\"")));
+        }
+    };
+    Ok(request)
+}
+
+fn check_document_size(content: &str, limits: &DecodeLimits) -> Result<(), WireError> {
+    if content.len() > limits.max_document_bytes {
+        let mut e = WireError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "content is {} bytes; max_document_bytes is {}",
+                content.len(),
+                limits.max_document_bytes
+            ),
+        );
+        e.details.field = Some("content".into());
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Typed access to the fields of `data`. A `null` optional field counts as
+/// absent; a `null` required field as missing.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    fn str(&self, name: &'static str) -> Result<&'a str, WireError> {
+        self.opt_str(name)?
+            .ok_or_else(|| WireError::invalid(name, format!("{name} is required")))
+    }
+
+    fn opt_str(&self, name: &'static str) -> Result<Option<&'a str>, WireError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(WireError::invalid(name, format!("{name} must be a string"))),
+        }
+    }
+
+    fn opt_bool(&self, name: &'static str) -> Result<Option<bool>, WireError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(WireError::invalid(name, format!("{name} must be true or false"))),
+        }
+    }
+
+    /// An integer literal in `min..=max` (`5.0` is not an integer literal).
+    fn opt_int(&self, name: &'static str, min: u64, max: u64) -> Result<Option<i64>, WireError> {
+        let out_of_range = || WireError::invalid(name, format!("{name} must be an integer from {min} to {max}"));
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) if !n.is_f64() => match n.as_u64() {
+                Some(i) if (min..=max).contains(&i) => Ok(Some(i as i64)),
+                _ => Err(out_of_range()),
+            },
+            Some(_) => Err(out_of_range()),
+        }
+    }
+
+    fn token(&self) -> Result<String, WireError> {
+        let t = self.str("token")?;
+        if t.is_empty() {
+            return Err(WireError::invalid("token", "token must not be empty"));
+        }
+        Ok(t.to_owned())
+    }
+
+    fn id<T>(&self, name: &'static str, parse: fn(&str) -> Result<T, InvalidId>) -> Result<T, WireError> {
+        let s = self.str(name)?;
+        parse(s).map_err(|e| WireError::invalid(name, format!("{name} {e}")))
+    }
+
+    fn document_id(&self) -> Result<DocumentId, WireError> {
+        self.id("document_id", DocumentId::parse)
+    }
+
+    fn chat_id(&self) -> Result<ChatId, WireError> {
+        self.id("chat_id", ChatId::parse)
+    }
+
+    fn user_id(&self, name: &'static str) -> Result<UserId, WireError> {
+        self.id(name, UserId::parse)
+    }
+
+    fn user_ids(&self, name: &'static str) -> Result<Vec<UserId>, WireError> {
+        match self.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => {
+                let mut ids = Vec::with_capacity(items.len());
+                for item in items {
+                    let id = item
+                        .as_str()
+                        .and_then(|s| UserId::parse(s).ok())
+                        .ok_or_else(|| {
+                            WireError::invalid(name, format!("{name} must be a list of user ids (1 to 128 characters)"))
+                        })?;
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+                Ok(ids)
+            }
+            Some(_) => Err(WireError::invalid(name, format!("{name} must be a list of user ids"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: DecodeLimits = DecodeLimits {
+        max_document_bytes: 16,
+        max_message_chars: 5,
+    };
+
+    fn field_of(frame: &str) -> (Option<Ref>, ErrorCode, Option<String>) {
+        let e = decode(frame, &LIMITS).expect_err("frame should be refused");
+        (e.r#ref, e.error.code, e.error.details.field)
+    }
+
+    #[test]
+    fn decodes_a_chat_message_with_its_ref() {
+        let r = decode(
+            r#"{"event":"chat:message","data":{"chat_id":"general","content":"hi","extra":1},"ref":"17","x":0}"#,
+            &LIMITS,
+        )
+        .unwrap();
+        assert_eq!(r.r#ref, Some(Ref::Str("17".into())));
+        assert_eq!(
+            r.body,
+            ClientRequest::ChatMessage {
+                chat_id: ChatId::parse("general").unwrap(),
+                content: "hi".into(),
+                client_msg_id: None
+            }
+        );
+    }
+
+    #[test]
+    fn ref_rules() {
+        let ok = |r: &str| decode(&format!(r#"{{"event":"ping","data":{{}},"ref":{r}}}"#), &LIMITS).map(|q| q.r#ref);
+        assert_eq!(ok("null").unwrap(), None);
+        assert_eq!(ok("0").unwrap(), Some(Ref::Int(0)));
+        assert_eq!(ok("9007199254740991").unwrap(), Some(Ref::Int(MAX_SAFE_INTEGER)));
+        for bad in ["9007199254740992", "5.0", "1e3", "-1", "\"\"", "true", "[]", "{}"] {
+            let e = ok(bad).unwrap_err();
+            assert_eq!(e.r#ref, None, "{bad}");
+            assert_eq!(e.error.details.field.as_deref(), Some("ref"), "{bad}");
+        }
+        assert!(ok(&format!("\"{}\"", "é".repeat(64))).is_ok());
+        assert!(ok(&format!("\"{}\"", "x".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn malformed_frames_name_the_field_and_keep_the_ref() {
+        assert_eq!(field_of("nope"), (None, ErrorCode::InvalidInput, None));
+        assert_eq!(field_of("[1]"), (None, ErrorCode::InvalidInput, None));
+        assert_eq!(
+            field_of(r#"{"event":"nope","data":{},"ref":3}"#),
+            (Some(Ref::Int(3)), ErrorCode::InvalidInput, Some("event".into()))
+        );
+        assert_eq!(field_of(r#"{"event":"ping"}"#).2.as_deref(), Some("data"));
+        assert_eq!(field_of(r#"{"event":"ping","data":[]}"#).2.as_deref(), Some("data"));
+        assert_eq!(field_of(r#"{"event":5,"data":{}}"#).2.as_deref(), Some("event"));
+        assert_eq!(
+            field_of(r#"{"event":"documents:update","data":{"document_id":"d","content":"","version":0}}"#).2.as_deref(),
+            Some("version")
+        );
+        assert_eq!(
+            field_of(r#"{"event":"documents:update","data":{"document_id":"d","content":"","version":1.0}}"#).2.as_deref(),
+            Some("version")
+        );
+        assert_eq!(
+            field_of(r#"{"event":"chat:join","data":{"chat_id":"bad id"}}"#).2.as_deref(),
+            Some("chat_id")
+        );
+        assert_eq!(
+            field_of(r#"{"event":"chat:message","data":{"chat_id":"c","content":""}}"#).2.as_deref(),
+            Some("content")
+        );
+        assert_eq!(
+            field_of(r#"{"event":"chat:history","data":{"chat_id":"c","limit":101}}"#).2.as_deref(),
+            Some("limit")
+        );
+        assert_eq!(
+            field_of(r#"{"event":"chat:history","data":{"chat_id":"c","before_seq":0}}"#).2.as_deref(),
+            Some("before_seq")
+        );
+        assert_eq!(
+            field_of(r#"{"event":"documents:share","data":{"document_id":"d","user_id":"u","role":"god"}}"#).2.as_deref(),
+            Some("role")
+        );
+    }
+
+    #[test]
+    fn sizes_are_payload_too_large() {
+        let (_, code, field) = field_of(r#"{"event":"chat:message","data":{"chat_id":"c","content":"éééééé"}}"#);
+        assert_eq!((code, field.as_deref()), (ErrorCode::PayloadTooLarge, Some("content")));
+        // Five characters is the limit, counted as characters not bytes.
+        assert!(decode(r#"{"event":"chat:message","data":{"chat_id":"c","content":"ééééé"}}"#, &LIMITS).is_ok());
+        let (_, code, _) = field_of(r#"{"event":"documents:create","data":{"document_id":"d","content":"0123456789abcdefg"}}"#);
+        assert_eq!(code, ErrorCode::PayloadTooLarge);
+    }
+
+    #[test]
+    fn hostile_input_never_panics() {
+        let deep = "[".repeat(10_000);
+        let inputs = [
+            deep.as_str(),
+            "{\"event\":\"ping\",\"data\":{},\"data\":5}",
+            "{\"ref\":1e999}",
+            "\u{0}",
+            "{\"event\":\"chat:create\",\"data\":{\"chat_id\":\"c\",\"members\":[1,2]}}",
+        ];
+        for i in inputs {
+            let _ = decode(i, &LIMITS);
+        }
+    }
+}

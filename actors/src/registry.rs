@@ -1,0 +1,268 @@
+//! The RoomRegistry: finds or starts the actor of a room, spreads rooms over
+//! a few arbiter threads, forgets rooms that stopped, and keeps the list of
+//! live sessions per user (for `max_connections_per_user` and shutdown).
+//!
+//! Sessions ask the registry only to resolve a room; after that they talk
+//! to the room directly. A room stops itself when idle; a session that hits
+//! a stopped room's address asks again, naming the stale address.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::{Actor, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
+
+use crate::chat::ChatRoom;
+use crate::config::Settings;
+use crate::document::DocumentRoom;
+use crate::ids::{ChatId, DocumentId, SessionId, UserId};
+use crate::protocol::WireError;
+use crate::session::outbound::Control;
+use crate::store::Db;
+
+/// Resolves a room's actor, starting it if needed. `stale`: an address the
+/// caller found stopped.
+pub struct OpenRoom<R: RoomKind> {
+    pub id: R::Id,
+    pub stale: Option<Addr<R>>,
+}
+
+impl<R: RoomKind> Message for OpenRoom<R> {
+    type Result = Addr<R>;
+}
+
+/// Both room kinds, as the registry and sessions handle them.
+pub trait RoomKind: Actor<Context = Context<Self>> {
+    type Id: Clone + Eq + std::hash::Hash + Send + Unpin + 'static;
+}
+
+impl RoomKind for DocumentRoom {
+    type Id = DocumentId;
+}
+
+impl RoomKind for ChatRoom {
+    type Id = ChatId;
+}
+
+/// Sent by a room when it stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum RoomStopped {
+    Document(DocumentId, Addr<DocumentRoom>),
+    Chat(ChatId, Addr<ChatRoom>),
+}
+
+/// An authenticated connection announces itself; refused past
+/// `max_connections_per_user` or while shutting down.
+#[derive(Message)]
+#[rtype(result = "Result<(), WireError>")]
+pub struct Register {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub control: Recipient<Control>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unregister {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+}
+
+/// Tells every session to close with 1001; answers how many were told.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Shutdown;
+
+/// Counts for `/metrics`.
+#[derive(Message)]
+#[rtype(result = "RegistryStats")]
+pub struct Stats;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistryStats {
+    pub sessions: usize,
+    pub users: usize,
+    pub document_rooms: usize,
+    pub chat_rooms: usize,
+}
+
+pub struct Registry {
+    db: Db,
+    settings: Arc<Settings>,
+    /// Threads that run room actors, so that rooms do not share one core.
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    documents: HashMap<DocumentId, Addr<DocumentRoom>>,
+    chats: HashMap<ChatId, Addr<ChatRoom>>,
+    users: HashMap<UserId, HashMap<SessionId, Recipient<Control>>>,
+    shutting_down: bool,
+}
+
+impl Registry {
+    /// Creates the registry and `room_threads` arbiters for rooms.
+    pub fn new(db: Db, settings: Arc<Settings>, room_threads: usize) -> Registry {
+        let arbiters = (0..room_threads.max(1)).map(|_| Arbiter::new().handle()).collect();
+        Registry {
+            db,
+            settings,
+            arbiters,
+            next_arbiter: 0,
+            documents: HashMap::new(),
+            chats: HashMap::new(),
+            users: HashMap::new(),
+            shutting_down: false,
+        }
+    }
+
+    fn arbiter(&mut self) -> ArbiterHandle {
+        self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len();
+        self.arbiters[self.next_arbiter].clone()
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Every session asks here first; let them queue rather than fail.
+        ctx.set_mailbox_capacity(4096);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}
+
+/// Returns the live room in `map`, or starts one with `start`.
+fn resolve<I, R>(
+    map: &mut HashMap<I, Addr<R>>,
+    id: I,
+    stale: Option<Addr<R>>,
+    start: impl FnOnce() -> Addr<R>,
+) -> Addr<R>
+where
+    I: Eq + std::hash::Hash,
+    R: Actor,
+{
+    if let Some(addr) = map.get(&id) {
+        if addr.connected() && stale.as_ref() != Some(addr) {
+            return addr.clone();
+        }
+    }
+    let addr = start();
+    map.insert(id, addr.clone());
+    addr
+}
+
+impl Handler<OpenRoom<DocumentRoom>> for Registry {
+    type Result = MessageResult<OpenRoom<DocumentRoom>>;
+
+    fn handle(&mut self, msg: OpenRoom<DocumentRoom>, ctx: &mut Context<Self>) -> Self::Result {
+        let (db, settings, me) = (self.db.clone(), self.settings.clone(), ctx.address().recipient());
+        let arbiter = self.arbiter();
+        let id = msg.id.clone();
+        MessageResult(resolve(&mut self.documents, msg.id, msg.stale, move || {
+            DocumentRoom::start_in_arbiter(&arbiter, move |_| DocumentRoom::new(id, db, settings, me))
+        }))
+    }
+}
+
+impl Handler<OpenRoom<ChatRoom>> for Registry {
+    type Result = MessageResult<OpenRoom<ChatRoom>>;
+
+    fn handle(&mut self, msg: OpenRoom<ChatRoom>, ctx: &mut Context<Self>) -> Self::Result {
+        let (db, settings, me) = (self.db.clone(), self.settings.clone(), ctx.address().recipient());
+        let arbiter = self.arbiter();
+        let id = msg.id.clone();
+        MessageResult(resolve(&mut self.chats, msg.id, msg.stale, move || {
+            ChatRoom::start_in_arbiter(&arbiter, move |_| ChatRoom::new(id, db, settings, me))
+        }))
+    }
+}
+
+impl Handler<RoomStopped> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoomStopped, _: &mut Context<Self>) {
+        match msg {
+            RoomStopped::Document(id, addr) => {
+                if self.documents.get(&id) == Some(&addr) {
+                    self.documents.remove(&id);
+                }
+            }
+            RoomStopped::Chat(id, addr) => {
+                if self.chats.get(&id) == Some(&addr) {
+                    self.chats.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Register> for Registry {
+    type Result = Result<(), WireError>;
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            return Err(WireError::busy("the server is shutting down; reconnect shortly"));
+        }
+        let limit = self.settings.max_connections_per_user;
+        let sessions = self.users.entry(msg.user_id.clone()).or_default();
+        if sessions.len() >= limit {
+            let e = WireError::limit(
+                "max_connections_per_user",
+                format!("user {} already has {limit} connections", msg.user_id),
+            );
+            if sessions.is_empty() {
+                self.users.remove(&msg.user_id);
+            }
+            return Err(e);
+        }
+        sessions.insert(msg.session_id, msg.control);
+        Ok(())
+    }
+}
+
+impl Handler<Unregister> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
+        if let Some(sessions) = self.users.get_mut(&msg.user_id) {
+            sessions.remove(&msg.session_id);
+            if sessions.is_empty() {
+                self.users.remove(&msg.user_id);
+            }
+        }
+    }
+}
+
+impl Handler<Shutdown> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> usize {
+        self.shutting_down = true;
+        let mut told = 0;
+        for sessions in self.users.values() {
+            for control in sessions.values() {
+                control.do_send(Control::Shutdown);
+                told += 1;
+            }
+        }
+        told
+    }
+}
+
+impl Handler<Stats> for Registry {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(RegistryStats {
+            sessions: self.users.values().map(HashMap::len).sum(),
+            users: self.users.len(),
+            document_rooms: self.documents.values().filter(|a| a.connected()).count(),
+            chat_rooms: self.chats.values().filter(|a| a.connected()).count(),
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! What document and chat rooms share: their members and how pushes reach
+//! them, leaving, and stopping when idle.
+//!
+//! A push is encoded once and the same bytes are offered to every member
+//! with `try_send`; members whose queue is full (slow consumers) or gone are
+//! removed on the spot, and the others hear `user:left` for them, so a
+//! stalled client never holds a room back.
+
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, AsyncContext, Context, Message, SpawnHandle};
+use bytestring::ByteString;
+
+use crate::ids::{RoomName, SessionId};
+use crate::presence::{Joined, Presence};
+use crate::protocol::frames::{self, MemberInfo, RoomOnly, UserJoined, UserLeft};
+use crate::session::outbound::{Delivery, Peer, Requester};
+
+/// Room mailboxes hold this many requests; senders wait beyond it.
+pub const ROOM_MAILBOX: usize = 4096;
+
+/// A connection leaves a room: a `*:leave` request (with a requester to
+/// ack) or a disconnect (without).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub session_id: SessionId,
+    pub requester: Option<Requester>,
+}
+
+/// The members of one room and the pushes that keep them informed.
+pub struct Members {
+    room: RoomName,
+    presence: Presence<Peer>,
+}
+
+impl Members {
+    pub fn new(room: RoomName) -> Members {
+        Members { room, presence: Presence::default() }
+    }
+
+    pub fn room(&self) -> &RoomName {
+        &self.room
+    }
+
+    pub fn contains(&self, session: SessionId) -> bool {
+        self.presence.contains(session)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.presence.is_empty()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.presence.connection_count()
+    }
+
+    pub fn list(&self) -> Vec<MemberInfo> {
+        self.presence.members()
+    }
+
+    pub fn sessions_of(&self, user: &crate::ids::UserId) -> Vec<SessionId> {
+        self.presence.sessions_of(user)
+    }
+
+    /// Adds a connection; returns whether the user is new to the room. The
+    /// caller acks first, then calls [`Members::announce_join`].
+    pub fn add(&mut self, peer: Peer) -> bool {
+        // Drop connections that died without saying so, so that `members`
+        // never lists ghosts.
+        let gone: Vec<SessionId> = self.presence.peers().filter(|(_, p)| p.is_gone()).map(|(s, _)| s).collect();
+        for s in gone {
+            self.remove(s);
+        }
+        let (session, user, name) = (peer.session_id, peer.user_id.clone(), peer.name.clone());
+        self.presence.join(session, user, name, peer) == Joined::FirstConnection
+    }
+
+    /// Tells the others that `peer`'s user arrived.
+    pub fn announce_join(&mut self, peer: &Peer) {
+        let frame = frames::push(
+            "user:joined",
+            &self.room,
+            UserJoined { user_id: &peer.user_id, name: peer.name.as_deref() },
+        );
+        self.broadcast(frame, Some(peer.session_id));
+    }
+
+    /// Removes a connection and, if it was its user's last one, tells the
+    /// others. Returns the removed peer.
+    pub fn remove(&mut self, session: SessionId) -> Option<Peer> {
+        let left = self.presence.leave(session)?;
+        if left.last_connection {
+            let frame = frames::push("user:left", &self.room, UserLeft { user_id: &left.user_id });
+            self.broadcast(frame, None);
+        }
+        Some(left.peer)
+    }
+
+    /// Offers `frame` to every member but `except`. Members that cannot take
+    /// it are removed (which may announce `user:left`).
+    pub fn broadcast(&mut self, frame: ByteString, except: Option<SessionId>) {
+        let mut failed = Vec::new();
+        for (session, peer) in self.presence.peers() {
+            if Some(session) == except {
+                continue;
+            }
+            match peer.deliver(frame.clone()) {
+                Delivery::Queued => {}
+                Delivery::Full => {
+                    log::info!("{}: session {session} is a slow consumer; removed", self.room);
+                    failed.push(session);
+                }
+                Delivery::Gone => failed.push(session),
+            }
+        }
+        for session in failed {
+            self.remove(session);
+        }
+    }
+
+    /// Handles a [`Leave`]: acks it (`{room}`) and announces `user:left`.
+    pub fn leave(&mut self, leave: Leave) {
+        let was_member = self.remove(leave.session_id).is_some();
+        if let Some(req) = leave.requester {
+            if was_member {
+                req.ack(RoomOnly { room: &self.room });
+            } else {
+                req.fail(&crate::protocol::WireError::not_joined(&self.room));
+            }
+        }
+    }
+}
+
+/// Stops a room that stayed empty for `after`. Rooms hold only a warm
+/// cache and presence; the database holds the state, so a stopped room is
+/// restarted on the next request at no loss.
+#[derive(Default)]
+pub struct IdleStop {
+    timer: Option<SpawnHandle>,
+}
+
+impl IdleStop {
+    /// Call after every change of membership.
+    pub fn update<A>(&mut self, empty: bool, after: Duration, ctx: &mut Context<A>)
+    where
+        A: Actor<Context = Context<A>> + HasMembers,
+    {
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        if empty {
+            self.timer = Some(ctx.run_later(after, |act, ctx| {
+                if act.members().is_empty() {
+                    log::debug!("{}: idle, stopping", act.members().room());
+                    ctx.stop();
+                }
+            }));
+        }
+    }
+}
+
+/// Rooms expose their members to shared helpers.
+pub trait HasMembers {
+    fn members(&self) -> &Members;
+}

@@ -1,0 +1,204 @@
+//! What a session does with each decoded request: answer it itself
+//! (`ping`, `auth:refresh`), run it on the store (creations, history), or
+//! route it to the room that owns the ordering (joins, updates, messages,
+//! leaves, shares). Rooms answer routed requests themselves, on the same
+//! queue as their pushes, so an `ack` always precedes the pushes it causes.
+
+use std::sync::Arc;
+
+use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
+
+use crate::chat::{not_member_error, ChatRoom, JoinChat, PostMessage};
+use crate::document::{DocumentRoom, JoinDocument, ShareDocument, UpdateDocument};
+use crate::ids::RoomName;
+use crate::model::Timestamp;
+use crate::protocol::frames::{self, ChatCreated, DocumentCreated, History, Pong, Refreshed, SessionUpdate};
+use crate::protocol::{ClientRequest, ErrorCode, Request, WireError};
+use crate::room::Leave;
+use crate::session::outbound::{Peer, Requester};
+use crate::session::routing::{Done, Route};
+use crate::session::socket::Socket;
+use crate::session::Session;
+use crate::auth::AuthFailure;
+
+impl<S: Socket> Session<S> {
+    pub(super) fn dispatch(&mut self, request: Request, peer: Peer, ctx: &mut Context<Self>) {
+        let Request { r#ref, body } = request;
+        let req = Requester { peer, r#ref };
+        let user = req.peer.user_id.clone();
+        match body {
+            ClientRequest::Auth { .. } => {
+                let e = WireError::invalid("event", "already authenticated; use auth:refresh to present a new token");
+                self.fail(&req, "auth", &e);
+            }
+            ClientRequest::AuthRefresh { token } => self.refresh(&req, &token, ctx),
+            ClientRequest::Ping => req.ack(Pong { server_time: Timestamp::now() }),
+
+            ClientRequest::DocumentsCreate { document_id, title, content } => {
+                let job = self.deps.db.run(move |s| s.create_document(&document_id, &title, &content, &user));
+                self.reply_from_store(ctx, req, "documents:create", job, |r, d| r.ack(DocumentCreated { document: d }));
+            }
+            ClientRequest::DocumentsJoin { document_id } => {
+                let name = RoomName::Document(document_id.clone());
+                if let Some(e) = self.room_limit(&name) {
+                    return self.fail(&req, "documents:join", &e);
+                }
+                let msg = JoinDocument { requester: req.clone() };
+                let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: true };
+                self.route(ctx, route, self.after_join(name, req));
+            }
+            ClientRequest::DocumentsUpdate { document_id, content, version } => {
+                let msg = UpdateDocument { requester: req.clone(), content: Arc::from(content), version };
+                let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
+                self.route(ctx, route, fail_if_unreached(req, "documents:update"));
+            }
+            ClientRequest::DocumentsLeave { document_id } => {
+                self.leave(ctx, RoomName::Document(document_id), req, "documents:leave");
+            }
+            ClientRequest::DocumentsShare { document_id, user_id, grant } => {
+                let msg = ShareDocument { by: Some(user), requester: Some(req.clone()), user_id, grant };
+                let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
+                self.route(ctx, route, fail_if_unreached(req, "documents:share"));
+            }
+
+            ClientRequest::ChatCreate { chat_id, private, members } => {
+                let job = self.deps.db.run(move |s| s.create_chat(&chat_id, private, &members, Some(&user)));
+                self.reply_from_store(ctx, req, "chat:create", job, |r, c| r.ack(ChatCreated { chat: c }));
+            }
+            ClientRequest::ChatJoin { chat_id, since_seq } => {
+                let name = RoomName::Chat(chat_id.clone());
+                if let Some(e) = self.room_limit(&name) {
+                    return self.fail(&req, "chat:join", &e);
+                }
+                let msg = JoinChat { requester: req.clone(), since_seq };
+                let route = Route::<ChatRoom, _> { id: chat_id, msg, remember: true };
+                self.route(ctx, route, self.after_join(name, req));
+            }
+            ClientRequest::ChatMessage { chat_id, content, client_msg_id } => {
+                let name = RoomName::Chat(chat_id.clone());
+                if !self.rooms.contains_key(&name) {
+                    let refusal = not_member_error(&self.deps.db, chat_id, user);
+                    ctx.spawn(refusal.into_actor(self).map(move |e, act, _| act.fail(&req, "chat:message", &e)));
+                    return;
+                }
+                let msg = PostMessage { author: user, requester: Some(req.clone()), content, client_msg_id };
+                let route = Route::<ChatRoom, _> { id: chat_id, msg, remember: false };
+                self.route(ctx, route, fail_if_unreached(req, "chat:message"));
+            }
+            ClientRequest::ChatHistory { chat_id, before_seq, limit } => {
+                let job = self.deps.db.run(move |s| s.history(&chat_id, Some(&user), before_seq, limit));
+                self.reply_from_store(ctx, req, "chat:history", job, |r, p| {
+                    r.ack(History { messages: &p.messages, has_more: p.has_more })
+                });
+            }
+            ClientRequest::ChatLeave { chat_id } => {
+                self.leave(ctx, RoomName::Chat(chat_id), req, "chat:leave");
+            }
+        }
+    }
+
+    fn fail(&self, req: &Requester, event: &'static str, e: &WireError) {
+        self.deps.observer.error(event, e.code);
+        req.fail(e);
+    }
+
+    /// Answers a request that the store alone serves.
+    fn reply_from_store<T, F>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        req: Requester,
+        event: &'static str,
+        job: impl std::future::Future<Output = Result<T, WireError>> + 'static,
+        ack: F,
+    ) where
+        T: 'static,
+        F: FnOnce(&Requester, &T) + 'static,
+    {
+        ctx.spawn(job.into_actor(self).map(move |result, act, _| match result {
+            Ok(v) => ack(&req, &v),
+            Err(e) => act.fail(&req, event, &e),
+        }));
+    }
+
+    /// `LIMIT_EXCEEDED` when joining one more room would pass
+    /// `max_rooms_per_connection` (re-joining a room does not count).
+    fn room_limit(&self, name: &RoomName) -> Option<WireError> {
+        let max = self.settings().max_rooms_per_connection;
+        if self.rooms.contains_key(name) || self.rooms.len() < max {
+            return None;
+        }
+        Some(WireError::limit(
+            "max_rooms_per_connection",
+            format!("this connection already joined {max} rooms"),
+        ))
+    }
+
+    /// Keeps the room if the join succeeded, forgets it otherwise.
+    fn after_join(&self, name: RoomName, req: Requester) -> Done<S, bool> {
+        let was_member = self.rooms.contains_key(&name);
+        Box::new(move |act, _, joined| match joined {
+            Ok(true) => {}
+            Ok(false) => {
+                if !was_member {
+                    act.rooms.remove(&name);
+                }
+            }
+            Err(e) => {
+                if !was_member {
+                    act.rooms.remove(&name);
+                }
+                act.fail(&req, "join", &e);
+            }
+        })
+    }
+
+    fn leave(&mut self, ctx: &mut Context<Self>, name: RoomName, req: Requester, event: &'static str) {
+        let Some(room) = self.rooms.remove(&name) else {
+            return self.fail(&req, event, &WireError::not_joined(&name));
+        };
+        let msg = Leave { session_id: self.id, requester: Some(req.clone()) };
+        let sent: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), actix::MailboxError>>>> = match room {
+            crate::session::routing::RoomAddr::Document(a) => Box::pin(a.send(msg)),
+            crate::session::routing::RoomAddr::Chat(a) => Box::pin(a.send(msg)),
+        };
+        ctx.spawn(sent.into_actor(self).map(move |answer, act, _| {
+            if let Err(e) = answer {
+                act.fail(&req, event, &e.into());
+            }
+        }));
+    }
+
+    fn refresh(&mut self, req: &Requester, token: &str, ctx: &mut Context<Self>) {
+        let current = req.peer.user_id.clone();
+        let identity = match self.deps.verifier.verify(token) {
+            Ok(i) if i.user_id == current => i,
+            Ok(_) => {
+                let e = WireError::new(ErrorCode::Unauthenticated, "the new token is for another user; nothing changed");
+                return self.fail(req, "auth:refresh", &e);
+            }
+            Err(f @ AuthFailure::Expired) | Err(f @ AuthFailure::Invalid(_)) => {
+                return self.fail(req, "auth:refresh", &f.into());
+            }
+        };
+        let expires_at = identity.expires_at();
+        if let Some(old) = &mut self.identity {
+            old.expires_at = identity.expires_at;
+        }
+        self.arm_expiry(ctx);
+        req.ack(Refreshed { expires_at });
+        let mut rooms: Vec<&RoomName> = self.rooms.keys().collect();
+        rooms.sort();
+        let update = frames::session_event("session_update", None, SessionUpdate { user_id: &current, expires_at, rooms });
+        self.send(update, ctx);
+    }
+}
+
+/// For routed requests the room answers; only a failure to reach it is ours
+/// to report.
+fn fail_if_unreached<S: Socket, T: 'static>(req: Requester, event: &'static str) -> Done<S, T> {
+    Box::new(move |act, _, answer| {
+        if let Err(e) = answer {
+            act.fail(&req, event, &e);
+        }
+    })
+}

@@ -1,0 +1,138 @@
+//! A session's outbound path: the bounded queue of frames every producer
+//! (the session itself, rooms) writes into, the [`Peer`] handle rooms hold,
+//! and the writer task that drains the queue into the socket in order.
+//!
+//! Rooms never wait on a session: they `try_send` into its queue, and a full
+//! queue marks the session a slow consumer (closed with 4008) instead of
+//! slowing the room.
+
+use std::sync::Arc;
+
+use actix::{Message, Recipient};
+use bytes::Bytes;
+use bytestring::ByteString;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::ids::{RoomName, SessionId, UserId};
+use crate::protocol::{frames, CloseCode, Ref, WireError};
+use crate::session::socket::Socket;
+
+/// What the writer task does next.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(ByteString),
+    Ping,
+    Pong(Bytes),
+    /// Send a Close frame and stop writing.
+    Close(CloseCode),
+}
+
+/// Out-of-band notices to a session actor. Each room sends at most one per
+/// member event (a slow consumer is removed from the room as it is
+/// reported), so this path stays bounded without a capacity check.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum Control {
+    /// A room found the outbound queue full.
+    SlowConsumer,
+    /// The user lost access to the room; the error was already queued.
+    Evicted(RoomName),
+    /// The server is stopping: close with 1001.
+    Shutdown,
+}
+
+/// The result of offering a frame to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Queued,
+    /// The queue is full: a slow consumer.
+    Full,
+    /// The session is gone.
+    Gone,
+}
+
+/// How rooms reach one session.
+#[derive(Clone)]
+pub struct Peer {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub name: Option<Arc<str>>,
+    frames: mpsc::Sender<Outbound>,
+    control: Recipient<Control>,
+}
+
+impl Peer {
+    pub fn new(
+        session_id: SessionId,
+        user_id: UserId,
+        name: Option<Arc<str>>,
+        frames: mpsc::Sender<Outbound>,
+        control: Recipient<Control>,
+    ) -> Peer {
+        Peer { session_id, user_id, name, frames, control }
+    }
+
+    /// Offers a frame without waiting. On `Full` the session has already
+    /// been told it is a slow consumer.
+    pub fn deliver(&self, frame: ByteString) -> Delivery {
+        match self.frames.try_send(Outbound::Frame(frame)) {
+            Ok(()) => Delivery::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.control.do_send(Control::SlowConsumer);
+                Delivery::Full
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
+        }
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.frames.is_closed()
+    }
+
+    pub fn evicted(&self, room: RoomName) {
+        self.control.do_send(Control::Evicted(room));
+    }
+}
+
+/// The connection that made a request, and the request's `ref`: where its
+/// one response goes.
+#[derive(Clone)]
+pub struct Requester {
+    pub peer: Peer,
+    pub r#ref: Option<Ref>,
+}
+
+impl Requester {
+    /// Sends the `ack` (only when the request had a `ref`).
+    pub fn ack<D: Serialize>(&self, data: D) {
+        if let Some(r) = &self.r#ref {
+            self.peer.deliver(frames::ack(r, data));
+        }
+    }
+
+    /// Sends the `error` (always: requests without `ref` still hear of
+    /// failures).
+    pub fn fail(&self, e: &WireError) {
+        self.peer.deliver(frames::error(self.r#ref.as_ref(), None, e));
+    }
+}
+
+/// Drains the queue into the socket until the queue closes, the socket
+/// fails, or a Close is written. Frames leave in queue order.
+pub async fn write_loop<S: Socket>(mut queue: mpsc::Receiver<Outbound>, mut socket: S) {
+    while let Some(next) = queue.recv().await {
+        let sent = match next {
+            Outbound::Frame(f) => socket.text(f).await,
+            Outbound::Ping => socket.ping().await,
+            Outbound::Pong(p) => socket.pong(p).await,
+            Outbound::Close(code) => {
+                socket.close(code).await;
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The storage interface the actors call, and the pool of threads that runs
+//! it. The interface is blocking on purpose: implementations (SQL, in
+//! `src/db/`) run only on [`DbExecutor`] threads of a `SyncArbiter`, never on
+//! an async actor's thread. Actors reach them through [`Db::run`].
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncContext};
+
+use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
+use crate::model::{Chat, Document, Grant, Message as ChatMessage, Role};
+use crate::protocol::WireError;
+
+/// What went wrong in the store, in terms the protocol can express.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreError {
+    /// `what` names the missing thing: "document d1".
+    NotFound(String),
+    PermissionDenied(String),
+    AlreadyExists(String),
+    VersionConflict { document: DocumentId, current: Version },
+    Invalid { field: &'static str, message: String },
+    /// The database cannot be reached right now; safe to retry.
+    Unavailable(String),
+    /// Anything else: a bug or a corrupt database.
+    Internal(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A chat as seen by a joining member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatSnapshot {
+    pub chat: Chat,
+    pub last_seq: Seq,
+    pub messages: Vec<ChatMessage>,
+    pub recovered: bool,
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub chat_id: ChatId,
+    pub user_id: UserId,
+    pub content: String,
+    pub client_msg_id: Option<String>,
+    /// Check that the author may post (HTTP publishes). Room members were
+    /// checked when they joined.
+    pub check_access: bool,
+}
+
+/// The outcome of an append: the stored message, and whether it was stored
+/// now (`false`: a retry of an idempotent send that returns the original).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub message: ChatMessage,
+    pub fresh: bool,
+}
+
+/// A page of history, ascending by seq.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub messages: Vec<ChatMessage>,
+    pub has_more: bool,
+}
+
+/// Whether a user may read a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatAccess {
+    Allowed,
+    Denied,
+    Unknown,
+}
+
+/// Everything the engine stores. Each method is one transaction (or one
+/// read) and is the serialization point of record: version checks, seq
+/// assignment and access checks happen inside it, so several engine
+/// processes sharing one database stay correct.
+pub trait Store: Send + Sync + 'static {
+    /// Creates a document owned by `owner`, at version 0.
+    fn create_document(&self, id: &DocumentId, title: &str, content: &str, owner: &UserId) -> StoreResult<Document>;
+    /// The document and the user's role on it (for a join).
+    fn open_document(&self, id: &DocumentId, user: &UserId) -> StoreResult<(Document, Role)>;
+    /// The document (server-to-server reads).
+    fn document(&self, id: &DocumentId) -> StoreResult<Document>;
+    /// Stores `content` as `version`, which must be current + 1, if `user`
+    /// may edit.
+    fn update_document(&self, id: &DocumentId, user: &UserId, content: &str, version: Version) -> StoreResult<Document>;
+    /// Grants or revokes a role. `by` must be an owner; `None` is the server
+    /// itself (HTTP API). The last owner cannot be revoked or demoted.
+    fn share_document(&self, id: &DocumentId, by: Option<&UserId>, user: &UserId, grant: Grant) -> StoreResult<()>;
+    /// Creates a chat; `created_by` is `None` for the HTTP API.
+    fn create_chat(&self, id: &ChatId, private: bool, members: &[UserId], created_by: Option<&UserId>) -> StoreResult<Chat>;
+    /// Opens a chat for `user` (creating an unknown id as a public chat) and
+    /// reads what a join returns (see `chat::recovery`).
+    fn open_chat(&self, id: &ChatId, user: &UserId, since: Option<Seq>, max_recovery: u32) -> StoreResult<ChatSnapshot>;
+    fn chat_access(&self, id: &ChatId, user: &UserId) -> StoreResult<ChatAccess>;
+    /// Appends a message with the chat's next seq, or returns the stored
+    /// one for a repeated `client_msg_id`.
+    fn append_message(&self, message: &NewMessage) -> StoreResult<Appended>;
+    /// Up to `limit` messages before `before` (default: the newest), for
+    /// `reader` (`None`: the server itself).
+    fn history(&self, id: &ChatId, reader: Option<&UserId>, before: Option<Seq>, limit: i64) -> StoreResult<Page>;
+    /// Cheap round trip, for readiness checks.
+    fn ping(&self) -> StoreResult<()>;
+}
+
+type Job<T> = Box<dyn FnOnce(&dyn Store) -> T + Send>;
+
+/// One unit of blocking work for a [`DbExecutor`].
+struct Run<T: Send + 'static>(Job<T>);
+
+impl<T: Send + 'static> Message for Run<T> {
+    type Result = T;
+}
+
+/// Runs store calls on its own thread; a `SyncArbiter` holds several.
+pub struct DbExecutor {
+    store: Arc<dyn Store>,
+}
+
+impl Actor for DbExecutor {
+    type Context = SyncContext<Self>;
+}
+
+impl<T: Send + 'static> Handler<Run<T>> for DbExecutor {
+    type Result = MessageResult<Run<T>>;
+
+    fn handle(&mut self, job: Run<T>, _: &mut SyncContext<Self>) -> Self::Result {
+        MessageResult((job.0)(&*self.store))
+    }
+}
+
+/// Observes each store call's duration (metrics).
+pub trait DbObserver: Send + Sync + 'static {
+    fn observe(&self, seconds: f64);
+}
+
+/// A handle to the database executors, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    executors: Addr<DbExecutor>,
+    observer: Option<Arc<dyn DbObserver>>,
+}
+
+impl Db {
+    /// Starts `threads` executors over `store`. Must run inside an actix
+    /// system.
+    pub fn start(store: Arc<dyn Store>, threads: usize, observer: Option<Arc<dyn DbObserver>>) -> Db {
+        let executors = SyncArbiter::start(threads.max(1), move || DbExecutor { store: store.clone() });
+        Db { executors, observer }
+    }
+
+    /// Runs `f` on an executor thread. The executors' mailbox is bounded:
+    /// when every thread is busy and the queue is full, callers wait.
+    pub fn run<T, F>(&self, f: F) -> impl Future<Output = Result<T, WireError>> + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let observer = self.observer.clone();
+        let job: Job<Result<T, StoreError>> = Box::new(move |store| {
+            let started = Instant::now();
+            let out = f(store);
+            if let Some(o) = &observer {
+                o.observe(started.elapsed().as_secs_f64());
+            }
+            out
+        });
+        let sent = self.executors.send(Run(job));
+        async move {
+            match sent.await {
+                Ok(result) => result.map_err(WireError::from),
+                Err(e) => Err(WireError::from(e)),
+            }
+        }
+    }
+}
