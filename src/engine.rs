@@ -1,0 +1,145 @@
+//! Starting the engine on a listener, and stopping it well: on SIGTERM or
+//! SIGINT the server stops accepting, tells every session to finish its
+//! in-flight requests and close with 1001, waits up to the drain timeout,
+//! and checkpoints the database before the process exits.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use huddle_actors::registry::{Registry, Shutdown};
+use huddle_actors::session::{NoObserver, SessionDeps};
+use huddle_actors::store::Db;
+use r2d2::Pool;
+
+use crate::auth::{JwtConfig, JwtVerifier};
+use crate::config::Options;
+use crate::db::connection::{Manager, Target};
+use crate::db::store::SqlStore;
+use crate::routes::{self, AppState};
+
+/// A started engine.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub server: Server,
+    pub control: Control,
+}
+
+/// What it takes to stop a running engine, from any thread.
+#[derive(Clone)]
+pub struct Control {
+    handle: ServerHandle,
+    registry: Addr<Registry>,
+    pool: Pool<Manager>,
+    drain: Duration,
+}
+
+/// Starts the engine and its HTTP server on `listener`. Must be called
+/// inside an actix system; the returned server must be awaited.
+pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result<Running, String> {
+    let target = Target::parse(&options.database_url);
+    let pool = crate::db::open(&target, options.sqlite_synchronous, options.db_threads as u32 + 2)?;
+    let settings = Arc::new(options.settings());
+    let db = Db::start(Arc::new(SqlStore::new(pool.clone())), options.db_threads, None);
+    let registry = Registry::new(db.clone(), settings.clone(), options.room_threads).start();
+    let verifier = Arc::new(JwtVerifier::new(&jwt)?);
+    let state = AppState {
+        deps: SessionDeps {
+            registry: registry.clone(),
+            db,
+            verifier,
+            settings,
+            observer: Arc::new(NoObserver),
+        },
+        jwt: Arc::new(jwt),
+        api_key: options.api_key.clone().map(Arc::from),
+        metrics_token: options.metrics_token.clone().map(Arc::from),
+        demo: options.demo,
+    };
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let drain = Duration::from_millis(options.drain_timeout_ms);
+    let mut http = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(routes::configure)
+    })
+    // Signals are ours: sessions must be told to close before the HTTP
+    // server waits for connections to end.
+    .disable_signals()
+    .shutdown_timeout(drain.as_secs().max(1));
+    if options.workers > 0 {
+        http = http.workers(options.workers);
+    }
+    let server = http
+        .listen(listener)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+        .run();
+    log::info!("database: {target}");
+    log::info!("listening on http://{addr}");
+    let control = Control { handle: server.handle(), registry, pool, drain };
+    Ok(Running { addr, server, control })
+}
+
+impl Control {
+    /// Graceful stop: close sessions with 1001 after their in-flight work,
+    /// stop the HTTP server, checkpoint the database.
+    pub async fn shutdown(&self) {
+        match self.registry.send(Shutdown).await {
+            Ok(n) => log::info!("shutting down: closing {n} sessions"),
+            Err(e) => log::warn!("shutting down: registry unreachable: {e}"),
+        }
+        let stopped = self.handle.stop(true);
+        if tokio::time::timeout(self.drain, stopped).await.is_err() {
+            log::warn!("drain timeout passed; stopping anyway");
+        }
+        self.checkpoint().await;
+    }
+
+    /// Stops at once (tests, restarts).
+    pub async fn stop_now(&self) {
+        self.handle.stop(false).await;
+    }
+
+    async fn checkpoint(&self) {
+        let pool = self.pool.clone();
+        let done = web::block(move || -> Result<(), String> {
+            use diesel::connection::SimpleConnection;
+            let mut c = pool.get().map_err(|e| e.to_string())?;
+            if let crate::db::connection::AnyConnection::Sqlite(s) = &mut *c {
+                s.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => log::info!("database checkpointed"),
+            Ok(Err(e)) => log::warn!("checkpoint failed: {e}"),
+            Err(e) => log::warn!("checkpoint failed: {e}"),
+        }
+    }
+}
+
+impl Running {
+    /// Serves until the server stops or SIGTERM / SIGINT arrives.
+    pub async fn serve_until_signal(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let control = self.control.clone();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => return result,
+            _ = term.recv() => log::info!("SIGTERM: draining"),
+            _ = int.recv() => log::info!("SIGINT: draining"),
+        }
+        control.shutdown().await;
+        // The server future finishes once the stop completed.
+        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+        log::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! Liveness and readiness probes (no authentication).
+
+use actix_web::{web, HttpResponse};
+
+use crate::routes::{error_response, AppState};
+
+/// The process is up.
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The database answers.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    match state.deps.db.run(|s| s.ping()).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(e) => error_response(&e, None),
+    }
+}

@@ -1,0 +1,52 @@
+//! HTTP routes: the WebSocket endpoint, health and readiness, and (when
+//! enabled) the server-to-server API, metrics and the demo.
+
+mod health;
+mod ws;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use huddle_actors::protocol::{Details, ErrorCode, WireError};
+use huddle_actors::session::SessionDeps;
+use serde::Serialize;
+
+use crate::auth::JwtConfig;
+
+/// What every route can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub deps: SessionDeps,
+    pub jwt: Arc<JwtConfig>,
+    pub api_key: Option<Arc<str>>,
+    pub metrics_token: Option<Arc<str>>,
+    pub demo: bool,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws", web::get().to(ws::upgrade))
+        .route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready));
+}
+
+#[derive(Serialize)]
+struct HttpError<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    details: &'a Details,
+}
+
+fn is_empty(d: &&Details) -> bool {
+    **d == Details::default()
+}
+
+/// An error as an HTTP response: `{code, message, details?}` with the
+/// code's status (or `status` when given).
+pub fn error_response(e: &WireError, status: Option<StatusCode>) -> HttpResponse {
+    let status = status
+        .or_else(|| StatusCode::from_u16(e.code.http_status()).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(HttpError { code: e.code, message: &e.message, details: &e.details })
+}
