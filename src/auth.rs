@@ -75,7 +75,12 @@ impl JwtVerifier {
             }
         };
         let mut validation = Validation::new(config.algorithm.algorithm());
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience must also be present, not just
+        // right when present.
+        let mut required = vec!["exp", "sub"];
+        required.extend(config.issuer.as_ref().map(|_| "iss"));
+        required.extend(config.audience.as_ref().map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
         validation.leeway = config.leeway_s;
         validation.validate_nbf = true;
         validation.validate_exp = true;

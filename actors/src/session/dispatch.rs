@@ -187,7 +187,7 @@ impl<S: Socket> Session<S> {
         self.arm_expiry(ctx);
         req.ack(Refreshed { expires_at });
         let mut rooms: Vec<&RoomName> = self.rooms.keys().collect();
-        rooms.sort();
+        rooms.sort_by_cached_key(|r| r.to_string());
         let update = frames::session_event("session_update", None, SessionUpdate { user_id: &current, expires_at, rooms });
         self.send(update, ctx);
     }
