@@ -156,8 +156,10 @@ impl Client {
         self.kept.iter().filter(|f| pred(f)).cloned().collect()
     }
 
+    /// Closes normally and waits for the server's answering Close.
     pub async fn close(mut self) {
         let _ = self.ws.close(Some(CloseFrame { code: 1000.into(), reason: "bye".into() })).await;
+        let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
     }
 
     /// Drops the TCP connection without a Close (a network failure).
