@@ -129,16 +129,16 @@ impl Running {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let control = self.control.clone();
-        let server = self.server;
-        tokio::pin!(server);
+        // The server future must keep being polled while it stops: it is
+        // what carries out the stop command.
+        let mut server = actix_web::rt::spawn(self.server);
         tokio::select! {
-            result = &mut server => return result,
+            result = &mut server => return result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
             _ = term.recv() => log::info!("SIGTERM: draining"),
             _ = int.recv() => log::info!("SIGINT: draining"),
         }
         control.shutdown().await;
-        // The server future finishes once the stop completed.
-        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+        let _ = server.await;
         log::info!("stopped");
         Ok(())
     }
