@@ -1,0 +1,48 @@
+// @huddle/client: the public surface. Everything an application needs is
+// re-exported here; the files behind it each own one concept.
+
+export { HuddleClient, createClient } from './client.js';
+export type { HuddleClientOptions } from './client.js';
+export { HuddleError, isRetryable } from './errors.js';
+export type { ClientErrorCode, ErrorCode } from './errors.js';
+export { TypedEmitter } from './events.js';
+export type {
+  AnyEvent,
+  DisconnectInfo,
+  HuddleEvents,
+  Listener,
+  MessageSource,
+  ReconnectingInfo,
+  RoomJoined,
+  RoomPush,
+} from './events.js';
+export { newClientMsgId } from './messages.js';
+export type { HistoryOptions, SendOptions } from './messages.js';
+export { CloseCode, PROTOCOL_VERSION, parseRoomName, roomName } from './protocol.js';
+export type {
+  AckData,
+  Chat,
+  ChatJoinAck,
+  ConnectData,
+  Document,
+  DocumentJoinAck,
+  ErrorDetails,
+  HistoryAck,
+  Member,
+  Message,
+  PushMap,
+  Ref,
+  RequestData,
+  RequestEvent,
+  RequestMap,
+  Role,
+  RoomKind,
+  RoomName,
+  ServerErrorCode,
+  SessionUpdateData,
+} from './protocol.js';
+export type { RequestOptions } from './requests.js';
+export { DEFAULT_RECONNECT, backoffDelay } from './socket.js';
+export type { ReconnectOptions, WebSocketConstructor, WebSocketLike } from './socket.js';
+export type { ChatRoomState, ClientState, ConnectionStatus, DocumentRoomState, RoomState, RoomStatus, Session } from './state.js';
+export type { TokenSource } from './tokens.js';
