@@ -11,7 +11,7 @@ use actix::{Actor, Addr};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use huddle_actors::registry::{Registry, Shutdown};
-use huddle_actors::session::{NoObserver, SessionDeps};
+use huddle_actors::session::SessionDeps;
 use huddle_actors::store::Db;
 use r2d2::Pool;
 
@@ -19,6 +19,7 @@ use crate::auth::{JwtConfig, JwtVerifier};
 use crate::config::Options;
 use crate::db::connection::{Manager, Target};
 use crate::db::store::SqlStore;
+use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 
 /// A started engine.
@@ -43,7 +44,8 @@ pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result
     let target = Target::parse(&options.database_url);
     let pool = crate::db::open(&target, options.sqlite_synchronous, options.db_threads as u32 + 2)?;
     let settings = Arc::new(options.settings());
-    let db = Db::start(Arc::new(SqlStore::new(pool.clone())), options.db_threads, None);
+    let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+    let db = Db::start(Arc::new(SqlStore::new(pool.clone())), options.db_threads, metrics.clone());
     let registry = Registry::new(db.clone(), settings.clone(), options.room_threads).start();
     let verifier = Arc::new(JwtVerifier::new(&jwt)?);
     let state = AppState {
@@ -52,8 +54,8 @@ pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result
             db,
             verifier,
             settings,
-            observer: Arc::new(NoObserver),
         },
+        metrics,
         jwt: Arc::new(jwt),
         api_key: options.api_key.clone().map(Arc::from),
         metrics_token: options.metrics_token.clone().map(Arc::from),

@@ -5,13 +5,14 @@
 //! - [`auth`]: JWT checking and minting; [`secret`]: the generated secret;
 //! - [`db`]: diesel + r2d2 over SQLite or PostgreSQL, migrations, the SQL
 //!   store;
-//! - [`routes`]: HTTP and WebSocket endpoints;
+//! - [`routes`]: HTTP and WebSocket endpoints; [`metrics`]: Prometheus;
 //! - [`engine`]: starting everything on a listener, and graceful shutdown.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod engine;
+pub mod metrics;
 pub mod routes;
 pub mod secret;
 

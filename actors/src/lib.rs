@@ -37,6 +37,7 @@ pub mod config;
 pub mod document;
 pub mod ids;
 pub mod model;
+pub mod observer;
 pub mod presence;
 pub mod protocol;
 pub mod registry;

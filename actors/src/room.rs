@@ -6,12 +6,14 @@
 //! removed on the spot, and the others hear `user:left` for them, so a
 //! stalled client never holds a room back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Message, SpawnHandle};
 use bytestring::ByteString;
 
 use crate::ids::{RoomName, SessionId};
+use crate::observer::Observer;
 use crate::presence::{Joined, Presence};
 use crate::protocol::frames::{self, MemberInfo, RoomOnly, UserJoined, UserLeft};
 use crate::session::outbound::{Delivery, Peer, Requester};
@@ -32,11 +34,12 @@ pub struct Leave {
 pub struct Members {
     room: RoomName,
     presence: Presence<Peer>,
+    observer: Arc<dyn Observer>,
 }
 
 impl Members {
-    pub fn new(room: RoomName) -> Members {
-        Members { room, presence: Presence::default() }
+    pub fn new(room: RoomName, observer: Arc<dyn Observer>) -> Members {
+        Members { room, presence: Presence::default(), observer }
     }
 
     pub fn room(&self) -> &RoomName {
@@ -101,12 +104,13 @@ impl Members {
     /// it are removed (which may announce `user:left`).
     pub fn broadcast(&mut self, frame: ByteString, except: Option<SessionId>) {
         let mut failed = Vec::new();
+        let mut delivered = 0;
         for (session, peer) in self.presence.peers() {
             if Some(session) == except {
                 continue;
             }
             match peer.deliver(frame.clone()) {
-                Delivery::Queued => {}
+                Delivery::Queued => delivered += 1,
                 Delivery::Full => {
                     log::info!("{}: session {session} is a slow consumer; removed", self.room);
                     failed.push(session);
@@ -114,6 +118,7 @@ impl Members {
                 Delivery::Gone => failed.push(session),
             }
         }
+        self.observer.pushes(delivered);
         for session in failed {
             self.remove(session);
         }

@@ -12,6 +12,7 @@ use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncConte
 
 use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
 use crate::model::{Chat, Document, Grant, Message as ChatMessage, Role};
+use crate::observer::Observer;
 use crate::protocol::WireError;
 
 /// What went wrong in the store, in terms the protocol can express.
@@ -142,22 +143,21 @@ impl<T: Send + 'static> Handler<Run<T>> for DbExecutor {
     }
 }
 
-/// Observes each store call's duration (metrics).
-pub trait DbObserver: Send + Sync + 'static {
-    fn observe(&self, seconds: f64);
-}
-
 /// A handle to the database executors, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
     executors: Addr<DbExecutor>,
-    observer: Option<Arc<dyn DbObserver>>,
+    observer: Arc<dyn Observer>,
 }
 
 impl Db {
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.observer
+    }
+
     /// Starts `threads` executors over `store`. Must run inside an actix
     /// system.
-    pub fn start(store: Arc<dyn Store>, threads: usize, observer: Option<Arc<dyn DbObserver>>) -> Db {
+    pub fn start(store: Arc<dyn Store>, threads: usize, observer: Arc<dyn Observer>) -> Db {
         let executors = SyncArbiter::start(threads.max(1), move || DbExecutor { store: store.clone() });
         Db { executors, observer }
     }
@@ -173,9 +173,7 @@ impl Db {
         let job: Job<Result<T, StoreError>> = Box::new(move |store| {
             let started = Instant::now();
             let out = f(store);
-            if let Some(o) = &observer {
-                o.observe(started.elapsed().as_secs_f64());
-            }
+            observer.db_call(started.elapsed().as_secs_f64());
             out
         });
         let sent = self.executors.send(Run(job));

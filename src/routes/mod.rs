@@ -1,7 +1,9 @@
 //! HTTP routes: the WebSocket endpoint, health and readiness, and (when
 //! enabled) the server-to-server API, metrics and the demo.
 
+mod api;
 mod health;
+mod metrics;
 mod ws;
 
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use huddle_actors::session::SessionDeps;
 use serde::Serialize;
 
 use crate::auth::JwtConfig;
+use crate::metrics::Metrics;
 
 /// What every route can reach.
 #[derive(Clone)]
@@ -22,12 +25,22 @@ pub struct AppState {
     pub api_key: Option<Arc<str>>,
     pub metrics_token: Option<Arc<str>>,
     pub demo: bool,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(ws::upgrade))
         .route("/health", web::get().to(health::health))
-        .route("/ready", web::get().to(health::ready));
+        .route("/ready", web::get().to(health::ready))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .configure(api::configure);
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(req: &actix_web::HttpRequest) -> Option<&str> {
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 #[derive(Serialize)]

@@ -13,7 +13,7 @@ use huddle_actors::registry::Register;
 use huddle_actors::session::socket::{Inbound, Socket, SocketClosed};
 use huddle_actors::session::SessionStarter;
 
-use crate::routes::{error_response, AppState};
+use crate::routes::{bearer, error_response, AppState};
 
 pub async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     if has_token_parameter(req.query_string()) {
@@ -72,12 +72,6 @@ fn has_token_parameter(query: &str) -> bool {
         // a token at all.
         Err(_) => query.contains("token"),
     }
-}
-
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn inbound(item: Result<AggregatedMessage, ProtocolError>) -> Inbound {

@@ -46,7 +46,7 @@ pub struct ChatRoom {
 
 impl ChatRoom {
     pub fn new(id: ChatId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped>) -> Self {
-        let members = Members::new(RoomName::Chat(id.clone()));
+        let members = Members::new(RoomName::Chat(id.clone()), db.observer().clone());
         ChatRoom { id, members, db, settings, registry, idle: IdleStop::default() }
     }
 

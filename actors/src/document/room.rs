@@ -57,7 +57,7 @@ pub struct DocumentRoom {
 
 impl DocumentRoom {
     pub fn new(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped>) -> Self {
-        let members = Members::new(RoomName::Document(id.clone()));
+        let members = Members::new(RoomName::Document(id.clone()), db.observer().clone());
         DocumentRoom { id, members, db, settings, registry, idle: IdleStop::default() }
     }
 

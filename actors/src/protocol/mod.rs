@@ -2,6 +2,7 @@
 //! encoding, error and close codes. The only module that touches JSON.
 
 pub mod error;
+pub mod fields;
 pub mod frames;
 pub mod request;
 

@@ -6,17 +6,16 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::ids::{ChatId, DocumentId, InvalidId, Seq, UserId, Version};
-use crate::model::{Grant, Role};
+use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
+use crate::model::Grant;
 use crate::protocol::error::{ErrorCode, WireError};
+use crate::protocol::fields::Fields;
 
 /// Largest integer a JSON number can carry without loss in every client
 /// (2^53 - 1): the bound on integer `ref`s, versions and seqs.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// Longest string `ref`, in characters.
 pub const MAX_REF_CHARS: usize = 64;
-/// Longest `client_msg_id`, in characters.
-pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
 /// `chat:history` page size bounds and default (PROTOCOL.md, "Chats").
 pub const HISTORY_LIMIT_MAX: i64 = 100;
 pub const HISTORY_LIMIT_DEFAULT: i64 = 50;
@@ -184,39 +183,25 @@ fn decode_body(envelope: &Map<String, Value>, limits: &DecodeLimits) -> Result<C
         "auth" => ClientRequest::Auth { token: data.token()? },
         "auth:refresh" => ClientRequest::AuthRefresh { token: data.token()? },
         "ping" => ClientRequest::Ping,
-        "documents:create" => {
-            let content = data.opt_str("content")?.unwrap_or_default();
-            check_document_size(content, limits)?;
-            ClientRequest::DocumentsCreate {
-                document_id: data.document_id()?,
-                title: data.opt_str("title")?.unwrap_or_default().to_owned(),
-                content: content.to_owned(),
-            }
-        }
+        "documents:create" => ClientRequest::DocumentsCreate {
+            document_id: data.document_id()?,
+            title: data.opt_str("title")?.unwrap_or_default().to_owned(),
+            content: data.document_content(false, limits)?,
+        },
         "documents:join" => ClientRequest::DocumentsJoin { document_id: data.document_id()? },
-        "documents:update" => {
-            let document_id = data.document_id()?;
-            let content = data.str("content")?;
-            check_document_size(content, limits)?;
-            let version = data
-                .opt_int("version", 1, MAX_SAFE_INTEGER)?
-                .ok_or_else(|| WireError::invalid("version", "version is required"))?;
-            ClientRequest::DocumentsUpdate {
-                document_id,
-                content: content.to_owned(),
-                version: Version(version),
-            }
-        }
+        "documents:update" => ClientRequest::DocumentsUpdate {
+            document_id: data.document_id()?,
+            content: data.document_content(true, limits)?,
+            version: Version(
+                data.opt_int("version", 1, MAX_SAFE_INTEGER)?
+                    .ok_or_else(|| WireError::invalid("version", "version is required"))?,
+            ),
+        },
         "documents:leave" => ClientRequest::DocumentsLeave { document_id: data.document_id()? },
         "documents:share" => ClientRequest::DocumentsShare {
             document_id: data.document_id()?,
             user_id: data.user_id("user_id")?,
-            grant: match data.str("role")? {
-                "none" => Grant::Revoke,
-                other => Grant::Role(Role::parse(other).ok_or_else(|| {
-                    WireError::invalid("role", "role must be owner, editor, viewer or none")
-                })?),
-            },
+            grant: data.grant()?,
         },
         "chat:create" => ClientRequest::ChatCreate {
             chat_id: data.chat_id()?,
@@ -227,40 +212,11 @@ fn decode_body(envelope: &Map<String, Value>, limits: &DecodeLimits) -> Result<C
             chat_id: data.chat_id()?,
             since_seq: data.opt_int("since_seq", 0, MAX_SAFE_INTEGER)?.map(Seq),
         },
-        "chat:message" => {
-            let chat_id = data.chat_id()?;
-            let content = data.str("content")?;
-            let chars = content.chars().count();
-            if chars == 0 {
-                return Err(WireError::invalid("content", "content must not be empty"));
-            }
-            if chars > limits.max_message_chars {
-                let mut e = WireError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "content has {chars} characters; max_message_chars is {}",
-                        limits.max_message_chars
-                    ),
-                );
-                e.details.field = Some("content".into());
-                return Err(e);
-            }
-            let client_msg_id = data.opt_str("client_msg_id")?;
-            if let Some(id) = client_msg_id {
-                let n = id.chars().count();
-                if n == 0 || n > MAX_CLIENT_MSG_ID_CHARS {
-                    return Err(WireError::invalid(
-                        "client_msg_id",
-                        "client_msg_id must be 1 to 64 characters",
-                    ));
-                }
-            }
-            ClientRequest::ChatMessage {
-                chat_id,
-                content: content.to_owned(),
-                client_msg_id: client_msg_id.map(str::to_owned),
-            }
-        }
+        "chat:message" => ClientRequest::ChatMessage {
+            chat_id: data.chat_id()?,
+            content: data.message_content(limits)?,
+            client_msg_id: data.client_msg_id()?,
+        },
         "chat:history" => ClientRequest::ChatHistory {
             chat_id: data.chat_id()?,
             before_seq: data.opt_int("before_seq", 1, MAX_SAFE_INTEGER)?.map(Seq),
@@ -275,113 +231,6 @@ fn decode_body(envelope: &Map<String, Value>, limits: &DecodeLimits) -> Result<C
         }
     };
     Ok(request)
-}
-
-fn check_document_size(content: &str, limits: &DecodeLimits) -> Result<(), WireError> {
-    if content.len() > limits.max_document_bytes {
-        let mut e = WireError::new(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "content is {} bytes; max_document_bytes is {}",
-                content.len(),
-                limits.max_document_bytes
-            ),
-        );
-        e.details.field = Some("content".into());
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// Typed access to the fields of `data`. A `null` optional field counts as
-/// absent; a `null` required field as missing.
-struct Fields<'a>(&'a Map<String, Value>);
-
-impl<'a> Fields<'a> {
-    fn get(&self, name: &str) -> Option<&'a Value> {
-        self.0.get(name).filter(|v| !v.is_null())
-    }
-
-    fn str(&self, name: &'static str) -> Result<&'a str, WireError> {
-        self.opt_str(name)?
-            .ok_or_else(|| WireError::invalid(name, format!("{name} is required")))
-    }
-
-    fn opt_str(&self, name: &'static str) -> Result<Option<&'a str>, WireError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(WireError::invalid(name, format!("{name} must be a string"))),
-        }
-    }
-
-    fn opt_bool(&self, name: &'static str) -> Result<Option<bool>, WireError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(WireError::invalid(name, format!("{name} must be true or false"))),
-        }
-    }
-
-    /// An integer literal in `min..=max` (`5.0` is not an integer literal).
-    fn opt_int(&self, name: &'static str, min: u64, max: u64) -> Result<Option<i64>, WireError> {
-        let out_of_range = || WireError::invalid(name, format!("{name} must be an integer from {min} to {max}"));
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) if !n.is_f64() => match n.as_u64() {
-                Some(i) if (min..=max).contains(&i) => Ok(Some(i as i64)),
-                _ => Err(out_of_range()),
-            },
-            Some(_) => Err(out_of_range()),
-        }
-    }
-
-    fn token(&self) -> Result<String, WireError> {
-        let t = self.str("token")?;
-        if t.is_empty() {
-            return Err(WireError::invalid("token", "token must not be empty"));
-        }
-        Ok(t.to_owned())
-    }
-
-    fn id<T>(&self, name: &'static str, parse: fn(&str) -> Result<T, InvalidId>) -> Result<T, WireError> {
-        let s = self.str(name)?;
-        parse(s).map_err(|e| WireError::invalid(name, format!("{name} {e}")))
-    }
-
-    fn document_id(&self) -> Result<DocumentId, WireError> {
-        self.id("document_id", DocumentId::parse)
-    }
-
-    fn chat_id(&self) -> Result<ChatId, WireError> {
-        self.id("chat_id", ChatId::parse)
-    }
-
-    fn user_id(&self, name: &'static str) -> Result<UserId, WireError> {
-        self.id(name, UserId::parse)
-    }
-
-    fn user_ids(&self, name: &'static str) -> Result<Vec<UserId>, WireError> {
-        match self.get(name) {
-            None => Ok(Vec::new()),
-            Some(Value::Array(items)) => {
-                let mut ids = Vec::with_capacity(items.len());
-                for item in items {
-                    let id = item
-                        .as_str()
-                        .and_then(|s| UserId::parse(s).ok())
-                        .ok_or_else(|| {
-                            WireError::invalid(name, format!("{name} must be a list of user ids (1 to 128 characters)"))
-                        })?;
-                    if !ids.contains(&id) {
-                        ids.push(id);
-                    }
-                }
-                Ok(ids)
-            }
-            Some(_) => Err(WireError::invalid(name, format!("{name} must be a list of user ids"))),
-        }
-    }
 }
 
 #[cfg(test)]

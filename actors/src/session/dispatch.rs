@@ -24,6 +24,7 @@ use crate::auth::AuthFailure;
 impl<S: Socket> Session<S> {
     pub(super) fn dispatch(&mut self, request: Request, peer: Peer, ctx: &mut Context<Self>) {
         let Request { r#ref, body } = request;
+        let event = body.event();
         let req = Requester { peer, r#ref };
         let user = req.peer.user_id.clone();
         match body {
@@ -32,7 +33,10 @@ impl<S: Socket> Session<S> {
                 self.fail(&req, "auth", &e);
             }
             ClientRequest::AuthRefresh { token } => self.refresh(&req, &token, ctx),
-            ClientRequest::Ping => req.ack(Pong { server_time: Timestamp::now() }),
+            ClientRequest::Ping => {
+                req.ack(Pong { server_time: Timestamp::now() });
+                self.deps.observer().request_done(event, 0.0);
+            }
 
             ClientRequest::DocumentsCreate { document_id, title, content } => {
                 let job = self.deps.db.run(move |s| s.create_document(&document_id, &title, &content, &user));
@@ -45,12 +49,12 @@ impl<S: Socket> Session<S> {
                 }
                 let msg = JoinDocument { requester: req.clone() };
                 let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: true };
-                self.route(ctx, route, self.after_join(name, req));
+                self.route(ctx, event, route, self.after_join(name, req));
             }
             ClientRequest::DocumentsUpdate { document_id, content, version } => {
                 let msg = UpdateDocument { requester: req.clone(), content: Arc::from(content), version };
                 let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
-                self.route(ctx, route, fail_if_unreached(req, "documents:update"));
+                self.route(ctx, event, route, fail_if_unreached(req, event));
             }
             ClientRequest::DocumentsLeave { document_id } => {
                 self.leave(ctx, RoomName::Document(document_id), req, "documents:leave");
@@ -58,7 +62,7 @@ impl<S: Socket> Session<S> {
             ClientRequest::DocumentsShare { document_id, user_id, grant } => {
                 let msg = ShareDocument { by: Some(user), requester: Some(req.clone()), user_id, grant };
                 let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
-                self.route(ctx, route, fail_if_unreached(req, "documents:share"));
+                self.route(ctx, event, route, fail_if_unreached(req, event));
             }
 
             ClientRequest::ChatCreate { chat_id, private, members } => {
@@ -72,18 +76,22 @@ impl<S: Socket> Session<S> {
                 }
                 let msg = JoinChat { requester: req.clone(), since_seq };
                 let route = Route::<ChatRoom, _> { id: chat_id, msg, remember: true };
-                self.route(ctx, route, self.after_join(name, req));
+                self.route(ctx, event, route, self.after_join(name, req));
             }
             ClientRequest::ChatMessage { chat_id, content, client_msg_id } => {
                 let name = RoomName::Chat(chat_id.clone());
                 if !self.rooms.contains_key(&name) {
                     let refusal = not_member_error(&self.deps.db, chat_id, user);
-                    ctx.spawn(refusal.into_actor(self).map(move |e, act, _| act.fail(&req, "chat:message", &e)));
+                    let started = self.begin();
+                    ctx.spawn(refusal.into_actor(self).map(move |e, act, ctx| {
+                        act.fail(&req, event, &e);
+                        act.end(event, started, ctx);
+                    }));
                     return;
                 }
                 let msg = PostMessage { author: user, requester: Some(req.clone()), content, client_msg_id };
                 let route = Route::<ChatRoom, _> { id: chat_id, msg, remember: false };
-                self.route(ctx, route, fail_if_unreached(req, "chat:message"));
+                self.route(ctx, event, route, fail_if_unreached(req, event));
             }
             ClientRequest::ChatHistory { chat_id, before_seq, limit } => {
                 let job = self.deps.db.run(move |s| s.history(&chat_id, Some(&user), before_seq, limit));
@@ -98,7 +106,7 @@ impl<S: Socket> Session<S> {
     }
 
     fn fail(&self, req: &Requester, event: &'static str, e: &WireError) {
-        self.deps.observer.error(event, e.code);
+        self.deps.observer().error(event, e.code);
         req.fail(e);
     }
 
@@ -114,9 +122,13 @@ impl<S: Socket> Session<S> {
         T: 'static,
         F: FnOnce(&Requester, &T) + 'static,
     {
-        ctx.spawn(job.into_actor(self).map(move |result, act, _| match result {
-            Ok(v) => ack(&req, &v),
-            Err(e) => act.fail(&req, event, &e),
+        let started = self.begin();
+        ctx.spawn(job.into_actor(self).map(move |result, act, ctx| {
+            match result {
+                Ok(v) => ack(&req, &v),
+                Err(e) => act.fail(&req, event, &e),
+            }
+            act.end(event, started, ctx);
         }));
     }
 
@@ -161,10 +173,12 @@ impl<S: Socket> Session<S> {
             crate::session::routing::RoomAddr::Document(a) => Box::pin(a.send(msg)),
             crate::session::routing::RoomAddr::Chat(a) => Box::pin(a.send(msg)),
         };
-        ctx.spawn(sent.into_actor(self).map(move |answer, act, _| {
+        let started = self.begin();
+        ctx.spawn(sent.into_actor(self).map(move |answer, act, ctx| {
             if let Err(e) = answer {
                 act.fail(&req, event, &e.into());
             }
+            act.end(event, started, ctx);
         }));
     }
 

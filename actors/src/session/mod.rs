@@ -31,6 +31,7 @@ use crate::auth::{Identity, TokenVerifier};
 use crate::config::Settings;
 use crate::ids::{RoomName, SessionId};
 use crate::model::Timestamp;
+use crate::observer::Observer;
 use crate::protocol::frames::{self, Connect};
 use crate::protocol::{decode, ClientRequest, CloseCode, DecodeLimits, ErrorCode, Ref, Request, WireError, PROTOCOL_VERSION};
 use crate::registry::{Register, Registry, Unregister};
@@ -52,22 +53,13 @@ pub struct SessionDeps {
     pub db: Db,
     pub verifier: Arc<dyn TokenVerifier>,
     pub settings: Arc<Settings>,
-    pub observer: Arc<dyn SessionObserver>,
 }
 
-/// Counts what sessions do (metrics). Called on session threads: keep it
-/// cheap and non-blocking.
-pub trait SessionObserver: Send + Sync + 'static {
-    fn opened(&self) {}
-    fn closed(&self) {}
-    fn request(&self, _event: &'static str) {}
-    fn error(&self, _event: &'static str, _code: ErrorCode) {}
-    fn slow_consumer(&self) {}
+impl SessionDeps {
+    fn observer(&self) -> &Arc<dyn Observer> {
+        self.db.observer()
+    }
 }
-
-/// An observer that records nothing.
-pub struct NoObserver;
-impl SessionObserver for NoObserver {}
 
 pub struct Session<S: Socket> {
     id: SessionId,
@@ -87,6 +79,11 @@ pub struct Session<S: Socket> {
     expiry: Option<SpawnHandle>,
     decode_limits: DecodeLimits,
     peer: Option<Peer>,
+    /// Requests whose response is not queued yet.
+    inflight: usize,
+    /// The server is stopping: refuse new requests, close with 1001 once
+    /// `inflight` reaches zero.
+    draining: bool,
 }
 
 /// Builds a session in two steps, so that its address exists (and can be
@@ -136,6 +133,8 @@ impl<S: Socket> SessionStarter<S> {
             expiry: None,
             decode_limits: settings.decode_limits(),
             peer: None,
+            inflight: 0,
+            draining: false,
             deps,
         };
         self.ctx.add_stream(inbound);
@@ -147,7 +146,7 @@ impl<S: Socket> Actor for Session<S> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.deps.observer.opened();
+        self.deps.observer().session_opened();
         if let Some(queue) = self.writer_queue.take() {
             let writer = write_loop(queue, self.socket.clone()).into_actor(self).map(|(), act, ctx| {
                 act.writer = None;
@@ -176,7 +175,7 @@ impl<S: Socket> Actor for Session<S> {
         if let (true, Some(identity)) = (self.registered, &self.identity) {
             self.deps.registry.do_send(Unregister { user_id: identity.user_id.clone(), session_id: self.id });
         }
-        self.deps.observer.closed();
+        self.deps.observer().session_closed();
         log::debug!("session {}: closed", self.id);
     }
 }
@@ -200,7 +199,7 @@ impl<S: Socket> Session<S> {
     }
 
     fn send_error(&mut self, r#ref: Option<&Ref>, event: &'static str, e: &WireError, ctx: &mut Context<Self>) {
-        self.deps.observer.error(event, e.code);
+        self.deps.observer().error(event, e.code);
         self.send(frames::error(r#ref, None, e), ctx);
     }
 
@@ -238,8 +237,23 @@ impl<S: Socket> Session<S> {
             return;
         }
         log::info!("session {}: outbound queue full; closing as a slow consumer", self.id);
-        self.deps.observer.slow_consumer();
+        self.deps.observer().slow_consumer();
         self.abort(CloseCode::SlowConsumer, ctx);
+    }
+
+    /// A request whose response will be queued later has started.
+    fn begin(&mut self) -> Instant {
+        self.inflight += 1;
+        Instant::now()
+    }
+
+    /// Its response is queued.
+    fn end(&mut self, event: &'static str, started: Instant, ctx: &mut Context<Self>) {
+        self.inflight = self.inflight.saturating_sub(1);
+        self.deps.observer().request_done(event, started.elapsed().as_secs_f64());
+        if self.draining && self.inflight == 0 {
+            self.close(CloseCode::GoingAway, ctx);
+        }
     }
 
     fn refuse_auth(&mut self, r#ref: Option<&Ref>, e: &WireError, ctx: &mut Context<Self>) {
@@ -326,9 +340,14 @@ impl<S: Socket> Session<S> {
                 return;
             }
         }
+        if self.draining {
+            let e = WireError::busy("the server is shutting down; reconnect in a moment");
+            self.send_error(r#ref.as_ref(), event, &e, ctx);
+            return;
+        }
         match decoded {
             Ok(request) => {
-                self.deps.observer.request(request.body.event());
+                self.deps.observer().request(request.body.event());
                 self.dispatch(request, peer, ctx);
             }
             Err(e) => self.send_error(e.r#ref.as_ref(), event, &e.error, ctx),
@@ -432,7 +451,12 @@ impl<S: Socket> Handler<Control> for Session<S> {
             Control::Evicted(room) => {
                 self.rooms.remove(&room);
             }
-            Control::Shutdown => self.close(CloseCode::GoingAway, ctx),
+            Control::Shutdown => {
+                self.draining = true;
+                if self.inflight == 0 || self.peer.is_none() {
+                    self.close(CloseCode::GoingAway, ctx);
+                }
+            }
         }
     }
 }

@@ -88,14 +88,26 @@ pub struct Route<R: Routable, M> {
 }
 
 impl<S: Socket> Session<S> {
-    pub(super) fn route<R, M>(&mut self, ctx: &mut Context<Self>, route: Route<R, M>, done: Done<S, M::Result>)
-    where
+    /// Routes a request for `event`; `done` runs once, when the room has
+    /// answered (or could not be reached).
+    pub(super) fn route<R, M>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        event: &'static str,
+        route: Route<R, M>,
+        done: Done<S, M::Result>,
+    ) where
         R: Routable + Handler<M>,
         R::Context: ToEnvelope<R, M>,
         M: Message + Clone + Send + 'static,
         M::Result: Send,
         Registry: Handler<OpenRoom<R>>,
     {
+        let started = self.begin();
+        let done: Done<S, M::Result> = Box::new(move |act, ctx, answer| {
+            done(act, ctx, answer);
+            act.end(event, started, ctx);
+        });
         self.route_attempt(ctx, route, None, 1, done);
     }
 

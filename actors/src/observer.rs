@@ -1,0 +1,27 @@
+//! What the engine reports about itself (the binary turns it into
+//! Prometheus metrics). Called on actor and database threads: implementations
+//! must be cheap and must not block.
+
+use crate::protocol::ErrorCode;
+
+pub trait Observer: Send + Sync + 'static {
+    fn session_opened(&self) {}
+    fn session_closed(&self) {}
+    /// A decoded request (`event` is its wire name).
+    fn request(&self, _event: &'static str) {}
+    /// Seconds from a request's arrival to its response being queued.
+    fn request_done(&self, _event: &'static str, _seconds: f64) {}
+    /// An error sent to a client.
+    fn error(&self, _event: &'static str, _code: ErrorCode) {}
+    /// Frames offered to members by a room (one per member per push).
+    fn pushes(&self, _count: u64) {}
+    /// A connection closed because its outbound queue was full.
+    fn slow_consumer(&self) {}
+    /// Seconds one store call took on its database thread.
+    fn db_call(&self, _seconds: f64) {}
+}
+
+/// Records nothing.
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
