@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod http;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
