@@ -48,6 +48,27 @@ impl Client {
         }
     }
 
+    /// Wraps an already upgraded stream.
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client { ws, kept: VecDeque::new(), next_ref: 1, closed: None, connect: Value::Null }
+    }
+
+    /// Reads (and discards) everything until the connection ends; returns
+    /// the close code (1006 when it ended without a Close frame).
+    pub async fn drain_until_closed(&mut self) -> u16 {
+        self.kept.clear();
+        let deadline = tokio::time::Instant::now() + WAIT * 3;
+        while self.closed.is_none() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.read_one()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => panic!("the connection did not end"),
+            }
+        }
+        self.closed.as_ref().map(|c| c.0).unwrap_or(1006)
+    }
+
     /// Opens and authenticates with a first frame; waits for `connect`.
     pub async fn authenticated(url: &str, token: &str) -> Client {
         let mut c = Self::open(url).await;

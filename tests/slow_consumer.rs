@@ -1,0 +1,91 @@
+//! One member that stops reading must not slow its room: it is dropped as
+//! a slow consumer (4008) while the others receive every push.
+
+mod common;
+
+use common::http::Http;
+use common::{token, Client, TestServer};
+use serde_json::json;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const MESSAGES: usize = 3000;
+const CHARS: usize = 2000;
+
+#[tokio::test]
+async fn a_member_that_never_reads_is_dropped_and_the_room_keeps_serving() {
+    let server = TestServer::start_with(|o| {
+        o.max_outbound_queue = 64;
+        o.rate_per_second = 1_000_000;
+        o.rate_burst = 1_000_000;
+        o.sqlite_synchronous = huddle::db::connection::SqliteSync::Normal;
+    });
+
+    // The stalled client: a tiny receive buffer, and it never reads after
+    // joining.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(socket.connect(server.addr).await.unwrap());
+    let request = server.ws_url().into_client_request().unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    let mut stalled = Client::from_stream(ws);
+    stalled.send(json!({"event": "auth", "data": {"token": token("stalled")}})).await;
+    stalled.expect_event("connect").await;
+    stalled.ok("chat:join", json!({"chat_id": "firehose"})).await;
+
+    let mut readers = Vec::new();
+    for i in 0..3 {
+        let mut c = server.client(&format!("reader{i}")).await;
+        c.ok("chat:join", json!({"chat_id": "firehose"})).await;
+        readers.push(c);
+    }
+    let mut publisher = server.client("publisher").await;
+    publisher.ok("chat:join", json!({"chat_id": "firehose"})).await;
+
+    let body = "x".repeat(CHARS);
+    let publishing = tokio::spawn(async move {
+        // At most 100 unacknowledged sends at a time.
+        let mut window = std::collections::VecDeque::new();
+        for i in 0..MESSAGES {
+            window.push_back(publisher.send_request("chat:message", json!({"chat_id": "firehose", "content": format!("{i} {body}")})).await);
+            if window.len() == 100 {
+                let r = window.pop_front().unwrap();
+                publisher.response(r).await.expect("acked");
+            }
+        }
+        for r in window {
+            publisher.response(r).await.expect("acked");
+        }
+    });
+    let reading: Vec<_> = readers
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let mut left = None;
+                for expected in 1..=MESSAGES as i64 {
+                    let m = c.expect_push("chat:message", "chat:firehose").await;
+                    assert_eq!(m["message"]["seq"], expected);
+                }
+                for f in c.kept(|f| f["event"] == "user:left") {
+                    left = Some(f["data"]["user_id"].clone());
+                }
+                if left.is_none() {
+                    left = Some(c.expect_push("user:left", "chat:firehose").await["user_id"].clone());
+                }
+                left
+            })
+        })
+        .collect();
+    publishing.await.unwrap();
+    for r in reading {
+        assert_eq!(r.await.unwrap(), Some(json!("stalled")), "the others heard the stalled member leave");
+    }
+
+    let metrics = Http::new(server.http_url("")).call("GET", "/metrics", None, None).await.text;
+    assert!(metrics.lines().any(|l| l == "huddle_slow_consumers_total 1"), "{metrics}");
+    // Once it reads again, the stalled client finds its connection ended
+    // (with 4008 if the close frame got through: best effort).
+    let code = stalled.drain_until_closed().await;
+    assert!(code == 4008 || code == 1006, "closed with {code}");
+    server.stop().await;
+}
