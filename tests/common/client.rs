@@ -106,6 +106,14 @@ impl Client {
         r
     }
 
+    /// Like `send_request`, but `None` if the connection is gone.
+    pub async fn try_send_request(&mut self, event: &str, data: Value) -> Option<u64> {
+        let r = self.next_ref;
+        self.next_ref += 1;
+        let frame = json!({"event": event, "data": data, "ref": r});
+        self.ws.send(Message::Text(frame.to_string().into())).await.ok().map(|_| r)
+    }
+
     /// Sends a request and waits for its response: `Ok(ack data)` or
     /// `Err(error data)`.
     pub async fn request(&mut self, event: &str, data: Value) -> Result<Value, Value> {
@@ -120,6 +128,24 @@ impl Client {
             Some("ack") => Ok(frame["data"].clone()),
             Some("error") => Err(frame["data"].clone()),
             _ => panic!("unexpected response to ref {r}: {frame}"),
+        }
+    }
+
+    /// The response to `ref` r, or `None` if the connection ends first.
+    pub async fn try_response(&mut self, r: u64) -> Option<Result<Value, Value>> {
+        if let Some(i) = self.kept.iter().position(|f| f["ref"] == json!(r)) {
+            let f = self.kept.remove(i)?;
+            return Some(if f["event"] == "ack" { Ok(f["data"].clone()) } else { Err(f["data"].clone()) });
+        }
+        loop {
+            match tokio::time::timeout(WAIT, self.read_one()).await {
+                Ok(Some(f)) if f["ref"] == json!(r) => {
+                    return Some(if f["event"] == "ack" { Ok(f["data"].clone()) } else { Err(f["data"].clone()) })
+                }
+                Ok(Some(f)) => self.kept.push_back(f),
+                Ok(None) => return None,
+                Err(_) => panic!("no response to ref {r} within {WAIT:?}"),
+            }
         }
     }
 

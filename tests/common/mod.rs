@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod http;
+pub mod process;
 pub mod raw;
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,0 +1,87 @@
+//! The real `huddle` binary as a child process: for signals, crashes and
+//! restarts.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::common::SECRET;
+
+pub struct Process {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// stderr lines after the ready line.
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Process {
+    /// Starts `huddle serve` on `db` and waits for its ready line.
+    pub fn start(db: &Path, envs: &[(&str, &str)]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_huddle"))
+            .arg("serve")
+            .env("HUDDLE_BIND", "127.0.0.1:0")
+            .env("DATABASE_URL", db)
+            .env("HUDDLE_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn huddle");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = loop {
+            let line = rx.recv_timeout(Duration::from_secs(30)).expect("huddle did not get ready");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.trim().parse().expect("address");
+            }
+        };
+        Process { child, addr, log: rx }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name}");
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub async fn wait(mut self, limit: Duration) -> ExitStatus {
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + limit;
+            loop {
+                if let Some(status) = self.child.try_wait().expect("wait") {
+                    return status;
+                }
+                assert!(std::time::Instant::now() < deadline, "huddle did not exit within {limit:?}");
+                std::thread::sleep(Duration::from_millis(20)); // polling a child process, not synchronizing
+            }
+        })
+        .await
+        .expect("wait task")
+    }
+
+    /// Log lines printed so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
