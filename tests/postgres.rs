@@ -96,3 +96,22 @@ async fn documents_and_chats_work_on_postgres_and_survive_a_restart() {
     assert_eq!(doc["document"]["version"], 10);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_lost_database_is_server_busy_not_a_crash() {
+    let Some(db) = TempDatabase::create() else { return };
+    let server = start(&db);
+    let mut c = server.client("alice").await;
+    c.ok("chat:join", json!({"chat_id": "gone"})).await;
+    // The database disappears under the running server.
+    let mut admin = PgConnection::establish(&db.admin_url).unwrap();
+    admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", db.name)).unwrap();
+
+    let e = c.fails("chat:message", json!({"chat_id": "gone", "content": "anyone?"}), "SERVER_BUSY").await;
+    assert!(e["message"].as_str().unwrap().contains("retry"));
+    let ready = common::http::Http::new(server.http_url("")).call("GET", "/ready", None, None).await;
+    assert_eq!((ready.status, ready.body["code"].clone()), (503, json!("SERVER_BUSY")));
+    // The connection itself is fine.
+    c.ok("ping", json!({})).await;
+    server.stop().await;
+}

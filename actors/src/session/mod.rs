@@ -200,6 +200,9 @@ impl<S: Socket> Session<S> {
 
     fn send_error(&mut self, r#ref: Option<&Ref>, event: &'static str, e: &WireError, ctx: &mut Context<Self>) {
         self.deps.observer().error(event, e.code);
+        if let Some(incident) = &e.details.incident {
+            log::error!("session {}: {event}: answered INTERNAL_ERROR, incident {incident}", self.id);
+        }
         self.send(frames::error(r#ref, None, e), ctx);
     }
 

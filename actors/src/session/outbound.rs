@@ -114,6 +114,9 @@ impl Requester {
     /// Sends the `error` (always: requests without `ref` still hear of
     /// failures).
     pub fn fail(&self, e: &WireError) {
+        if let Some(incident) = &e.details.incident {
+            log::error!("session {}: answered INTERNAL_ERROR, incident {incident}", self.peer.session_id);
+        }
         self.peer.deliver(frames::error(self.r#ref.as_ref(), None, e));
     }
 }
