@@ -4,13 +4,18 @@
 //! "busy" instead of waiting), on PostgreSQL it locks the row that
 //! serializes the operation (the document, or the chat's `last_seq`).
 
+use std::sync::Arc;
+
 use diesel::prelude::*;
 use diesel::r2d2::{Pool, PooledConnection};
 use huddle_actors::chat::recovery::{self, JOIN_PAGE};
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
 use huddle_actors::model::{Chat, Document, Grant, Role, Timestamp};
+use std::collections::HashMap;
+
+use huddle_actors::model::Message;
 use huddle_actors::store::{
-    Appended, ChatAccess, ChatSnapshot, NewMessage, Page, Store, StoreError, StoreResult,
+    Appended, ChatAccess, ChatSnapshot, DocumentUpdate, NewMessage, Page, Store, StoreError, StoreResult,
 };
 
 use crate::db::connection::{AnyConnection, Manager};
@@ -86,6 +91,58 @@ fn no_chat(chat: &ChatId) -> StoreError {
     StoreError::NotFound(format!("chat {chat}"))
 }
 
+/// Locks a chat's row for the rest of the transaction (the first write of
+/// a batch also takes SQLite's lock) and reads it; `None` if it does not
+/// exist. Appends to one chat are serialized here, whichever engine process
+/// runs them.
+fn lock_chat(c: &mut AnyConnection, chat: &ChatId) -> Result<Option<ChatRow>, TxError> {
+    let exists = diesel::update(chats::table.find(chat.as_str()))
+        .set(chats::last_seq.eq(chats::last_seq))
+        .execute(c)?;
+    if exists == 0 {
+        return Ok(None);
+    }
+    load_chat(c, chat)
+}
+
+/// One update of a batch: access first, then the version check, which is
+/// the conditional update itself.
+fn update_one(c: &mut AnyConnection, u: &DocumentUpdate, at: i64) -> Result<StoreResult<Document>, TxError> {
+    let (id, user) = (&u.document_id, &u.user_id);
+    match role_of(c, id, user)? {
+        Some(r) if r.can_edit() => {}
+        role => {
+            if load_document(c, id)?.is_none() {
+                return Ok(Err(no_document(id)));
+            }
+            let why = match role {
+                Some(_) => format!("viewers may not edit document {id}"),
+                None => format!("you have no access to document {id}"),
+            };
+            return Ok(Err(StoreError::PermissionDenied(why)));
+        }
+    }
+    let changed = diesel::update(
+        documents::table
+            .filter(documents::id.eq(id.as_str()))
+            .filter(documents::version.eq(u.version.0 - 1)),
+    )
+    .set((
+        documents::content.eq(&*u.content),
+        documents::version.eq(u.version.0),
+        documents::updated_at.eq(at),
+        documents::updated_by.eq(user.as_str()),
+    ))
+    .execute(c)?;
+    let Some(document) = load_document(c, id)? else {
+        return Ok(Err(no_document(id)));
+    };
+    if changed == 0 {
+        return Ok(Err(StoreError::VersionConflict { document: id.clone(), current: document.version }));
+    }
+    Ok(Ok(document))
+}
+
 impl Store for SqlStore {
     fn create_document(&self, id: &DocumentId, title: &str, content: &str, owner: &UserId) -> StoreResult<Document> {
         let mut c = self.conn()?;
@@ -139,41 +196,23 @@ impl Store for SqlStore {
         Ok(load_document(&mut c, id)?.ok_or_else(|| no_document(id))?)
     }
 
-    fn update_document(&self, id: &DocumentId, user: &UserId, content: &str, version: Version) -> StoreResult<Document> {
+    fn update_documents(&self, batch: &[DocumentUpdate]) -> StoreResult<Vec<StoreResult<Document>>> {
+        let Some(first) = batch.first() else { return Ok(Vec::new()) };
         let mut c = self.conn()?;
         let at = now();
-        let updated = c.transaction::<_, TxError, _>(|c| {
-            // The conditional update is the version check and the lock.
-            let changed = diesel::update(
-                documents::table
-                    .filter(documents::id.eq(id.as_str()))
-                    .filter(documents::version.eq(version.0 - 1)),
-            )
-            .set((
-                documents::content.eq(content),
-                documents::version.eq(version.0),
-                documents::updated_at.eq(at),
-                documents::updated_by.eq(user.as_str()),
-            ))
-            .execute(c)?;
-            let current = if changed == 0 {
-                Some(load_document(c, id)?.ok_or_else(|| no_document(id))?.version)
-            } else {
-                None
-            };
-            // Access is checked before the version: a viewer hears
-            // PERMISSION_DENIED whatever version it sent.
-            match role_of(c, id, user)? {
-                Some(r) if r.can_edit() => {}
-                Some(_) => return Err(StoreError::PermissionDenied(format!("viewers may not edit document {id}")).into()),
-                None => return Err(StoreError::PermissionDenied(format!("you have no access to document {id}")).into()),
+        let outcomes = c.transaction::<_, TxError, _>(|c| {
+            // A no-op write first: SQLite takes its write lock now rather
+            // than failing "busy" when a read later turns into a write.
+            diesel::update(documents::table.find(first.document_id.as_str()))
+                .set(documents::version.eq(documents::version))
+                .execute(c)?;
+            let mut out = Vec::with_capacity(batch.len());
+            for u in batch {
+                out.push(update_one(c, u, at)?);
             }
-            if let Some(current) = current {
-                return Err(StoreError::VersionConflict { document: id.clone(), current }.into());
-            }
-            Ok(load_document(c, id)?.ok_or_else(|| no_document(id))?)
+            Ok(out)
         });
-        Ok(updated?)
+        Ok(outcomes?)
     }
 
     fn share_document(&self, id: &DocumentId, by: Option<&UserId>, user: &UserId, grant: Grant) -> StoreResult<()> {
@@ -341,52 +380,72 @@ impl Store for SqlStore {
         })
     }
 
-    fn append_message(&self, m: &NewMessage) -> StoreResult<Appended> {
+    fn append_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<StoreResult<Appended>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut c = self.conn()?;
         let at = now();
-        let appended = c.transaction::<_, TxError, _>(|c| {
-            // Taking the next seq first locks the chat's row: appends to one
-            // chat are serialized by the database, whichever process runs
-            // them, and a rolled-back append leaves no gap.
-            let exists = diesel::update(chats::table.find(m.chat_id.as_str()))
-                .set(chats::last_seq.eq(chats::last_seq + 1))
-                .execute(c)?;
-            if exists == 0 {
-                return Err(no_chat(&m.chat_id).into());
+        let outcomes = c.transaction::<_, TxError, _>(|c| {
+            let mut chats: HashMap<&ChatId, Option<ChatRow>> = HashMap::new();
+            // (chat, user, client_msg_id) -> message stored earlier in this batch.
+            let mut fresh_ids: HashMap<(&ChatId, &UserId, &str), Message> = HashMap::new();
+            let mut out = Vec::with_capacity(batch.len());
+            for m in batch {
+                if !chats.contains_key(&m.chat_id) {
+                    let row = lock_chat(c, &m.chat_id)?;
+                    chats.insert(&m.chat_id, row);
+                }
+                let Some(Some(chat)) = chats.get_mut(&m.chat_id) else {
+                    out.push(Err(no_chat(&m.chat_id)));
+                    continue;
+                };
+                if m.check_access && !may_read(c, chat, &m.user_id)? {
+                    out.push(Err(private_chat(&m.chat_id)));
+                    continue;
+                }
+                if let Some(cid) = m.client_msg_id.as_deref() {
+                    if let Some(earlier) = fresh_ids.get(&(&m.chat_id, &m.user_id, cid)) {
+                        out.push(Ok(Appended { message: earlier.clone(), fresh: false }));
+                        continue;
+                    }
+                    let existing: Option<MessageRow> = messages::table
+                        .filter(messages::chat_id.eq(m.chat_id.as_str()))
+                        .filter(messages::user_id.eq(m.user_id.as_str()))
+                        .filter(messages::client_msg_id.eq(cid))
+                        .select(MessageRow::as_select())
+                        .first(c)
+                        .optional()?;
+                    if let Some(row) = existing {
+                        out.push(Ok(Appended { message: row.into_message()?, fresh: false }));
+                        continue;
+                    }
+                }
+                chat.last_seq += 1;
+                let row = MessageRow {
+                    chat_id: m.chat_id.as_str().to_owned(),
+                    seq: chat.last_seq,
+                    id: uuid::Uuid::new_v4().simple().to_string(),
+                    user_id: m.user_id.as_str().to_owned(),
+                    content: m.content.clone(),
+                    created_at: at,
+                    client_msg_id: m.client_msg_id.clone(),
+                };
+                diesel::insert_into(messages::table).values(&row).execute(c)?;
+                let message = row.into_message()?;
+                if let Some(cid) = m.client_msg_id.as_deref() {
+                    fresh_ids.insert((&m.chat_id, &m.user_id, cid), message.clone());
+                }
+                out.push(Ok(Appended { message, fresh: true }));
             }
-            let chat = load_chat(c, &m.chat_id)?.ok_or_else(|| no_chat(&m.chat_id))?;
-            if m.check_access && !may_read(c, &chat, &m.user_id)? {
-                return Err(private_chat(&m.chat_id).into());
-            }
-            if let Some(cid) = &m.client_msg_id {
-                let existing: Option<MessageRow> = messages::table
-                    .filter(messages::chat_id.eq(m.chat_id.as_str()))
-                    .filter(messages::user_id.eq(m.user_id.as_str()))
-                    .filter(messages::client_msg_id.eq(cid))
-                    .select(MessageRow::as_select())
-                    .first(c)
-                    .optional()?;
-                if let Some(row) = existing {
-                    return Err(TxError::Existing(Box::new(row.into_message()?)));
+            for (id, chat) in &chats {
+                if let Some(chat) = chat {
+                    diesel::update(chats::table.find(id.as_str())).set(chats::last_seq.eq(chat.last_seq)).execute(c)?;
                 }
             }
-            let row = MessageRow {
-                chat_id: m.chat_id.as_str().to_owned(),
-                seq: chat.last_seq,
-                id: uuid::Uuid::new_v4().simple().to_string(),
-                user_id: m.user_id.as_str().to_owned(),
-                content: m.content.clone(),
-                created_at: at,
-                client_msg_id: m.client_msg_id.clone(),
-            };
-            diesel::insert_into(messages::table).values(&row).execute(c)?;
-            Ok(row.into_message()?)
+            Ok(out)
         });
-        match appended {
-            Ok(message) => Ok(Appended { message, fresh: true }),
-            Err(TxError::Existing(message)) => Ok(Appended { message: *message, fresh: false }),
-            Err(e) => Err(e.into()),
-        }
+        Ok(outcomes?)
     }
 
     fn history(&self, id: &ChatId, reader: Option<&UserId>, before: Option<Seq>, limit: i64) -> StoreResult<Page> {
@@ -418,5 +477,87 @@ impl Store for SqlStore {
         use diesel::connection::SimpleConnection;
         let mut c = self.conn()?;
         c.batch_execute("SELECT 1").map_err(|e| TxError::from(e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::connection::{SqliteSync, Target};
+
+    fn store() -> (SqlStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Sqlite(dir.path().join("t.db").display().to_string());
+        (SqlStore::new(crate::db::open(&target, SqliteSync::Normal, 2).unwrap()), dir)
+    }
+
+    fn msg(chat: &str, user: &str, cid: Option<&str>, check_access: bool) -> NewMessage {
+        NewMessage {
+            chat_id: ChatId::parse(chat).unwrap(),
+            user_id: UserId::parse(user).unwrap(),
+            content: format!("from {user}"),
+            client_msg_id: cid.map(str::to_owned),
+            check_access,
+        }
+    }
+
+    #[test]
+    fn a_batch_of_appends_succeeds_and_fails_item_by_item() {
+        let (s, _dir) = store();
+        let a = ChatId::parse("a").unwrap();
+        let p = ChatId::parse("p").unwrap();
+        s.create_chat(&a, false, &[], None).unwrap();
+        s.create_chat(&p, true, &[UserId::parse("member").unwrap()], None).unwrap();
+        let out = s
+            .append_messages(&[
+                msg("a", "u", Some("x"), true),
+                msg("missing", "u", None, true),
+                msg("a", "u", Some("x"), true),
+                msg("p", "stranger", None, true),
+                msg("p", "member", None, true),
+                msg("a", "v", Some("x"), true),
+            ])
+            .unwrap();
+        let first = out[0].as_ref().unwrap();
+        assert_eq!((first.message.seq, first.fresh), (Seq(1), true));
+        assert!(matches!(out[1], Err(StoreError::NotFound(_))));
+        let dup = out[2].as_ref().unwrap();
+        assert_eq!((dup.fresh, &dup.message), (false, &first.message));
+        assert!(matches!(out[3], Err(StoreError::PermissionDenied(_))));
+        assert_eq!(out[4].as_ref().unwrap().message.seq, Seq(1));
+        assert_eq!(out[5].as_ref().unwrap().message.seq, Seq(2));
+        // A later batch continues the seq and still knows the idempotency key.
+        let out = s.append_messages(&[msg("a", "u", Some("x"), true), msg("a", "u", None, true)]).unwrap();
+        assert!(!out[0].as_ref().unwrap().fresh);
+        assert_eq!(out[1].as_ref().unwrap().message.seq, Seq(3));
+        let page = s.history(&a, None, None, 10).unwrap();
+        assert_eq!(page.messages.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_batch_of_updates_checks_each_version_in_order() {
+        let (s, _dir) = store();
+        let d = DocumentId::parse("d").unwrap();
+        let (owner, viewer) = (UserId::parse("o").unwrap(), UserId::parse("v").unwrap());
+        s.create_document(&d, "", "", &owner).unwrap();
+        s.share_document(&d, Some(&owner), &viewer, Grant::Role(Role::Viewer)).unwrap();
+        let up = |user: &UserId, v: i64| DocumentUpdate {
+            document_id: d.clone(),
+            user_id: user.clone(),
+            content: Arc::from(format!("v{v}")),
+            version: Version(v),
+        };
+        let out = s
+            .update_documents(&[up(&owner, 1), up(&owner, 1), up(&viewer, 2), up(&owner, 2), DocumentUpdate {
+                document_id: DocumentId::parse("nope").unwrap(),
+                ..up(&owner, 1)
+            }])
+            .unwrap();
+        assert_eq!(out[0].as_ref().unwrap().version, Version(1));
+        assert!(matches!(out[1], Err(StoreError::VersionConflict { current: Version(1), .. })));
+        assert!(matches!(out[2], Err(StoreError::PermissionDenied(_))));
+        assert_eq!(out[3].as_ref().unwrap().content, "v2");
+        assert!(matches!(out[4], Err(StoreError::NotFound(_))));
+        assert_eq!(s.document(&d).unwrap().version, Version(2));
     }
 }

@@ -132,7 +132,7 @@ impl Handler<PostMessage> for ChatRoom {
             client_msg_id: msg.client_msg_id,
             check_access: msg.requester.is_none(),
         };
-        let stored = self.db.run(move |s| s.append_message(&new));
+        let stored = self.db.append(new);
         let requester = msg.requester;
         AtomicResponse::new(Box::pin(stored.into_actor(self).map(move |result: Result<Appended, WireError>, room, _| {
             if let Some(req) = &requester {

@@ -16,7 +16,7 @@ use crate::protocol::{ErrorCode, WireError};
 use crate::registry::RoomStopped;
 use crate::room::{HasMembers, IdleStop, Leave, Members, ROOM_MAILBOX};
 use crate::session::outbound::Requester;
-use crate::store::Db;
+use crate::store::{Db, DocumentUpdate};
 use crate::config::Settings;
 
 /// `documents:join`. Answers whether the connection is now a member.
@@ -118,9 +118,12 @@ impl Handler<UpdateDocument> for DocumentRoom {
     type Result = AtomicResponse<Self, Result<Version, WireError>>;
 
     fn handle(&mut self, msg: UpdateDocument, _: &mut Context<Self>) -> Self::Result {
-        let (id, user, content, version) =
-            (self.id.clone(), msg.requester.peer.user_id.clone(), msg.content.clone(), msg.version);
-        let stored = self.db.run(move |s| s.update_document(&id, &user, &content, version));
+        let stored = self.db.update_document(DocumentUpdate {
+            document_id: self.id.clone(),
+            user_id: msg.requester.peer.user_id.clone(),
+            content: msg.content.clone(),
+            version: msg.version,
+        });
         AtomicResponse::new(Box::pin(stored.into_actor(self).map(move |result: Result<Document, WireError>, room, _| {
             let req = msg.requester;
             match &result {

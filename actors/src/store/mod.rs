@@ -1,7 +1,11 @@
 //! The storage interface the actors call, and the pool of threads that runs
 //! it. The interface is blocking on purpose: implementations (SQL, in
 //! `src/db/`) run only on [`DbExecutor`] threads of a `SyncArbiter`, never on
-//! an async actor's thread. Actors reach them through [`Db::run`].
+//! an async actor's thread. Actors reach them through [`Db`]: reads with
+//! [`Db::run`], writes of messages and document versions through the
+//! group-commit [`batch::Batcher`]s.
+
+pub mod batch;
 
 use std::fmt;
 use std::future::Future;
@@ -9,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncContext};
+
 
 use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
 use crate::model::{Chat, Document, Grant, Message as ChatMessage, Role};
@@ -61,6 +66,15 @@ pub struct NewMessage {
     pub check_access: bool,
 }
 
+/// A document update to store.
+#[derive(Debug, Clone)]
+pub struct DocumentUpdate {
+    pub document_id: DocumentId,
+    pub user_id: UserId,
+    pub content: Arc<str>,
+    pub version: Version,
+}
+
 /// The outcome of an append: the stored message, and whether it was stored
 /// now (`false`: a retry of an idempotent send that returns the original).
 #[derive(Debug, Clone, PartialEq)]
@@ -95,9 +109,11 @@ pub trait Store: Send + Sync + 'static {
     fn open_document(&self, id: &DocumentId, user: &UserId) -> StoreResult<(Document, Role)>;
     /// The document (server-to-server reads).
     fn document(&self, id: &DocumentId) -> StoreResult<Document>;
-    /// Stores `content` as `version`, which must be current + 1, if `user`
-    /// may edit.
-    fn update_document(&self, id: &DocumentId, user: &UserId, content: &str, version: Version) -> StoreResult<Document>;
+    /// Applies updates in one transaction, in order. Each stores `content`
+    /// as `version`, which must be current + 1, if its user may edit; each
+    /// succeeds or fails on its own. `Err` only when the transaction failed
+    /// as a whole (nothing was stored).
+    fn update_documents(&self, batch: &[DocumentUpdate]) -> StoreResult<Vec<StoreResult<Document>>>;
     /// Grants or revokes a role. `by` must be an owner; `None` is the server
     /// itself (HTTP API). The last owner cannot be revoked or demoted.
     fn share_document(&self, id: &DocumentId, by: Option<&UserId>, user: &UserId, grant: Grant) -> StoreResult<()>;
@@ -107,9 +123,11 @@ pub trait Store: Send + Sync + 'static {
     /// reads what a join returns (see `chat::recovery`).
     fn open_chat(&self, id: &ChatId, user: &UserId, since: Option<Seq>, max_recovery: u32) -> StoreResult<ChatSnapshot>;
     fn chat_access(&self, id: &ChatId, user: &UserId) -> StoreResult<ChatAccess>;
-    /// Appends a message with the chat's next seq, or returns the stored
-    /// one for a repeated `client_msg_id`.
-    fn append_message(&self, message: &NewMessage) -> StoreResult<Appended>;
+    /// Appends messages in one transaction, in order: each gets its chat's
+    /// next seq, or is answered with the stored original for a repeated
+    /// `client_msg_id`; each succeeds or fails on its own. `Err` only when
+    /// the transaction failed as a whole (nothing was stored).
+    fn append_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<StoreResult<Appended>>>;
     /// Up to `limit` messages before `before` (default: the newest), for
     /// `reader` (`None`: the server itself).
     fn history(&self, id: &ChatId, reader: Option<&UserId>, before: Option<Seq>, limit: i64) -> StoreResult<Page>;
@@ -143,25 +161,61 @@ impl<T: Send + 'static> Handler<Run<T>> for DbExecutor {
     }
 }
 
-/// A handle to the database executors, cheap to clone.
+/// The database executors, cheap to clone.
 #[derive(Clone)]
-pub struct Db {
+pub struct Executors {
     executors: Addr<DbExecutor>,
     observer: Arc<dyn Observer>,
 }
 
+/// A handle to the database: executors for reads and rare writes, and the
+/// batchers that group message appends and document updates into shared
+/// transactions. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    executors: Executors,
+    messages: Addr<batch::Batcher<batch::AppendMessages>>,
+    documents: Addr<batch::Batcher<batch::UpdateDocuments>>,
+}
+
 impl Db {
-    pub fn observer(&self) -> &Arc<dyn Observer> {
-        &self.observer
-    }
-
-    /// Starts `threads` executors over `store`. Must run inside an actix
-    /// system.
+    /// Starts `threads` executors over `store`, and the batchers. Must run
+    /// inside an actix system.
     pub fn start(store: Arc<dyn Store>, threads: usize, observer: Arc<dyn Observer>) -> Db {
-        let executors = SyncArbiter::start(threads.max(1), move || DbExecutor { store: store.clone() });
-        Db { executors, observer }
+        let addr = SyncArbiter::start(threads.max(1), move || DbExecutor { store: store.clone() });
+        let executors = Executors { executors: addr, observer };
+        Db {
+            messages: batch::Batcher::new(executors.clone()).start(),
+            documents: batch::Batcher::new(executors.clone()).start(),
+            executors,
+        }
     }
 
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.executors.observer
+    }
+
+    /// Runs `f` on an executor thread (see [`Executors::run`]).
+    pub fn run<T, F>(&self, f: F) -> impl Future<Output = Result<T, WireError>> + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.executors.run(f)
+    }
+
+    /// Appends a message in the next group commit.
+    pub fn append(&self, message: NewMessage) -> impl Future<Output = Result<Appended, WireError>> + 'static {
+        batch::submit(&self.messages, message)
+    }
+
+    /// Stores a document update in the next group commit.
+    pub fn update_document(&self, update: DocumentUpdate) -> impl Future<Output = Result<Document, WireError>> + 'static {
+        batch::submit(&self.documents, update)
+    }
+}
+
+impl Executors {
     /// Runs `f` on an executor thread. The executors' mailbox is bounded:
     /// when every thread is busy and the queue is full, callers wait.
     pub fn run<T, F>(&self, f: F) -> impl Future<Output = Result<T, WireError>> + 'static
