@@ -4,8 +4,6 @@
 //! "busy" instead of waiting), on PostgreSQL it locks the row that
 //! serializes the operation (the document, or the chat's `last_seq`).
 
-use std::sync::Arc;
-
 use diesel::prelude::*;
 use diesel::r2d2::{Pool, PooledConnection};
 use huddle_actors::chat::recovery::{self, JOIN_PAGE};
@@ -482,6 +480,8 @@ impl Store for SqlStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::db::connection::{SqliteSync, Target};
 
