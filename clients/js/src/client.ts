@@ -158,6 +158,18 @@ export class HuddleClient {
     this.socket.drop();
   }
 
+  /**
+   * Skips the wait before the next reconnect attempt (a "retry now" button).
+   * After the client gave up, starts connecting again.
+   */
+  reconnectNow(): void {
+    if (this.store.get().status === 'closed') {
+      void this.connect().catch(() => undefined);
+      return;
+    }
+    this.socket.reconnectNow();
+  }
+
   // ---- state and events ----------------------------------------------------------
 
   /** The current snapshot (immutable; a new object after every change). */

@@ -151,6 +151,11 @@ export class SocketManager {
     }
   }
 
+  /** Makes the pending reconnect attempt now instead of after its delay. */
+  reconnectNow(): void {
+    this.retryNow();
+  }
+
   /** Drops the current socket as if the network failed, then reconnects. */
   drop(reason = 'dropped by the client'): void {
     if (this.ws !== null) this.abandon(this.ws, ABANDONED, reason);
@@ -191,14 +196,21 @@ export class SocketManager {
       if (frame !== null) this.receive(frame);
     };
     ws.onclose = (event) => this.closed(ws, event.code, event.reason);
-    ws.onerror = () => {
-      // A close event always follows; the decision is made there.
-    };
+    // Browsers follow an error with a close event, but some implementations
+    // (Node 20's) only report the error when the connection is refused and
+    // leave the socket CONNECTING forever: an error ends the socket here.
+    ws.onerror = () => this.abandon(ws, ABANDONED, 'socket error');
   }
 
   private receive(frame: IncomingFrame): void {
     if (this.phase === 'connected') {
       this.hooks.onFrame(frame);
+      if (this.ws !== null && isAuthEnd(frame)) {
+        // The server closes with 4001 right after this error; act on the
+        // error rather than wait for the close handshake to finish.
+        this.lastServerError = HuddleError.fromWire(frame.data);
+        this.abandon(this.ws, CloseCode.Unauthenticated, String(frame.data.code));
+      }
       return;
     }
     if (frame.event === 'connect') {
@@ -211,8 +223,10 @@ export class SocketManager {
       this.startPing(data.heartbeat_ms);
       this.hooks.onConnect(data);
     } else if (frame.event === 'error') {
-      // Before `connect` only the refusal of our `auth` can arrive.
+      // Before `connect` only the refusal of our `auth` can arrive, and a
+      // 4001 close follows it (1008 for LIMIT_EXCEEDED).
       this.lastServerError = HuddleError.fromWire(frame.data, { event: 'auth' });
+      if (this.ws !== null && isAuthEnd(frame)) this.abandon(this.ws, CloseCode.Unauthenticated, String(frame.data.code));
     }
   }
 
@@ -358,6 +372,12 @@ export class SocketManager {
       target.removeEventListener('offline', this.onOffline);
     }
   }
+}
+
+/** An unsolicited `error` that announces a 4001 close. */
+function isAuthEnd(frame: IncomingFrame): boolean {
+  if (frame.event !== 'error' || (frame.ref !== undefined && frame.ref !== 'auth')) return false;
+  return frame.data.code === 'UNAUTHENTICATED' || frame.data.code === 'TOKEN_EXPIRED';
 }
 
 function detach(ws: WebSocketLike): void {
