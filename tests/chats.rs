@@ -303,3 +303,48 @@ async fn client_helper_sees_its_own_frames_in_order() {
     assert_eq!(c.response(m).await.expect("message")["message"]["seq"], 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn joining_while_messages_stream_sees_each_message_once() {
+    const TOTAL: i64 = 2000;
+    let server = TestServer::start_with(|o| o.rate_burst = 10_000);
+    let mut publisher = server.client("pub").await;
+    publisher.ok("chat:join", json!({"chat_id": "stream"})).await;
+    let url = server.ws_url();
+    let streaming = tokio::spawn(async move {
+        let mut window = std::collections::VecDeque::new();
+        for i in 0..TOTAL {
+            window.push_back(publisher.send_request("chat:message", json!({"chat_id": "stream", "content": format!("m{i}")})).await);
+            if window.len() == 32 {
+                publisher.response(window.pop_front().unwrap()).await.expect("acked");
+            }
+        }
+        for r in window {
+            publisher.response(r).await.expect("acked");
+        }
+    });
+    // Joiners arrive while the stream runs: what the join returns and what
+    // is pushed afterwards must join up exactly, whatever was in flight.
+    let mut joiners = Vec::new();
+    for n in 0..40 {
+        let mut c = Client::authenticated(&url, &common::token(&format!("late{n}"))).await;
+        let joined = c.ok("chat:join", json!({"chat_id": "stream", "since_seq": 0})).await;
+        joiners.push((c, joined));
+    }
+    streaming.await.unwrap();
+    for (mut c, joined) in joiners {
+        let last = joined["last_seq"].as_i64().unwrap();
+        let stored = seqs(&joined["messages"]);
+        if joined["recovered"] == true {
+            assert_eq!(stored, (1..=last).collect::<Vec<_>>());
+        }
+        assert!(stored.last().is_none_or(|s| *s == last));
+        let mut pushed = Vec::new();
+        while pushed.last().copied().unwrap_or(last) < TOTAL {
+            pushed.push(c.expect_push("chat:message", "chat:stream").await["message"]["seq"].as_i64().unwrap());
+        }
+        // No message both in the answer and pushed, none missing.
+        assert_eq!(pushed, ((last + 1)..=TOTAL).collect::<Vec<_>>(), "joined at {last}");
+    }
+    server.stop().await;
+}

@@ -378,6 +378,11 @@ impl Store for SqlStore {
         })
     }
 
+    fn chat_last_seq(&self, id: &ChatId) -> StoreResult<Option<Seq>> {
+        let mut c = self.conn()?;
+        Ok(load_chat(&mut c, id)?.map(|chat| Seq(chat.last_seq)))
+    }
+
     fn append_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<StoreResult<Appended>>> {
         if batch.is_empty() {
             return Ok(Vec::new());

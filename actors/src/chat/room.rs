@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use actix::{Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient, WrapFuture};
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient, ResponseActFuture, WrapFuture,
+};
 
 use crate::config::Settings;
 use crate::ids::{ChatId, RoomName, Seq, UserId};
@@ -14,6 +16,7 @@ use crate::protocol::{ErrorCode, WireError};
 use crate::registry::RoomStopped;
 use crate::room::{HasMembers, IdleStop, Leave, Members, ROOM_MAILBOX};
 use crate::session::outbound::Requester;
+use crate::chat::pipeline::Pipeline;
 use crate::store::{Appended, ChatAccess, Db, NewMessage};
 
 /// `chat:join`. Answers whether the connection is now a member.
@@ -35,9 +38,17 @@ pub struct PostMessage {
     pub client_msg_id: Option<String>,
 }
 
+/// Most appends one chat may have in flight; past it, SERVER_BUSY.
+pub const MAX_IN_FLIGHT: usize = 4096;
+
 pub struct ChatRoom {
     id: ChatId,
     members: Members,
+    in_flight: Pipeline<Option<Requester>, Result<Appended, WireError>>,
+    /// The newest seq this room pushed (or found stored with nothing in
+    /// flight). A join answers with messages up to it; newer ones reach
+    /// the joiner as pushes, so nothing is seen twice.
+    pushed_seq: Seq,
     db: Db,
     settings: Arc<Settings>,
     registry: Recipient<RoomStopped>,
@@ -47,7 +58,16 @@ pub struct ChatRoom {
 impl ChatRoom {
     pub fn new(id: ChatId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped>) -> Self {
         let members = Members::new(RoomName::Chat(id.clone()), db.observer().clone());
-        ChatRoom { id, members, db, settings, registry, idle: IdleStop::default() }
+        ChatRoom {
+            id,
+            members,
+            in_flight: Pipeline::default(),
+            pushed_seq: Seq(0),
+            db,
+            settings,
+            registry,
+            idle: IdleStop::default(),
+        }
     }
 
     fn membership_changed(&mut self, ctx: &mut Context<Self>) {
@@ -68,6 +88,13 @@ impl Actor for ChatRoom {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(ROOM_MAILBOX);
         self.membership_changed(ctx);
+        // Know what is stored before the first write or join is handled.
+        let id = self.id.clone();
+        let last = self.db.run(move |s| s.chat_last_seq(&id));
+        ctx.wait(last.into_actor(self).map(|last, room, _| match last {
+            Ok(seq) => room.pushed_seq = seq.unwrap_or(Seq(0)),
+            Err(e) => log::warn!("{}: cannot read last_seq: {e}", room.members.room()),
+        }));
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
@@ -85,13 +112,20 @@ impl Handler<JoinChat> for ChatRoom {
         AtomicResponse::new(Box::pin(opened.into_actor(self).map(move |result, room, ctx| {
             let req = msg.requester;
             match result {
-                Ok(snapshot) => {
+                Ok(mut snapshot) => {
+                    // Messages stored but not pushed yet will be pushed to
+                    // the new member: leave them out of the answer.
+                    if room.in_flight.is_empty() {
+                        room.pushed_seq = room.pushed_seq.max(snapshot.last_seq);
+                    }
+                    let upto = room.pushed_seq.min(snapshot.last_seq);
+                    snapshot.messages.retain(|m| m.seq <= upto);
                     let first = room.members.add(req.peer.clone());
                     let members = room.members.list();
                     req.ack(ChatJoined {
                         room: room.members.room(),
                         members: &members,
-                        last_seq: snapshot.last_seq,
+                        last_seq: upto,
                         messages: &snapshot.messages,
                         recovered: snapshot.recovered,
                     });
@@ -111,19 +145,26 @@ impl Handler<JoinChat> for ChatRoom {
 }
 
 impl Handler<PostMessage> for ChatRoom {
-    type Result = AtomicResponse<Self, Result<Appended, WireError>>;
+    type Result = ResponseActFuture<Self, Result<Appended, WireError>>;
 
     fn handle(&mut self, msg: PostMessage, _: &mut Context<Self>) -> Self::Result {
         if let Some(req) = &msg.requester {
             if !self.members.contains(req.peer.session_id) {
                 let refusal = not_member_error(&self.db, self.id.clone(), msg.author.clone());
-                return AtomicResponse::new(Box::pin(refusal.into_actor(self).map(move |e, _, _| {
+                return Box::pin(refusal.into_actor(self).map(move |e, _, _| {
                     if let Some(req) = &msg.requester {
                         req.fail(&e);
                     }
                     Err(e)
-                })));
+                }));
             }
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            let e = WireError::busy("this chat is writing as fast as it can; retry");
+            if let Some(req) = &msg.requester {
+                req.fail(&e);
+            }
+            return Box::pin(actix::fut::ready(Err(e)));
         }
         let new = NewMessage {
             chat_id: self.id.clone(),
@@ -132,22 +173,35 @@ impl Handler<PostMessage> for ChatRoom {
             client_msg_id: msg.client_msg_id,
             check_access: msg.requester.is_none(),
         };
+        // Not holding the mailbox: the next message can join the same group
+        // commit. Acks and pushes still go out in the order of the writes.
+        let ticket = self.in_flight.start(msg.requester);
         let stored = self.db.append(new);
-        let requester = msg.requester;
-        AtomicResponse::new(Box::pin(stored.into_actor(self).map(move |result: Result<Appended, WireError>, room, _| {
-            if let Some(req) = &requester {
-                match &result {
-                    Ok(a) => req.ack(OneMessage { message: &a.message }),
-                    Err(e) => req.fail(e),
-                }
+        Box::pin(stored.into_actor(self).map(move |result: Result<Appended, WireError>, room, _| {
+            for (requester, outcome) in room.in_flight.complete(ticket, result.clone()) {
+                room.release(requester, outcome);
             }
-            let appended = result?;
+            result
+        }))
+    }
+}
+
+impl ChatRoom {
+    /// Acks a finished write and pushes its message, in write order.
+    fn release(&mut self, requester: Option<Requester>, outcome: Result<Appended, WireError>) {
+        if let Some(req) = &requester {
+            match &outcome {
+                Ok(a) => req.ack(OneMessage { message: &a.message }),
+                Err(e) => req.fail(e),
+            }
+        }
+        if let Ok(appended) = outcome {
             if appended.fresh {
-                let frame = frames::push("chat:message", room.members.room(), OneMessage { message: &appended.message });
-                room.members.broadcast(frame, None);
+                self.pushed_seq = self.pushed_seq.max(appended.message.seq);
+                let frame = frames::push("chat:message", self.members.room(), OneMessage { message: &appended.message });
+                self.members.broadcast(frame, None);
             }
-            Ok(appended)
-        })))
+        }
     }
 }
 

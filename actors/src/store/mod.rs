@@ -123,6 +123,8 @@ pub trait Store: Send + Sync + 'static {
     /// reads what a join returns (see `chat::recovery`).
     fn open_chat(&self, id: &ChatId, user: &UserId, since: Option<Seq>, max_recovery: u32) -> StoreResult<ChatSnapshot>;
     fn chat_access(&self, id: &ChatId, user: &UserId) -> StoreResult<ChatAccess>;
+    /// The chat's newest seq, `None` if it does not exist.
+    fn chat_last_seq(&self, id: &ChatId) -> StoreResult<Option<Seq>>;
     /// Appends messages in one transaction, in order: each gets its chat's
     /// next seq, or is answered with the stored original for a repeated
     /// `client_msg_id`; each succeeds or fails on its own. `Err` only when
