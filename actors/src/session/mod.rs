@@ -336,8 +336,9 @@ impl<S: Socket> Session<S> {
                 self.send_error(r#ref.as_ref(), event, &e, ctx);
                 return;
             }
-            Verdict::Abusive => {
-                let e = WireError::new(ErrorCode::RateLimited, "rate limit exceeded again and again; closing");
+            Verdict::Abusive { retry_after_ms } => {
+                let mut e = WireError::new(ErrorCode::RateLimited, "rate limit exceeded again and again; closing");
+                e.details.retry_after_ms = Some(retry_after_ms);
                 self.send_error(r#ref.as_ref(), event, &e, ctx);
                 self.close(CloseCode::RateAbuse, ctx);
                 return;

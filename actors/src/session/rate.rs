@@ -25,7 +25,7 @@ pub enum Verdict {
     /// Refused; retry after this many milliseconds.
     Refused { retry_after_ms: u64 },
     /// Refused so often that the connection should be closed.
-    Abusive,
+    Abusive { retry_after_ms: u64 },
 }
 
 impl RateLimiter {
@@ -55,11 +55,11 @@ impl RateLimiter {
             self.refused_in_window = 0;
         }
         self.refused_in_window += 1;
-        if self.refused_in_window > self.abuse_threshold {
-            return Verdict::Abusive;
-        }
         let missing = 1.0 - self.tokens;
         let retry_after_ms = ((missing / self.per_second) * 1000.0).ceil().max(1.0) as u64;
+        if self.refused_in_window > self.abuse_threshold {
+            return Verdict::Abusive { retry_after_ms };
+        }
         Verdict::Refused { retry_after_ms }
     }
 }
@@ -87,6 +87,6 @@ mod tests {
         r.check(t0);
         assert!(matches!(r.check(t0), Verdict::Refused { .. }));
         assert!(matches!(r.check(t0), Verdict::Refused { .. }));
-        assert_eq!(r.check(t0), Verdict::Abusive);
+        assert_eq!(r.check(t0), Verdict::Abusive { retry_after_ms: 1000 });
     }
 }
