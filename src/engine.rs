@@ -63,10 +63,11 @@ pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result
     };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let drain = Duration::from_millis(options.drain_timeout_ms);
+    let demo = options.demo;
     let mut http = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
-            .configure(routes::configure)
+            .configure(|cfg| routes::configure(cfg, demo))
     })
     // Signals are ours: sessions must be told to close before the HTTP
     // server waits for connections to end.

@@ -1,7 +1,8 @@
 //! HTTP routes: the WebSocket endpoint, health and readiness, and (when
 //! enabled) the server-to-server API, metrics and the demo.
 
-mod api;
+pub mod api;
+mod demo;
 mod health;
 mod metrics;
 mod ws;
@@ -28,7 +29,11 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// All routes; the demo ones only when `demo` is on.
+pub fn configure(cfg: &mut web::ServiceConfig, demo: bool) {
+    if demo {
+        cfg.configure(demo::configure);
+    }
     cfg.route("/ws", web::get().to(ws::upgrade))
         .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))

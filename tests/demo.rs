@@ -1,0 +1,51 @@
+//! `--demo`: the embedded page and the token endpoint exist only when asked
+//! for, and the tokens it hands out let two people share a document.
+
+mod common;
+
+use common::http::Http;
+use common::{Client, TestServer};
+use serde_json::json;
+
+#[tokio::test]
+async fn demo_routes_exist_only_with_demo() {
+    let server = TestServer::start();
+    let http = Http::new(server.http_url(""));
+    assert_eq!(http.call("GET", "/", None, None).await.status, 404);
+    assert_eq!(http.call("POST", "/demo/token", None, Some(r#"{"name":"x"}"#.into())).await.status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn demo_page_and_tokens() {
+    let server = TestServer::start_with(|o| o.demo = true);
+    let http = Http::new(server.http_url(""));
+    let page = http.call("GET", "/", None, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("<title>Huddle demo</title>"));
+    for asset in ["/app.js", "/huddle.js", "/style.css"] {
+        let r = http.call("GET", asset, None, None).await;
+        assert_eq!(r.status, 200, "{asset}");
+        assert!(!r.text.is_empty());
+    }
+    let bad = http.call("POST", "/demo/token", None, Some(r#"{"name":"!!"}"#.into())).await;
+    assert_eq!((bad.status, bad.body["details"]["field"].clone()), (400, json!("name")));
+
+    let mut people = Vec::new();
+    for name in ["Ada Lovelace", "Grace"] {
+        let r = http.call("POST", "/demo/token", None, Some(json!({ "name": name }).to_string())).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let token = r.body["token"].as_str().unwrap().to_owned();
+        let mut c = Client::authenticated(&server.ws_url(), &token).await;
+        assert_eq!(c.connect["data"]["name"], name);
+        assert_eq!(c.user_id(), r.body["user_id"].as_str().unwrap());
+        let joined = c.ok("documents:join", json!({"document_id": "demo"})).await;
+        assert_eq!(joined["role"], "editor");
+        people.push(c);
+    }
+    assert_eq!(people[0].user_id(), "ada-lovelace");
+    people[0].ok("documents:update", json!({"document_id": "demo", "content": "hello", "version": 1})).await;
+    let pushed = people[1].expect_push("documents:updated", "document:demo").await;
+    assert_eq!(pushed["document"]["content"], "hello");
+    server.stop().await;
+}
