@@ -61,7 +61,8 @@ async function fetchToken(name) {
   const res = await fetch('/demo/token', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name }),
+    // The endpoint makes this user an editor of the document (creating it).
+    body: JSON.stringify({ name, document_id: DOC_ID }),
   });
   if (!res.ok) throw new Error(`the token endpoint answered ${res.status}`);
   const body = await res.json();

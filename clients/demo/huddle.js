@@ -1396,11 +1396,15 @@ class TokenManager {
             const error = err instanceof HuddleError
                 ? err
                 : new HuddleError('TOKEN_PROVIDER_FAILED', `token refresh failed: ${String(err)}`, { cause: err });
-            this.hooks.onError(error);
+            // Without a connection there is nothing to refresh: the next connect
+            // takes a fresh token from the provider anyway.
+            const offline = error.code === 'CONNECTION_LOST' || error.code === 'NOT_CONNECTED' || error.code === 'CLIENT_CLOSED';
+            if (!offline)
+                this.hooks.onError(error);
             // Try again while the old token still has time left; the connection
             // itself ends at expiry, and reconnecting asks the provider anyway.
             const remaining = this.expiresAtMs === null ? 0 : this.expiresAtMs - Date.now();
-            if (remaining > 1_000 && error.code !== 'CONNECTION_LOST' && error.code !== 'CLIENT_CLOSED') {
+            if (remaining > 1_000 && !offline) {
                 this.cancel();
                 this.timer = setTimeout(() => void this.refresh(), Math.min(REFRESH_RETRY_MS, remaining / 2));
             }

@@ -7,7 +7,7 @@
 // playwright-core; screenshots go to clients/js/test-results/.
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
@@ -27,6 +27,7 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 const RESULTS = fileURLToPath(new URL('../../../test-results/', import.meta.url));
+const DEMO_DIR = fileURLToPath(new URL('../../../../demo/', import.meta.url));
 /** Longest wait for anything the page should show. */
 const UI_TIMEOUT_MS = 10_000;
 
@@ -93,13 +94,17 @@ describe('demo page', () => {
     assert.equal(page.status, 200, 'GET / serves the demo page');
     assert.match(page.headers.get('content-type') ?? '', /text\/html/);
     for (const [path, type] of [
+      ['/index.html', /html/],
       ['/app.js', /javascript/],
       ['/huddle.js', /javascript/],
       ['/style.css', /css/],
     ] as const) {
-      const res = await fetch(`${baseUrl}${path}`);
+      const res = await fetch(`${baseUrl}${path === '/index.html' ? '/' : path}`);
       assert.equal(res.status, 200, `GET ${path}`);
       assert.match(res.headers.get('content-type') ?? '', type, `${path} content type`);
+      // The binary embeds the files when it is compiled.
+      const onDisk = readFileSync(`${DEMO_DIR}${path.slice(1)}`, 'utf8');
+      assert.ok((await res.text()) === onDisk, `${path} served differs from clients/demo${path}: rebuild the server (cargo build)`);
     }
     const token = await fetch(`${baseUrl}/demo/token`, {
       method: 'POST',
