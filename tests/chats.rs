@@ -344,7 +344,17 @@ async fn joining_while_messages_stream_sees_each_message_once() {
             pushed.push(c.expect_push("chat:message", "chat:stream").await["message"]["seq"].as_i64().unwrap());
         }
         // No message both in the answer and pushed, none missing.
-        assert_eq!(pushed, ((last + 1)..=TOTAL).collect::<Vec<_>>(), "joined at {last}");
+        let expected: Vec<i64> = ((last + 1)..=TOTAL).collect();
+        if pushed != expected {
+            let wrong: Vec<_> = pushed.iter().zip(&expected).filter(|(p, e)| p != e).take(5).collect();
+            panic!(
+                "joined at {last} (recovered {}, {} stored): {} pushed, {} expected; first differences {wrong:?}",
+                joined["recovered"],
+                stored.len(),
+                pushed.len(),
+                expected.len()
+            );
+        }
     }
     server.stop().await;
 }

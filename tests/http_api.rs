@@ -168,7 +168,10 @@ async fn chats_over_http_reach_live_rooms_in_order() {
 
 #[tokio::test]
 async fn metrics_count_what_happens() {
-    let server = TestServer::start_with(|o| o.rate_burst = 3);
+    let server = TestServer::start_with(|o| {
+        o.rate_burst = 3;
+        o.rate_per_second = 1;
+    });
     let mut c = server.client("m").await;
     c.ok("chat:join", json!({"chat_id": "metrics"})).await;
     c.ok("chat:message", json!({"chat_id": "metrics", "content": "counted"})).await;

@@ -79,6 +79,18 @@ impl Members {
         self.presence.join(session, user, name, peer) == Joined::FirstConnection
     }
 
+    /// Admits the requester: adds it, acks with `ack` (given the room and
+    /// the member list, the newcomer included), then tells the others if
+    /// its user is new to the room.
+    pub fn admit(&mut self, req: &Requester, ack: impl FnOnce(&RoomName, &[MemberInfo])) {
+        let first = self.add(req.peer.clone());
+        let members = self.list();
+        ack(&self.room, &members);
+        if first {
+            self.announce_join(&req.peer);
+        }
+    }
+
     /// Tells the others that `peer`'s user arrived.
     pub fn announce_join(&mut self, peer: &Peer) {
         let frame = frames::push(

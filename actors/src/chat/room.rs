@@ -120,18 +120,15 @@ impl Handler<JoinChat> for ChatRoom {
                     }
                     let upto = room.pushed_seq.min(snapshot.last_seq);
                     snapshot.messages.retain(|m| m.seq <= upto);
-                    let first = room.members.add(req.peer.clone());
-                    let members = room.members.list();
-                    req.ack(ChatJoined {
-                        room: room.members.room(),
-                        members: &members,
-                        last_seq: upto,
-                        messages: &snapshot.messages,
-                        recovered: snapshot.recovered,
+                    room.members.admit(&req, |name, members| {
+                        req.ack(ChatJoined {
+                            room: name,
+                            members,
+                            last_seq: upto,
+                            messages: &snapshot.messages,
+                            recovered: snapshot.recovered,
+                        })
                     });
-                    if first {
-                        room.members.announce_join(&req.peer);
-                    }
                     room.membership_changed(ctx);
                     true
                 }

@@ -96,12 +96,9 @@ impl Handler<JoinDocument> for DocumentRoom {
             let req = msg.requester;
             match result {
                 Ok((document, role)) => {
-                    let first = room.members.add(req.peer.clone());
-                    let members = room.members.list();
-                    req.ack(DocumentJoined { room: room.members.room(), role, document: &document, members: &members });
-                    if first {
-                        room.members.announce_join(&req.peer);
-                    }
+                    room.members.admit(&req, |name, members| {
+                        req.ack(DocumentJoined { room: name, role, document: &document, members })
+                    });
                     room.membership_changed(ctx);
                     true
                 }
