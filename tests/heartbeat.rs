@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::raw::{close_code, RawWs, CLOSE, PING, PONG, TEXT};
 use common::{token, TestServer};
 
-const HEARTBEAT_MS: u64 = 150;
+const HEARTBEAT_MS: u64 = 250;
 
 fn server() -> TestServer {
     TestServer::start_with(|o| o.heartbeat_ms = HEARTBEAT_MS)
@@ -22,7 +22,7 @@ async fn a_silent_connection_is_closed_with_4000() {
     let opened = Instant::now();
     let (op, connect) = ws.frame(Duration::from_secs(5)).await.expect("connect");
     assert_eq!(op, TEXT);
-    assert!(String::from_utf8_lossy(&connect).contains("\"heartbeat_ms\":150"));
+    assert!(String::from_utf8_lossy(&connect).contains("\"heartbeat_ms\":250"));
     let mut pings = 0;
     loop {
         match ws.frame(Duration::from_secs(5)).await {
