@@ -60,6 +60,16 @@ describe('backoff', () => {
     client.close();
   });
 
+  test('a first connect that never succeeds rejects after maxAttempts', async () => {
+    const server = fakeServer({ script: () => 'refuse' });
+    const client = clientFor(server, { reconnect: { ...FAST, maxAttempts: 2 } });
+    const attempts = collect(client, 'reconnecting');
+    await assert.rejects(client.connect(), (e: unknown) => e instanceof HuddleError && e.code === 'MAX_RECONNECT_EXCEEDED');
+    assert.equal(server.sockets.length, 3, 'the first try and two attempts');
+    assert.deepEqual(attempts.map((a) => a.attempt), [1, 2]);
+    assert.equal(client.state.status, 'closed');
+  });
+
   test('maxAttempts: Infinity keeps trying past five', async () => {
     const server = fakeServer({ script: (n) => (n === 0 || n === 9 ? 'accept' : 'refuse') });
     const client = clientFor(server, { reconnect: { ...FAST, maxDelayMs: 10, maxAttempts: Infinity } });
