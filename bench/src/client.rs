@@ -23,6 +23,7 @@ use awc::ws::{CloseCode, CloseReason, Codec, Frame, Message as WsMessage};
 use awc::BoxedSocket;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::SplitSink;
+use awc::http;
 use futures_util::StreamExt;
 
 use crate::scan::{self, Event};
@@ -47,9 +48,38 @@ pub struct Net {
     pub open: std::cell::Cell<usize>,
 }
 
+/// awc's TCP connector with `TCP_NODELAY` set on each new socket. Without
+/// it, a small frame written while the previous one is unacknowledged waits
+/// for the server's delayed ACK (up to 40 ms on Linux), and the harness
+/// would add that to the latencies it reports.
+#[derive(Clone)]
+struct NoDelay(actix_tls::connect::ConnectorService);
+
+type TcpConnection = actix_tls::connect::Connection<http::Uri, actix_rt::net::TcpStream>;
+
+impl actix_service::Service<actix_tls::connect::ConnectInfo<http::Uri>> for NoDelay {
+    type Response = TcpConnection;
+    type Error = actix_tls::connect::ConnectError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<TcpConnection, Self::Error>>;
+
+    actix_service::always_ready!();
+
+    fn call(&self, req: actix_tls::connect::ConnectInfo<http::Uri>) -> Self::Future {
+        let connecting = self.0.call(req);
+        Box::pin(async move {
+            let connection = connecting.await?;
+            // A failure leaves Nagle on: slower, still correct.
+            let _ = connection.io_ref().set_nodelay(true);
+            Ok(connection)
+        })
+    }
+}
+
 impl Net {
     pub fn new(url: &str, shared: Shared) -> Rc<Net> {
+        let tcp = NoDelay(actix_tls::connect::Connector::default().service());
         let connector = awc::Connector::new()
+            .connector(tcp)
             // 0 means no limit: the default (100) would serialize a large
             // connection ramp behind the connector's pool.
             .limit(0)
