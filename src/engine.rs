@@ -72,6 +72,8 @@ pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result
     // Signals are ours: sessions must be told to close before the HTTP
     // server waits for connections to end.
     .disable_signals()
+    // Frames are small and latency-bound: never wait on delayed ACKs.
+    .tcp_nodelay(true)
     .shutdown_timeout(drain.as_secs().max(1));
     if options.workers > 0 {
         http = http.workers(options.workers);
