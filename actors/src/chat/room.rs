@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix::{
     Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient, ResponseActFuture, WrapFuture,
 };
+use bytestring::ByteString;
 
 use crate::config::Settings;
 use crate::ids::{ChatId, RoomName, Seq, UserId};
@@ -49,6 +50,12 @@ pub struct ChatRoom {
     /// flight). A join answers with messages up to it; newer ones reach
     /// the joiner as pushes, so nothing is seen twice.
     pushed_seq: Seq,
+    /// Set while a join reads the store. The join holds the mailbox, but
+    /// appends already in flight can still complete and be pushed before
+    /// the read returns; the joiner is not a member yet, so those pushes
+    /// are kept here and handed to it after its ack. At most
+    /// `MAX_IN_FLIGHT` entries: no append starts while a join waits.
+    joining: Option<Vec<(Seq, ByteString)>>,
     db: Db,
     settings: Arc<Settings>,
     registry: Recipient<RoomStopped>,
@@ -63,6 +70,7 @@ impl ChatRoom {
             members,
             in_flight: Pipeline::default(),
             pushed_seq: Seq(0),
+            joining: None,
             db,
             settings,
             registry,
@@ -109,8 +117,12 @@ impl Handler<JoinChat> for ChatRoom {
         let (id, user, since, max) =
             (self.id.clone(), msg.requester.peer.user_id.clone(), msg.since_seq, self.settings.max_recovery);
         let opened = self.db.run(move |s| s.open_chat(&id, &user, since, max));
+        // A member re-joining hears these pushes as a member already.
+        let rejoin = self.members.contains(msg.requester.peer.session_id);
+        self.joining = Some(Vec::new());
         AtomicResponse::new(Box::pin(opened.into_actor(self).map(move |result, room, ctx| {
             let req = msg.requester;
+            let missed = room.joining.take().unwrap_or_default();
             match result {
                 Ok(mut snapshot) => {
                     // Messages stored but not pushed yet will be pushed to
@@ -129,6 +141,11 @@ impl Handler<JoinChat> for ChatRoom {
                             recovered: snapshot.recovered,
                         })
                     });
+                    // Pushed while the read ran and newer than what it saw:
+                    // the joiner hears them after its ack, in seq order.
+                    for (_, frame) in missed.into_iter().filter(|(seq, _)| !rejoin && *seq > upto) {
+                        req.peer.deliver(frame);
+                    }
                     room.membership_changed(ctx);
                     true
                 }
@@ -196,6 +213,9 @@ impl ChatRoom {
             if appended.fresh {
                 self.pushed_seq = self.pushed_seq.max(appended.message.seq);
                 let frame = frames::push("chat:message", self.members.room(), OneMessage { message: &appended.message });
+                if let Some(missed) = &mut self.joining {
+                    missed.push((appended.message.seq, frame.clone()));
+                }
                 self.members.broadcast(frame, None);
             }
         }
