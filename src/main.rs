@@ -9,6 +9,12 @@ use huddle::config::{Cli, Command, Options};
 use huddle::db::connection::Target;
 use huddle::secret;
 
+/// mimalloc instead of glibc's malloc: frames are allocated on one thread
+/// (rooms, sessions) and freed on another (the connection's writer), which
+/// glibc's arenas handle poorly (see BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
