@@ -18,7 +18,7 @@ use r2d2::Pool;
 use crate::auth::{JwtConfig, JwtVerifier};
 use crate::config::Options;
 use crate::db::connection::{Manager, Target};
-use crate::db::store::SqlStore;
+use crate::db::store::{SqlStore, Writers};
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 
@@ -45,7 +45,11 @@ pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result
     let pool = crate::db::open(&target, options.sqlite_synchronous, options.db_threads as u32 + 2)?;
     let settings = Arc::new(options.settings());
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
-    let db = Db::start(Arc::new(SqlStore::new(pool.clone())), options.db_threads, metrics.clone());
+    let writers = Writers {
+        messages: crate::db::writer(&target, options.sqlite_synchronous, &pool)?,
+        documents: crate::db::writer(&target, options.sqlite_synchronous, &pool)?,
+    };
+    let db = Db::start(Arc::new(SqlStore::new(pool.clone(), writers)), options.db_threads, metrics.clone());
     let registry = Registry::new(db.clone(), settings.clone(), options.room_threads).start();
     let verifier = Arc::new(JwtVerifier::new(&jwt)?);
     let state = AppState {

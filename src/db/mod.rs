@@ -36,6 +36,24 @@ pub fn open(target: &Target, sync: SqliteSync, size: u32) -> Result<Pool<Manager
     Ok(pool)
 }
 
+/// A pool of one connection for one kind of batched write. Always the same
+/// connection: SQLite drops a connection's page cache whenever another
+/// connection has written, so a writer that rotated through the shared
+/// pool re-read every B-tree page it touched (from the write-ahead log,
+/// with `pread`) on each batch. In-memory databases share `pool`, their
+/// only connection.
+pub fn writer(target: &Target, sync: SqliteSync, pool: &Pool<Manager>) -> Result<Pool<Manager>, String> {
+    if target.is_memory() {
+        return Ok(pool.clone());
+    }
+    Pool::builder()
+        .max_size(1)
+        .min_idle(Some(1))
+        .connection_timeout(POOL_TIMEOUT)
+        .build(Manager::new(target.clone(), sync))
+        .map_err(|e| format!("cannot open {target}: {e}"))
+}
+
 /// Applies pending migrations; returns how many ran.
 pub fn migrate(pool: &Pool<Manager>) -> Result<usize, String> {
     let mut conn = pool.get().map_err(|e| e.to_string())?;

@@ -23,13 +23,28 @@ use crate::db::schema::{chat_members, chats, document_access, documents, message
 
 pub struct SqlStore {
     pool: Pool<Manager>,
+    writers: Writers,
+}
+
+/// The connections that batched writes use, one per kind of batch (see
+/// [`crate::db::writer`]).
+pub struct Writers {
+    pub messages: Pool<Manager>,
+    pub documents: Pool<Manager>,
+}
+
+impl Writers {
+    /// Batches use the shared pool (tests).
+    pub fn shared(pool: &Pool<Manager>) -> Writers {
+        Writers { messages: pool.clone(), documents: pool.clone() }
+    }
 }
 
 type Conn = PooledConnection<Manager>;
 
 impl SqlStore {
-    pub fn new(pool: Pool<Manager>) -> SqlStore {
-        SqlStore { pool }
+    pub fn new(pool: Pool<Manager>, writers: Writers) -> SqlStore {
+        SqlStore { pool, writers }
     }
 
     fn conn(&self) -> StoreResult<Conn> {
@@ -196,7 +211,7 @@ impl Store for SqlStore {
 
     fn update_documents(&self, batch: &[DocumentUpdate]) -> StoreResult<Vec<StoreResult<Document>>> {
         let Some(first) = batch.first() else { return Ok(Vec::new()) };
-        let mut c = self.conn()?;
+        let mut c = self.writers.documents.get().map_err(from_pool)?;
         let at = now();
         let outcomes = c.transaction::<_, TxError, _>(|c| {
             // A no-op write first: SQLite takes its write lock now rather
@@ -387,7 +402,7 @@ impl Store for SqlStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn()?;
+        let mut c = self.writers.messages.get().map_err(from_pool)?;
         let at = now();
         let outcomes = c.transaction::<_, TxError, _>(|c| {
             let mut chats: HashMap<&ChatId, Option<ChatRow>> = HashMap::new();
@@ -493,7 +508,9 @@ mod tests {
     fn store() -> (SqlStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let target = Target::Sqlite(dir.path().join("t.db").display().to_string());
-        (SqlStore::new(crate::db::open(&target, SqliteSync::Normal, 2).unwrap()), dir)
+        let pool = crate::db::open(&target, SqliteSync::Normal, 2).unwrap();
+        let writers = Writers::shared(&pool);
+        (SqlStore::new(pool, writers), dir)
     }
 
     fn msg(chat: &str, user: &str, cid: Option<&str>, check_access: bool) -> NewMessage {
