@@ -1,6 +1,7 @@
-//! The RoomRegistry: finds or starts the actor of a room, spreads rooms over
-//! a few arbiter threads, forgets rooms that stopped, and keeps the list of
-//! live sessions per user (for `max_connections_per_user` and shutdown).
+//! The RoomRegistry: finds or starts the actor of a room (on the thread of
+//! the connection that asked first, or on dedicated room threads), forgets
+//! rooms that stopped, and keeps the list of live sessions per user (for
+//! `max_connections_per_user` and shutdown).
 //!
 //! Sessions ask the registry only to resolve a room; after that they talk
 //! to the room directly. A room stops itself when idle; a session that hits
@@ -24,6 +25,9 @@ use crate::store::Db;
 pub struct OpenRoom<R: RoomKind> {
     pub id: R::Id,
     pub stale: Option<Addr<R>>,
+    /// The caller's thread: where a new room starts when the registry has
+    /// no room threads of its own.
+    pub home: ArbiterHandle,
 }
 
 impl<R: RoomKind> Message for OpenRoom<R> {
@@ -89,7 +93,10 @@ pub struct RegistryStats {
 pub struct Registry {
     db: Db,
     settings: Arc<Settings>,
-    /// Threads that run room actors, so that rooms do not share one core.
+    /// Threads that run room actors. Empty: a room runs on the thread of
+    /// the connection that opened it, so that its pushes to members on
+    /// that thread wake no other thread (on one core, every push would
+    /// otherwise cost a thread switch).
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     documents: HashMap<DocumentId, Addr<DocumentRoom>>,
@@ -99,9 +106,10 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Creates the registry and `room_threads` arbiters for rooms.
+    /// Creates the registry and `room_threads` arbiters for rooms (none:
+    /// rooms run on connection threads).
     pub fn new(db: Db, settings: Arc<Settings>, room_threads: usize) -> Registry {
-        let arbiters = (0..room_threads.max(1)).map(|_| Arbiter::new().handle()).collect();
+        let arbiters = (0..room_threads).map(|_| Arbiter::new().handle()).collect();
         Registry {
             db,
             settings,
@@ -114,7 +122,10 @@ impl Registry {
         }
     }
 
-    fn arbiter(&mut self) -> ArbiterHandle {
+    fn arbiter(&mut self, home: ArbiterHandle) -> ArbiterHandle {
+        if self.arbiters.is_empty() {
+            return home;
+        }
         self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len();
         self.arbiters[self.next_arbiter].clone()
     }
@@ -161,7 +172,7 @@ impl Handler<OpenRoom<DocumentRoom>> for Registry {
 
     fn handle(&mut self, msg: OpenRoom<DocumentRoom>, ctx: &mut Context<Self>) -> Self::Result {
         let (db, settings, me) = (self.db.clone(), self.settings.clone(), ctx.address().recipient());
-        let arbiter = self.arbiter();
+        let arbiter = self.arbiter(msg.home);
         let id = msg.id.clone();
         MessageResult(resolve(&mut self.documents, msg.id, msg.stale, move || {
             DocumentRoom::start_in_arbiter(&arbiter, move |_| DocumentRoom::new(id, db, settings, me))
@@ -174,7 +185,7 @@ impl Handler<OpenRoom<ChatRoom>> for Registry {
 
     fn handle(&mut self, msg: OpenRoom<ChatRoom>, ctx: &mut Context<Self>) -> Self::Result {
         let (db, settings, me) = (self.db.clone(), self.settings.clone(), ctx.address().recipient());
-        let arbiter = self.arbiter();
+        let arbiter = self.arbiter(msg.home);
         let id = msg.id.clone();
         MessageResult(resolve(&mut self.chats, msg.id, msg.stale, move || {
             ChatRoom::start_in_arbiter(&arbiter, move |_| ChatRoom::new(id, db, settings, me))
@@ -279,7 +290,7 @@ where
 {
     let mut stale = None;
     for _ in 0..3 {
-        let addr = registry.send(OpenRoom::<R> { id: id.clone(), stale: stale.take() }).await?;
+        let addr = registry.send(OpenRoom::<R> { id: id.clone(), stale: stale.take(), home: Arbiter::current() }).await?;
         match addr.send(msg.clone()).await {
             Ok(answer) => return Ok(answer),
             Err(actix::MailboxError::Closed) => stale = Some(addr),

@@ -5,6 +5,7 @@ pub mod api;
 mod demo;
 mod health;
 mod metrics;
+mod outlet_body;
 mod ws;
 
 use std::sync::Arc;

@@ -1,18 +1,18 @@
 //! `GET /ws`: refuses tokens in the URL, checks a header token before the
-//! upgrade, and hands the connection to a new session actor through the
-//! [`WsSocket`] adapter.
+//! upgrade, and hands the connection to a new session actor: actix-ws's
+//! message stream feeds it, and its outlet becomes the response body
+//! ([`OutletBody`]).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, ProtocolError};
-use bytes::Bytes;
-use bytestring::ByteString;
 use futures_util::StreamExt;
-use huddle_actors::protocol::{CloseCode, ErrorCode, WireError};
+use huddle_actors::protocol::{ErrorCode, WireError};
 use huddle_actors::registry::Register;
-use huddle_actors::session::socket::{Inbound, Socket, SocketClosed};
+use huddle_actors::session::socket::Inbound;
 use huddle_actors::session::SessionStarter;
 
+use crate::routes::outlet_body::OutletBody;
 use crate::routes::{bearer, error_response, AppState};
 
 pub async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
@@ -31,11 +31,13 @@ pub async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppS
             Err(f) => return error_response(&WireError::from(f), Some(StatusCode::UNAUTHORIZED)),
         },
     };
-    let (response, session, stream) = match actix_ws::handle(&req, body) {
+    // actix-ws's Session is not used: the session's outlet is written by
+    // OutletBody instead of actix-ws's channel.
+    let (response, _, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
         Err(e) => return HttpResponse::from_error(e),
     };
-    let starter = SessionStarter::<WsSocket>::default();
+    let starter = SessionStarter::default();
     if let Some(identity) = &identity {
         let registered = state
             .deps
@@ -60,8 +62,9 @@ pub async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppS
         .aggregate_continuations()
         .max_continuation_size(max)
         .map(inbound);
-    starter.start(state.deps.clone(), WsSocket(session), inbound, identity);
-    response
+    let (_, outlet) = starter.start(state.deps.clone(), inbound, identity);
+    let (head, stream_guard) = response.into_parts();
+    head.set_body(OutletBody::new(outlet, stream_guard)).map_into_boxed_body()
 }
 
 /// Whether the query string carries `token` (even empty).
@@ -85,31 +88,5 @@ fn inbound(item: Result<AggregatedMessage, ProtocolError>) -> Inbound {
         Err(ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => Inbound::InvalidUtf8,
         Err(ProtocolError::Io(e)) if e.to_string().contains("maximum continuation size") => Inbound::TooLarge,
         Err(e) => Inbound::Broken(e.to_string()),
-    }
-}
-
-/// actix-ws as the session's socket.
-#[derive(Clone)]
-pub struct WsSocket(actix_ws::Session);
-
-impl Socket for WsSocket {
-    async fn text(&mut self, frame: ByteString) -> Result<(), SocketClosed> {
-        self.0.text(frame).await.map_err(|_| SocketClosed)
-    }
-
-    async fn ping(&mut self) -> Result<(), SocketClosed> {
-        self.0.ping(b"").await.map_err(|_| SocketClosed)
-    }
-
-    async fn pong(&mut self, payload: Bytes) -> Result<(), SocketClosed> {
-        self.0.pong(&payload).await.map_err(|_| SocketClosed)
-    }
-
-    async fn close(self, code: CloseCode) {
-        let reason = actix_ws::CloseReason {
-            code: actix_ws::CloseCode::from(code.code()),
-            description: Some(code.reason().to_owned()),
-        };
-        let _ = self.0.close(Some(reason)).await;
     }
 }

@@ -17,11 +17,10 @@ use crate::protocol::{ClientRequest, ErrorCode, Request, WireError};
 use crate::room::Leave;
 use crate::session::outbound::{Peer, Requester};
 use crate::session::routing::{Done, Route};
-use crate::session::socket::Socket;
 use crate::session::Session;
 use crate::auth::AuthFailure;
 
-impl<S: Socket> Session<S> {
+impl Session {
     pub(super) fn dispatch(&mut self, request: Request, peer: Peer, ctx: &mut Context<Self>) {
         let Request { r#ref, body } = request;
         let event = body.event();
@@ -146,7 +145,7 @@ impl<S: Socket> Session<S> {
     }
 
     /// Keeps the room if the join succeeded, forgets it otherwise.
-    fn after_join(&self, name: RoomName, req: Requester) -> Done<S, bool> {
+    fn after_join(&self, name: RoomName, req: Requester) -> Done<bool> {
         let was_member = self.rooms.contains_key(&name);
         Box::new(move |act, _, joined| match joined {
             Ok(true) => {}
@@ -209,7 +208,7 @@ impl<S: Socket> Session<S> {
 
 /// For routed requests the room answers; only a failure to reach it is ours
 /// to report.
-fn fail_if_unreached<S: Socket, T: 'static>(req: Requester, event: &'static str) -> Done<S, T> {
+fn fail_if_unreached<T: 'static>(req: Requester, event: &'static str) -> Done<T> {
     Box::new(move |act, _, answer| {
         if let Err(e) = answer {
             act.fail(&req, event, &e);

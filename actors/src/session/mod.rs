@@ -1,12 +1,12 @@
 //! One actor per WebSocket connection. It authenticates the connection,
 //! decodes every frame once into a typed request, enforces the
 //! per-connection limits (rate, rooms), routes requests to rooms or the
-//! store, and owns the connection's bounded outbound queue, which a writer
-//! task drains into the socket in order.
+//! store, and owns the connection's bounded outbound queue, which the
+//! transport drains into the socket in order ([`socket::Outlet`]).
 //!
 //! Lifecycle: `AwaitingAuth` (first frame must be `auth`, within
 //! `auth_timeout`) → open (requests) → closing (a Close is queued; the actor
-//! stops when the writer has sent it). On stop it leaves its rooms and
+//! stops when the transport has sent it). On stop it leaves its rooms and
 //! unregisters from the registry.
 
 mod dispatch;
@@ -25,7 +25,7 @@ use actix::{
 };
 use bytestring::ByteString;
 use futures_util::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{Identity, TokenVerifier};
 use crate::config::Settings;
@@ -37,10 +37,10 @@ use crate::protocol::{decode, ClientRequest, CloseCode, DecodeLimits, ErrorCode,
 use crate::registry::{Register, Registry, Unregister};
 use crate::store::Db;
 
-use self::outbound::{write_loop, Control, Outbound, Peer};
+use self::outbound::{Control, Outbound, Peer};
 use self::rate::{RateLimiter, Verdict};
 use self::routing::RoomAddr;
-use self::socket::{Inbound, Socket};
+use self::socket::{Inbound, Outlet};
 
 /// How long a queued Close may take to reach the client before the actor
 /// stops anyway (a client that stopped reading never takes it).
@@ -61,13 +61,14 @@ impl SessionDeps {
     }
 }
 
-pub struct Session<S: Socket> {
+pub struct Session {
     id: SessionId,
     deps: SessionDeps,
-    socket: S,
     queue: mpsc::Sender<Outbound>,
-    writer_queue: Option<mpsc::Receiver<Outbound>>,
-    writer: Option<SpawnHandle>,
+    /// Tells the transport to close at once (slow consumers).
+    abort: Option<oneshot::Sender<CloseCode>>,
+    /// Resolves when the transport stops writing.
+    finished: Option<oneshot::Receiver<()>>,
     identity: Option<Identity>,
     /// Whether the registry counts this session for its user.
     registered: bool,
@@ -89,18 +90,18 @@ pub struct Session<S: Socket> {
 /// Builds a session in two steps, so that its address exists (and can be
 /// registered for the per-user limit) before the WebSocket upgrade is
 /// answered.
-pub struct SessionStarter<S: Socket> {
-    ctx: Context<Session<S>>,
+pub struct SessionStarter {
+    ctx: Context<Session>,
     id: SessionId,
 }
 
-impl<S: Socket> Default for SessionStarter<S> {
+impl Default for SessionStarter {
     fn default() -> Self {
         SessionStarter { ctx: Context::new(), id: SessionId::new() }
     }
 }
 
-impl<S: Socket> SessionStarter<S> {
+impl SessionStarter {
     pub fn id(&self) -> SessionId {
         self.id
     }
@@ -109,21 +110,23 @@ impl<S: Socket> SessionStarter<S> {
         self.ctx.address().recipient()
     }
 
-    /// Starts the actor. `identity`: the connection was authenticated (and
-    /// registered) before the upgrade.
-    pub fn start<I>(mut self, deps: SessionDeps, socket: S, inbound: I, identity: Option<Identity>) -> Addr<Session<S>>
+    /// Starts the actor and returns the outlet the transport must write
+    /// out. `identity`: the connection was authenticated (and registered)
+    /// before the upgrade.
+    pub fn start<I>(mut self, deps: SessionDeps, inbound: I, identity: Option<Identity>) -> (Addr<Session>, Outlet)
     where
         I: Stream<Item = Inbound> + 'static,
     {
         let settings = deps.settings.clone();
-        let (queue, writer_queue) = mpsc::channel(settings.max_outbound_queue.max(1));
+        let (queue, outbound) = mpsc::channel(settings.max_outbound_queue.max(1));
+        let (abort, abort_rx) = oneshot::channel();
+        let (finished_tx, finished) = oneshot::channel();
         let now = Instant::now();
         let session = Session {
             id: self.id,
-            socket,
             queue,
-            writer_queue: Some(writer_queue),
-            writer: None,
+            abort: Some(abort),
+            finished: Some(finished),
             registered: identity.is_some(),
             identity,
             closing: false,
@@ -138,21 +141,18 @@ impl<S: Socket> SessionStarter<S> {
             deps,
         };
         self.ctx.add_stream(inbound);
-        self.ctx.run(session)
+        let outlet = Outlet { queue: outbound, abort: abort_rx, finished: finished_tx };
+        (self.ctx.run(session), outlet)
     }
 }
 
-impl<S: Socket> Actor for Session<S> {
+impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.deps.observer().session_opened();
-        if let Some(queue) = self.writer_queue.take() {
-            let writer = write_loop(queue, self.socket.clone()).into_actor(self).map(|(), act, ctx| {
-                act.writer = None;
-                ctx.stop();
-            });
-            self.writer = Some(ctx.spawn(writer));
+        if let Some(finished) = self.finished.take() {
+            ctx.spawn(finished.into_actor(self).map(|_, _, ctx| ctx.stop()));
         }
         let heartbeat = self.deps.settings.heartbeat;
         ctx.run_interval(heartbeat, |act, ctx| act.heartbeat(ctx));
@@ -180,7 +180,7 @@ impl<S: Socket> Actor for Session<S> {
     }
 }
 
-impl<S: Socket> Session<S> {
+impl Session {
     fn settings(&self) -> &Settings {
         &self.deps.settings
     }
@@ -207,7 +207,7 @@ impl<S: Socket> Session<S> {
     }
 
     /// Queues a Close after everything already queued; the actor stops when
-    /// the writer has sent it (or after `CLOSE_GRACE`).
+    /// the transport has sent it (or after `CLOSE_GRACE`).
     fn close(&mut self, code: CloseCode, ctx: &mut Context<Self>) {
         if self.closing {
             return;
@@ -222,17 +222,13 @@ impl<S: Socket> Session<S> {
     }
 
     /// Closes at once, dropping whatever is queued: the queue is full, so
-    /// the Close goes straight to the socket, best effort.
+    /// the Close goes ahead of it, best effort.
     fn abort(&mut self, code: CloseCode, ctx: &mut Context<Self>) {
         self.closing = true;
-        if let Some(w) = self.writer.take() {
-            ctx.cancel_future(w);
+        if let Some(abort) = self.abort.take() {
+            let _ = abort.send(code);
         }
-        let socket = self.socket.clone();
-        let close = async move {
-            let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(code)).await;
-        };
-        ctx.spawn(close.into_actor(self).map(|(), _, ctx| ctx.stop()));
+        ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
     }
 
     fn slow_consumer(&mut self, ctx: &mut Context<Self>) {
@@ -402,7 +398,7 @@ impl<S: Socket> Session<S> {
     }
 }
 
-impl<S: Socket> StreamHandler<Inbound> for Session<S> {
+impl StreamHandler<Inbound> for Session {
     fn handle(&mut self, item: Inbound, ctx: &mut Context<Self>) {
         self.last_heard = Instant::now();
         if self.closing {
@@ -446,7 +442,7 @@ impl<S: Socket> StreamHandler<Inbound> for Session<S> {
     }
 }
 
-impl<S: Socket> Handler<Control> for Session<S> {
+impl Handler<Control> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {

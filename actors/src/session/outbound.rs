@@ -1,6 +1,6 @@
 //! A session's outbound path: the bounded queue of frames every producer
-//! (the session itself, rooms) writes into, the [`Peer`] handle rooms hold,
-//! and the writer task that drains the queue into the socket in order.
+//! (the session itself, rooms) writes into, and the [`Peer`] handle rooms
+//! hold. The transport drains the queue (see [`crate::session::socket::Outlet`]).
 //!
 //! Rooms never wait on a session: they `try_send` into its queue, and a full
 //! queue marks the session a slow consumer (closed with 4008) instead of
@@ -16,9 +16,8 @@ use tokio::sync::mpsc;
 
 use crate::ids::{RoomName, SessionId, UserId};
 use crate::protocol::{frames, CloseCode, Ref, WireError};
-use crate::session::socket::Socket;
 
-/// What the writer task does next.
+/// What the transport writes next.
 #[derive(Debug)]
 pub enum Outbound {
     Frame(ByteString),
@@ -118,24 +117,5 @@ impl Requester {
             log::error!("session {}: answered INTERNAL_ERROR, incident {incident}", self.peer.session_id);
         }
         self.peer.deliver(frames::error(self.r#ref.as_ref(), None, e));
-    }
-}
-
-/// Drains the queue into the socket until the queue closes, the socket
-/// fails, or a Close is written. Frames leave in queue order.
-pub async fn write_loop<S: Socket>(mut queue: mpsc::Receiver<Outbound>, mut socket: S) {
-    while let Some(next) = queue.recv().await {
-        let sent = match next {
-            Outbound::Frame(f) => socket.text(f).await,
-            Outbound::Ping => socket.ping().await,
-            Outbound::Pong(p) => socket.pong(p).await,
-            Outbound::Close(code) => {
-                socket.close(code).await;
-                return;
-            }
-        };
-        if sent.is_err() {
-            return;
-        }
     }
 }

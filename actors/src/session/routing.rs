@@ -13,7 +13,6 @@ use crate::ids::{ChatId, DocumentId, RoomName, SessionId};
 use crate::protocol::WireError;
 use crate::registry::{OpenRoom, Registry, RoomKind};
 use crate::room::Leave;
-use crate::session::socket::Socket;
 use crate::session::Session;
 
 /// How many times a request chases a room that stopped under it.
@@ -77,7 +76,7 @@ impl Routable for ChatRoom {
 }
 
 /// What to do with the room's answer (or the failure to reach it).
-pub type Done<S, T> = Box<dyn FnOnce(&mut Session<S>, &mut Context<Session<S>>, Result<T, WireError>)>;
+pub type Done<T> = Box<dyn FnOnce(&mut Session, &mut Context<Session>, Result<T, WireError>)>;
 
 /// One routed request.
 pub struct Route<R: Routable, M> {
@@ -87,7 +86,7 @@ pub struct Route<R: Routable, M> {
     pub remember: bool,
 }
 
-impl<S: Socket> Session<S> {
+impl Session {
     /// Routes a request for `event`; `done` runs once, when the room has
     /// answered (or could not be reached).
     pub(super) fn route<R, M>(
@@ -95,7 +94,7 @@ impl<S: Socket> Session<S> {
         ctx: &mut Context<Self>,
         event: &'static str,
         route: Route<R, M>,
-        done: Done<S, M::Result>,
+        done: Done<M::Result>,
     ) where
         R: Routable + Handler<M>,
         R::Context: ToEnvelope<R, M>,
@@ -104,7 +103,7 @@ impl<S: Socket> Session<S> {
         Registry: Handler<OpenRoom<R>>,
     {
         let started = self.begin();
-        let done: Done<S, M::Result> = Box::new(move |act, ctx, answer| {
+        let done: Done<M::Result> = Box::new(move |act, ctx, answer| {
             done(act, ctx, answer);
             act.end(event, started, ctx);
         });
@@ -117,7 +116,7 @@ impl<S: Socket> Session<S> {
         route: Route<R, M>,
         stale: Option<Addr<R>>,
         attempt: u8,
-        done: Done<S, M::Result>,
+        done: Done<M::Result>,
     ) where
         R: Routable + Handler<M>,
         R::Context: ToEnvelope<R, M>,
@@ -134,7 +133,7 @@ impl<S: Socket> Session<S> {
             self.send_to_room(ctx, addr, route, attempt, done);
             return;
         }
-        let open = self.deps.registry.send(OpenRoom::<R> { id: route.id.clone(), stale });
+        let open = self.deps.registry.send(OpenRoom::<R> { id: route.id.clone(), stale, home: actix::Arbiter::current() });
         // Waiting here (a registry round trip, no I/O) keeps this
         // connection's requests in order: the next frame is read only once
         // this one is in the room's mailbox.
@@ -155,7 +154,7 @@ impl<S: Socket> Session<S> {
         addr: Addr<R>,
         route: Route<R, M>,
         attempt: u8,
-        done: Done<S, M::Result>,
+        done: Done<M::Result>,
     ) where
         R: Routable + Handler<M>,
         R::Context: ToEnvelope<R, M>,

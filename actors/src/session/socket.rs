@@ -1,13 +1,13 @@
 //! The seam between a session actor and its WebSocket. The binary adapts
-//! actix-ws to [`Socket`] and its message stream to [`Inbound`], so this
-//! crate needs no HTTP.
-
-use std::future::Future;
+//! its message stream to [`Inbound`] and writes the session's [`Outlet`]
+//! to the connection, so this crate needs no HTTP.
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::CloseCode;
+use crate::session::outbound::Outbound;
 
 /// One thing read from the connection.
 #[derive(Debug)]
@@ -26,16 +26,16 @@ pub enum Inbound {
     Broken(String),
 }
 
-/// The connection is gone.
-#[derive(Debug)]
-pub struct SocketClosed;
-
-/// Writes to one WebSocket. Every write waits while the connection's send
-/// buffer is full, which is what bounds a session's memory.
-pub trait Socket: Clone + Unpin + 'static {
-    fn text(&mut self, frame: ByteString) -> impl Future<Output = Result<(), SocketClosed>>;
-    fn ping(&mut self) -> impl Future<Output = Result<(), SocketClosed>>;
-    fn pong(&mut self, payload: Bytes) -> impl Future<Output = Result<(), SocketClosed>>;
-    /// Sends a Close frame and ends the connection.
-    fn close(self, code: CloseCode) -> impl Future<Output = ()>;
+/// A session's outbound side, handed to the transport when the session
+/// starts. The transport writes the queued frames out in order, as fast as
+/// the connection takes them, and stops after a Close. The session never
+/// waits on it: producers `try_send` into the queue (see
+/// [`crate::session::outbound`]).
+pub struct Outlet {
+    pub queue: mpsc::Receiver<Outbound>,
+    /// A close that cannot wait for the queue (a slow consumer's): drop
+    /// whatever is queued, send this Close, stop.
+    pub abort: oneshot::Receiver<CloseCode>,
+    /// Dropped when the transport stops writing, which stops the session.
+    pub finished: oneshot::Sender<()>,
 }
