@@ -180,3 +180,45 @@ async fn revoking_access_removes_the_users_connections_from_the_room() {
     assert!(bob1.kept(|f| f["event"] == "documents:updated").is_empty());
     server.stop().await;
 }
+
+/// The room refuses stale updates itself, but it is not the record: two
+/// engines share one database, and each must still accept the version that
+/// follows a write made through the other.
+#[tokio::test]
+async fn a_room_defers_to_the_database_for_versions_it_has_not_seen() {
+    let a = TestServer::start();
+    let b = TestServer::start_on(&a.db_path, |_| {}, common::jwt());
+    let mut owner = a.client("owner").await;
+    owner.ok("documents:create", json!({"document_id": "shared"})).await;
+    owner.ok("documents:share", json!({"document_id": "shared", "user_id": "viewer", "role": "viewer"})).await;
+    owner.ok("documents:join", json!({"document_id": "shared"})).await;
+    owner.ok("documents:update", json!({"document_id": "shared", "content": "a1", "version": 1})).await;
+
+    // Engine A's room has seen version 1; a stale update is refused with
+    // the version it knows, and a viewer still hears about its role.
+    let e = owner.fails("documents:update", json!({"document_id": "shared", "content": "x", "version": 1}), "VERSION_CONFLICT").await;
+    assert_eq!(e["details"]["current_version"], 1);
+    let mut viewer = a.client("viewer").await;
+    viewer.ok("documents:join", json!({"document_id": "shared"})).await;
+    viewer.fails("documents:update", json!({"document_id": "shared", "content": "x", "version": 1}), "PERMISSION_DENIED").await;
+
+    // Versions 2 and 3 are written through engine B.
+    let mut other = b.client("owner").await;
+    other.ok("documents:update", json!({"document_id": "shared", "content": "b2", "version": 2})).await;
+    other.ok("documents:update", json!({"document_id": "shared", "content": "b3", "version": 3})).await;
+
+    // Through A: version 2 loses in the database, which names version 3;
+    // after that A's room knows 3 and refuses 3 itself; 4 wins.
+    let e = owner.fails("documents:update", json!({"document_id": "shared", "content": "x", "version": 2}), "VERSION_CONFLICT").await;
+    assert_eq!(e["details"]["current_version"], 3);
+    let e = owner.fails("documents:update", json!({"document_id": "shared", "content": "x", "version": 3}), "VERSION_CONFLICT").await;
+    assert_eq!(e["details"]["current_version"], 3);
+    let ack = owner.ok("documents:update", json!({"document_id": "shared", "content": "a4", "version": 4})).await;
+    assert_eq!(ack["version"], 4);
+    // (Writes made through B reach A's members only once cluster fan-out
+    // exists; the viewer hears A's.)
+    let pushed = viewer.expect_push("documents:updated", "document:shared").await;
+    assert_eq!((pushed["document"]["version"].clone(), pushed["document"]["content"].clone()), (json!(4), json!("a4")));
+    b.stop().await;
+    a.stop().await;
+}

@@ -4,12 +4,22 @@
 //! members, so every member sees the same order and nothing unacknowledged
 //! is ever announced. Version checks happen in the store's transaction: the
 //! database, not this actor, is the serialization point of record.
+//!
+//! The room remembers the newest version it saw committed. An update from
+//! an editor that names that version or an older one cannot win (versions
+//! only grow in the database), so it is refused at once with
+//! `VERSION_CONFLICT` instead of costing a transaction while the room
+//! holds its mailbox: when several editors race for one version, the
+//! losers no longer queue behind the winner's commit one by one. Newer
+//! versions always go to the database, which may know of writes by other
+//! engine processes.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient, WrapFuture};
 
-use crate::ids::{DocumentId, RoomName, UserId, Version};
+use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::model::{Document, Grant};
 use crate::protocol::frames::{self, DocumentJoined, DocumentUpdated, DocumentUpdatedAck, Shared};
 use crate::protocol::{ErrorCode, WireError};
@@ -53,12 +63,45 @@ pub struct DocumentRoom {
     settings: Arc<Settings>,
     registry: Recipient<RoomStopped>,
     idle: IdleStop,
+    /// The newest version this room saw committed (or refused against).
+    committed: Option<Version>,
+    /// Members whose role lets them edit, as of their join or a later
+    /// share through this room. Only their stale updates are refused
+    /// here: anyone else hears the store's verdict, `PERMISSION_DENIED`.
+    editors: HashSet<SessionId>,
 }
 
 impl DocumentRoom {
     pub fn new(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped>) -> Self {
         let members = Members::new(RoomName::Document(id.clone()), db.observer().clone());
-        DocumentRoom { id, members, db, settings, registry, idle: IdleStop::default() }
+        DocumentRoom {
+            id,
+            members,
+            db,
+            settings,
+            registry,
+            idle: IdleStop::default(),
+            committed: None,
+            editors: HashSet::new(),
+        }
+    }
+
+    fn saw(&mut self, version: Version) {
+        self.committed = Some(self.committed.map_or(version, |v| v.max(version)));
+    }
+
+    /// The refusal of an update that names a version already committed.
+    fn stale(&self, requester: &Requester, version: Version) -> Option<WireError> {
+        let committed = self.committed?;
+        if version > committed || !self.editors.contains(&requester.peer.session_id) {
+            return None;
+        }
+        let mut e = WireError::new(
+            ErrorCode::VersionConflict,
+            format!("document {} is at version {}", self.id, committed.0),
+        );
+        e.details.current_version = Some(committed.0);
+        Some(e)
     }
 
     fn membership_changed(&mut self, ctx: &mut Context<Self>) {
@@ -96,6 +139,12 @@ impl Handler<JoinDocument> for DocumentRoom {
             let req = msg.requester;
             match result {
                 Ok((document, role)) => {
+                    room.saw(document.version);
+                    if role.can_edit() {
+                        room.editors.insert(req.peer.session_id);
+                    } else {
+                        room.editors.remove(&req.peer.session_id);
+                    }
                     room.members.admit(&req, |name, members| {
                         req.ack(DocumentJoined { room: name, role, document: &document, members })
                     });
@@ -115,6 +164,10 @@ impl Handler<UpdateDocument> for DocumentRoom {
     type Result = AtomicResponse<Self, Result<Version, WireError>>;
 
     fn handle(&mut self, msg: UpdateDocument, _: &mut Context<Self>) -> Self::Result {
+        if let Some(e) = self.stale(&msg.requester, msg.version) {
+            msg.requester.fail(&e);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
+        }
         let stored = self.db.update_document(DocumentUpdate {
             document_id: self.id.clone(),
             user_id: msg.requester.peer.user_id.clone(),
@@ -124,8 +177,16 @@ impl Handler<UpdateDocument> for DocumentRoom {
         AtomicResponse::new(Box::pin(stored.into_actor(self).map(move |result: Result<Document, WireError>, room, _| {
             let req = msg.requester;
             match &result {
-                Ok(doc) => req.ack(DocumentUpdatedAck { document_id: &doc.id, version: doc.version }),
-                Err(e) => req.fail(e),
+                Ok(doc) => {
+                    room.saw(doc.version);
+                    req.ack(DocumentUpdatedAck { document_id: &doc.id, version: doc.version })
+                }
+                Err(e) => {
+                    if let Some(current) = e.details.current_version {
+                        room.saw(Version(current));
+                    }
+                    req.fail(e)
+                }
             }
             let document = result?;
             let frame = frames::push(
@@ -153,6 +214,13 @@ impl Handler<ShareDocument> for DocumentRoom {
                 }
             }
             result?;
+            let sessions = room.members.sessions_of(&msg.user_id);
+            match msg.grant {
+                Grant::Role(role) if role.can_edit() => room.editors.extend(sessions),
+                _ => sessions.iter().for_each(|s| {
+                    room.editors.remove(s);
+                }),
+            }
             if msg.grant == Grant::Revoke {
                 room.evict(&msg.user_id);
                 room.membership_changed(ctx);
@@ -183,6 +251,7 @@ impl Handler<Leave> for DocumentRoom {
     type Result = ();
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        self.editors.remove(&msg.session_id);
         self.members.leave(msg);
         self.membership_changed(ctx);
     }
