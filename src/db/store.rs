@@ -56,12 +56,16 @@ fn now() -> i64 {
     Timestamp::now().millis()
 }
 
+// Lookups by a unique key use `get_result`, not `first`: `first` adds
+// `LIMIT ?`, and SQLite re-prepared such a statement at every execution
+// (seen in the rooms profile: one parse per chat per batch).
+
 fn role_of(c: &mut AnyConnection, doc: &DocumentId, user: &UserId) -> Result<Option<Role>, TxError> {
     let role: Option<String> = document_access::table
         .filter(document_access::document_id.eq(doc.as_str()))
         .filter(document_access::user_id.eq(user.as_str()))
         .select(document_access::role)
-        .first(c)
+        .get_result(c)
         .optional()?;
     Ok(role.as_deref().map(rows::role).transpose()?)
 }
@@ -70,13 +74,13 @@ fn load_document(c: &mut AnyConnection, doc: &DocumentId) -> Result<Option<Docum
     let row: Option<DocumentRow> = documents::table
         .find(doc.as_str())
         .select(DocumentRow::as_select())
-        .first(c)
+        .get_result(c)
         .optional()?;
     Ok(row.map(DocumentRow::into_document).transpose()?)
 }
 
 fn load_chat(c: &mut AnyConnection, chat: &ChatId) -> Result<Option<ChatRow>, TxError> {
-    Ok(chats::table.find(chat.as_str()).select(ChatRow::as_select()).first(c).optional()?)
+    Ok(chats::table.find(chat.as_str()).select(ChatRow::as_select()).get_result(c).optional()?)
 }
 
 fn is_member(c: &mut AnyConnection, chat: &ChatId, user: &UserId) -> Result<bool, TxError> {
@@ -432,7 +436,7 @@ impl Store for SqlStore {
                         .filter(messages::user_id.eq(m.user_id.as_str()))
                         .filter(messages::client_msg_id.eq(cid))
                         .select(MessageRow::as_select())
-                        .first(c)
+                        .get_result(c)
                         .optional()?;
                     if let Some(row) = existing {
                         out.push(Ok(Appended { message: row.into_message()?, fresh: false }));
