@@ -51,14 +51,27 @@ pub enum Delivery {
     Gone,
 }
 
-/// How rooms reach one session.
+/// How rooms reach one session. Cloned for every request (it rides in the
+/// [`Requester`]) and for every room joined, so it is one shared
+/// allocation: a clone is one reference count, not a copy of the ids plus
+/// a boxed actor address.
 #[derive(Clone)]
-pub struct Peer {
+pub struct Peer(Arc<PeerShared>);
+
+pub struct PeerShared {
     pub session_id: SessionId,
     pub user_id: UserId,
     pub name: Option<Arc<str>>,
     frames: mpsc::Sender<Outbound>,
     control: Recipient<Control>,
+}
+
+impl std::ops::Deref for Peer {
+    type Target = PeerShared;
+
+    fn deref(&self) -> &PeerShared {
+        &self.0
+    }
 }
 
 impl Peer {
@@ -69,7 +82,7 @@ impl Peer {
         frames: mpsc::Sender<Outbound>,
         control: Recipient<Control>,
     ) -> Peer {
-        Peer { session_id, user_id, name, frames, control }
+        Peer(Arc::new(PeerShared { session_id, user_id, name, frames, control }))
     }
 
     /// Offers a frame without waiting. On `Full` the session has already
