@@ -369,15 +369,13 @@ impl Store for SqlStore {
                 .order(messages::seq.asc())
                 .load(c)
                 .map_err(TxError::from)?,
-            recovery::Plan::Newest => {
-                let mut newest: Vec<MessageRow> = of_chat
-                    .order(messages::seq.desc())
-                    .limit(JOIN_PAGE)
-                    .load(c)
-                    .map_err(TxError::from)?;
-                newest.reverse();
-                newest
-            }
+            // seq is gapless, so the newest page is a range: no `LIMIT ?`,
+            // which SQLite re-prepares at every execution.
+            recovery::Plan::Newest => of_chat
+                .filter(messages::seq.gt(last_seq.0 - JOIN_PAGE))
+                .order(messages::seq.asc())
+                .load(c)
+                .map_err(TxError::from)?,
         };
         Ok(ChatSnapshot {
             chat: chat.to_chat()?,
