@@ -137,7 +137,8 @@ pub struct Options {
     /// Threads that run database calls.
     #[arg(long, env = "HUDDLE_DB_THREADS", default_value_t = 4, global = true)]
     pub db_threads: usize,
-    /// Threads that run room actors.
+    /// Threads that run room actors; 0: each room runs on the connection
+    /// thread of whoever opened it.
     #[arg(long, env = "HUDDLE_ROOM_THREADS", default_value_t = 1, global = true)]
     pub room_threads: usize,
     /// On SIGTERM / SIGINT, how long in-flight work may take before exit.

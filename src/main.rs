@@ -9,9 +9,10 @@ use huddle::config::{Cli, Command, Options};
 use huddle::db::connection::Target;
 use huddle::secret;
 
-/// mimalloc instead of glibc's malloc: frames are allocated on one thread
-/// (rooms, sessions) and freed on another (the connection's writer), which
-/// glibc's arenas handle poorly (see BENCHMARKS.md, "Allocator").
+/// mimalloc instead of glibc's malloc: frames and requests are allocated on
+/// one thread (rooms, database threads) and freed on another (connections),
+/// which glibc's arenas handle poorly (see BENCHMARKS.md). Built without
+/// transparent huge pages, which inflated the memory of idle connections.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,7 +1,9 @@
 //! # huddle-actors: the actor topology of the Huddle engine
 //!
-//! No HTTP and no SQL live here: the binary adapts its WebSocket to
-//! [`session::socket::Socket`] and its database to [`store::Store`].
+//! No HTTP and no SQL live here: the binary feeds each session its
+//! WebSocket's frames ([`session::socket::Inbound`]), writes the session's
+//! [`session::socket::Outlet`] to the connection, and adapts its database
+//! to [`store::Store`].
 //!
 //! ```text
 //!   WebSocket ──► Session (one per connection) ──send──► Registry
@@ -24,7 +26,7 @@
 //! Who owns what:
 //! - [`session::Session`]: authentication, decoding (once, into
 //!   [`protocol::ClientRequest`]), per-connection limits, the outbound queue
-//!   and its writer.
+//!   (which the binary's transport drains).
 //! - [`registry::Registry`]: room name → room actor; live sessions per user.
 //! - [`document::DocumentRoom`], [`chat::ChatRoom`]: ordering of their
 //!   room's operations, presence ([`presence::Presence`]), pushes.
