@@ -358,3 +358,47 @@ async fn joining_while_messages_stream_sees_each_message_once() {
     }
     server.stop().await;
 }
+
+/// `HUDDLE_ROOM_THREADS=0`: each room runs on the connection thread that
+/// opened it (the test server has two), and members on the other thread
+/// are served the same way: one gapless order for everyone.
+#[tokio::test]
+async fn rooms_on_connection_threads_keep_one_order() {
+    let server = TestServer::start_with(|o| {
+        o.room_threads = 0;
+        o.rate_burst = 10_000;
+    });
+    let mut clients = Vec::new();
+    for user in ["t1", "t2", "t3", "t4"] {
+        let mut c = server.client(user).await;
+        c.ok("chat:join", json!({"chat_id": "threads"})).await;
+        clients.push(c);
+    }
+    for c in clients.iter_mut() {
+        for i in 0..25 {
+            c.send_request("chat:message", json!({"chat_id": "threads", "content": format!("m{i}")})).await;
+        }
+    }
+    let mut orders = Vec::new();
+    for c in clients.iter_mut() {
+        let mut seen = Vec::new();
+        while seen.len() < 100 {
+            let m = c.expect_push("chat:message", "chat:threads").await;
+            seen.push((m["message"]["seq"].as_i64().unwrap(), m["message"]["id"].as_str().unwrap().to_owned()));
+        }
+        assert_eq!(seen.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=100).collect::<Vec<_>>());
+        orders.push(seen);
+    }
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "members saw different orders");
+    // A document room started the same way.
+    let mut owner = server.client("t1").await;
+    owner.ok("documents:create", json!({"document_id": "threads"})).await;
+    owner.ok("documents:share", json!({"document_id": "threads", "user_id": "t2", "role": "editor"})).await;
+    owner.ok("documents:join", json!({"document_id": "threads"})).await;
+    let mut editor = server.client("t2").await;
+    editor.ok("documents:join", json!({"document_id": "threads"})).await;
+    editor.ok("documents:update", json!({"document_id": "threads", "content": "x", "version": 1})).await;
+    let pushed = owner.expect_push("documents:updated", "document:threads").await;
+    assert_eq!(pushed["document"]["version"], 1);
+    server.stop().await;
+}
