@@ -21,6 +21,21 @@ use crate::db::error::{from_pool, is_unique_violation, TxError};
 use crate::db::rows::{self, ChatRow, DocumentRow, MessageRow};
 use crate::db::schema::{chat_members, chats, document_access, documents, messages};
 
+/// Runs `$body` with `$conn` bound to the backend's own connection. The
+/// statement is the same for both; what changes is that diesel's
+/// `MultiConnection` rebuilds a statement's SQL text and routes every bind
+/// through its backend enum at each execution, while a backend connection
+/// reuses its cached statement. Used for the statements that run once
+/// per stored message or document update.
+macro_rules! on_backend {
+    ($c:expr, |$conn:ident| $body:expr) => {
+        match $c {
+            AnyConnection::Sqlite($conn) => $body,
+            AnyConnection::Postgresql($conn) => $body,
+        }
+    };
+}
+
 pub struct SqlStore {
     pool: Pool<Manager>,
     writers: Writers,
@@ -61,26 +76,26 @@ fn now() -> i64 {
 // (seen in the rooms profile: one parse per chat per batch).
 
 fn role_of(c: &mut AnyConnection, doc: &DocumentId, user: &UserId) -> Result<Option<Role>, TxError> {
-    let role: Option<String> = document_access::table
+    let role: Option<String> = on_backend!(c, |n| document_access::table
         .filter(document_access::document_id.eq(doc.as_str()))
         .filter(document_access::user_id.eq(user.as_str()))
         .select(document_access::role)
-        .get_result(c)
-        .optional()?;
+        .get_result(n)
+        .optional())?;
     Ok(role.as_deref().map(rows::role).transpose()?)
 }
 
 fn load_document(c: &mut AnyConnection, doc: &DocumentId) -> Result<Option<Document>, TxError> {
-    let row: Option<DocumentRow> = documents::table
+    let row: Option<DocumentRow> = on_backend!(c, |n| documents::table
         .find(doc.as_str())
         .select(DocumentRow::as_select())
-        .get_result(c)
-        .optional()?;
+        .get_result(n)
+        .optional())?;
     Ok(row.map(DocumentRow::into_document).transpose()?)
 }
 
 fn load_chat(c: &mut AnyConnection, chat: &ChatId) -> Result<Option<ChatRow>, TxError> {
-    Ok(chats::table.find(chat.as_str()).select(ChatRow::as_select()).get_result(c).optional()?)
+    Ok(on_backend!(c, |n| chats::table.find(chat.as_str()).select(ChatRow::as_select()).get_result(n).optional())?)
 }
 
 fn is_member(c: &mut AnyConnection, chat: &ChatId, user: &UserId) -> Result<bool, TxError> {
@@ -113,9 +128,8 @@ fn no_chat(chat: &ChatId) -> StoreError {
 /// exist. Appends to one chat are serialized here, whichever engine process
 /// runs them.
 fn lock_chat(c: &mut AnyConnection, chat: &ChatId) -> Result<Option<ChatRow>, TxError> {
-    let exists = diesel::update(chats::table.find(chat.as_str()))
-        .set(chats::last_seq.eq(chats::last_seq))
-        .execute(c)?;
+    let exists =
+        on_backend!(c, |n| diesel::update(chats::table.find(chat.as_str())).set(chats::last_seq.eq(chats::last_seq)).execute(n))?;
     if exists == 0 {
         return Ok(None);
     }
@@ -139,7 +153,7 @@ fn update_one(c: &mut AnyConnection, u: &DocumentUpdate, at: i64) -> Result<Stor
             return Ok(Err(StoreError::PermissionDenied(why)));
         }
     }
-    let changed = diesel::update(
+    let changed = on_backend!(c, |n| diesel::update(
         documents::table
             .filter(documents::id.eq(id.as_str()))
             .filter(documents::version.eq(u.version.0 - 1)),
@@ -150,7 +164,7 @@ fn update_one(c: &mut AnyConnection, u: &DocumentUpdate, at: i64) -> Result<Stor
         documents::updated_at.eq(at),
         documents::updated_by.eq(user.as_str()),
     ))
-    .execute(c)?;
+    .execute(n))?;
     let Some(document) = load_document(c, id)? else {
         return Ok(Err(no_document(id)));
     };
@@ -451,7 +465,7 @@ impl Store for SqlStore {
                     created_at: at,
                     client_msg_id: m.client_msg_id.clone(),
                 };
-                diesel::insert_into(messages::table).values(&row).execute(c)?;
+                on_backend!(&mut **c, |n| diesel::insert_into(messages::table).values(&row).execute(n))?;
                 let message = row.into_message()?;
                 if let Some(cid) = m.client_msg_id.as_deref() {
                     fresh_ids.insert((&m.chat_id, &m.user_id, cid), message.clone());
@@ -460,7 +474,9 @@ impl Store for SqlStore {
             }
             for (id, chat) in &chats {
                 if let Some(chat) = chat {
-                    diesel::update(chats::table.find(id.as_str())).set(chats::last_seq.eq(chat.last_seq)).execute(c)?;
+                    on_backend!(&mut **c, |n| diesel::update(chats::table.find(id.as_str()))
+                        .set(chats::last_seq.eq(chat.last_seq))
+                        .execute(n))?;
                 }
             }
             Ok(out)

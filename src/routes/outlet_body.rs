@@ -29,6 +29,9 @@ use huddle_actors::session::socket::Outlet;
 /// Most bytes encoded into one chunk: bounds the copy held per connection
 /// when a burst is queued; the next chunk follows at once.
 const MAX_CHUNK: usize = 64 * 1024;
+/// What a chunk starts with: a dozen or so small pushes. Transient (the
+/// dispatcher copies the chunk into its own buffer and drops it).
+const CHUNK_HINT: usize = 4 * 1024;
 
 pub struct OutletBody {
     outlet: Outlet,
@@ -49,6 +52,11 @@ impl OutletBody {
     }
 
     fn encode(&mut self, message: Message, buf: &mut BytesMut) {
+        // Room for a typical burst at once, rather than doubling up to it;
+        // only once there is something to write (most polls find nothing).
+        if buf.capacity() == 0 {
+            buf.reserve(CHUNK_HINT);
+        }
         // The codec's encoder fails only for a Close reason too long for a
         // control frame; ours are short constants.
         if let Err(e) = self.codec.encode(message, buf) {
