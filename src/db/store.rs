@@ -99,11 +99,11 @@ fn load_chat(c: &mut AnyConnection, chat: &ChatId) -> Result<Option<ChatRow>, Tx
 }
 
 fn is_member(c: &mut AnyConnection, chat: &ChatId, user: &UserId) -> Result<bool, TxError> {
-    let n: i64 = chat_members::table
+    let n: i64 = on_backend!(c, |n| chat_members::table
         .filter(chat_members::chat_id.eq(chat.as_str()))
         .filter(chat_members::user_id.eq(user.as_str()))
         .count()
-        .get_result(c)?;
+        .get_result(n))?;
     Ok(n > 0)
 }
 
@@ -373,24 +373,21 @@ impl Store for SqlStore {
         }
         let last_seq = Seq(chat.last_seq);
         let plan = recovery::plan(since, last_seq, max_recovery);
-        let of_chat = messages::table
-            .filter(messages::chat_id.eq(id.as_str()))
-            .filter(messages::seq.le(last_seq.0))
-            .select(MessageRow::as_select());
-        let found: Vec<MessageRow> = match plan {
-            recovery::Plan::After(after) => of_chat
-                .filter(messages::seq.gt(after.0))
-                .order(messages::seq.asc())
-                .load(c)
-                .map_err(TxError::from)?,
-            // seq is gapless, so the newest page is a range: no `LIMIT ?`,
-            // which SQLite re-prepares at every execution.
-            recovery::Plan::Newest => of_chat
-                .filter(messages::seq.gt(last_seq.0 - JOIN_PAGE))
-                .order(messages::seq.asc())
-                .load(c)
-                .map_err(TxError::from)?,
+        // The join's messages are a seq range either way: after since_seq,
+        // or (seq being gapless) the newest JOIN_PAGE, with no `LIMIT ?`,
+        // which SQLite re-prepares at every execution.
+        let after = match plan {
+            recovery::Plan::After(after) => after.0,
+            recovery::Plan::Newest => last_seq.0 - JOIN_PAGE,
         };
+        let found: Vec<MessageRow> = on_backend!(c, |n| messages::table
+            .filter(messages::chat_id.eq(id.as_str()))
+            .filter(messages::seq.gt(after))
+            .filter(messages::seq.le(last_seq.0))
+            .select(MessageRow::as_select())
+            .order(messages::seq.asc())
+            .load(n))
+        .map_err(TxError::from)?;
         Ok(ChatSnapshot {
             chat: chat.to_chat()?,
             last_seq,
