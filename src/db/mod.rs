@@ -26,12 +26,7 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn open(target: &Target, sync: SqliteSync, size: u32) -> Result<Pool<Manager>, String> {
     // An in-memory SQLite database exists once per connection: one only.
     let size = if target.is_memory() { 1 } else { size.max(1) };
-    let pool = Pool::builder()
-        .max_size(size)
-        .min_idle(Some(1))
-        .connection_timeout(POOL_TIMEOUT)
-        .build(Manager::new(target.clone(), sync))
-        .map_err(|e| format!("cannot open {target}: {e}"))?;
+    let pool = pool(target, sync, size)?;
     migrate(&pool).map_err(|e| format!("cannot migrate {target}: {e}"))?;
     Ok(pool)
 }
@@ -46,8 +41,12 @@ pub fn writer(target: &Target, sync: SqliteSync, pool: &Pool<Manager>) -> Result
     if target.is_memory() {
         return Ok(pool.clone());
     }
+    self::pool(target, sync, 1)
+}
+
+fn pool(target: &Target, sync: SqliteSync, size: u32) -> Result<Pool<Manager>, String> {
     Pool::builder()
-        .max_size(1)
+        .max_size(size)
         .min_idle(Some(1))
         .connection_timeout(POOL_TIMEOUT)
         .build(Manager::new(target.clone(), sync))
