@@ -26,7 +26,7 @@ use crate::protocol::{ErrorCode, WireError};
 use crate::registry::RoomStopped;
 use crate::room::{HasMembers, IdleStop, Leave, Members, ROOM_MAILBOX};
 use crate::session::outbound::Requester;
-use crate::store::{Db, DocumentUpdate};
+use crate::store::{Db, DocumentUpdate, StoreError};
 use crate::config::Settings;
 
 /// `documents:join`. Answers whether the connection is now a member.
@@ -96,12 +96,7 @@ impl DocumentRoom {
         if version > committed || !self.editors.contains(&requester.peer.session_id) {
             return None;
         }
-        let mut e = WireError::new(
-            ErrorCode::VersionConflict,
-            format!("document {} is at version {}", self.id, committed.0),
-        );
-        e.details.current_version = Some(committed.0);
-        Some(e)
+        Some(WireError::from(StoreError::VersionConflict { document: self.id.clone(), current: committed }))
     }
 
     fn membership_changed(&mut self, ctx: &mut Context<Self>) {
@@ -215,11 +210,13 @@ impl Handler<ShareDocument> for DocumentRoom {
             }
             result?;
             let sessions = room.members.sessions_of(&msg.user_id);
-            match msg.grant {
-                Grant::Role(role) if role.can_edit() => room.editors.extend(sessions),
-                _ => sessions.iter().for_each(|s| {
-                    room.editors.remove(s);
-                }),
+            let can_edit = matches!(msg.grant, Grant::Role(role) if role.can_edit());
+            for session in sessions {
+                if can_edit {
+                    room.editors.insert(session);
+                } else {
+                    room.editors.remove(&session);
+                }
             }
             if msg.grant == Grant::Revoke {
                 room.evict(&msg.user_id);
