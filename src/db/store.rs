@@ -440,13 +440,13 @@ impl Store for SqlStore {
                         out.push(Ok(Appended { message: earlier.clone(), fresh: false }));
                         continue;
                     }
-                    let existing: Option<MessageRow> = messages::table
+                    let existing: Option<MessageRow> = on_backend!(&mut **c, |n| messages::table
                         .filter(messages::chat_id.eq(m.chat_id.as_str()))
                         .filter(messages::user_id.eq(m.user_id.as_str()))
                         .filter(messages::client_msg_id.eq(cid))
                         .select(MessageRow::as_select())
-                        .get_result(c)
-                        .optional()?;
+                        .get_result(n)
+                        .optional())?;
                     if let Some(row) = existing {
                         out.push(Ok(Appended { message: row.into_message()?, fresh: false }));
                         continue;
