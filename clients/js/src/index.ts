@@ -1,6 +1,8 @@
 // @huddle/client: the public surface. Everything an application needs is
 // re-exported here; the files behind it each own one concept.
 
+export { DocumentBinding } from './binding.js';
+export type { BindingStatus, DocumentBindingEvents, TextChange, TextChangeSource } from './binding.js';
 export { HuddleClient, createClient } from './client.js';
 export type { HuddleClientOptions } from './client.js';
 export { HuddleError, isRetryable } from './errors.js';
@@ -23,10 +25,13 @@ export type { OpComponent, OpSide, TextOp } from './ot.js';
 export { CloseCode, PROTOCOL_VERSION, parseRoomName, roomName } from './protocol.js';
 export type {
   AckData,
+  AwarenessEntry,
+  AwarenessState,
   Chat,
   ChatJoinAck,
   ConnectData,
   Document,
+  DocumentChange,
   DocumentJoinAck,
   ErrorDetails,
   HistoryAck,
