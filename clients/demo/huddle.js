@@ -521,6 +521,13 @@ function transformOp(a, b, side) {
     return out.finish();
 }
 /**
+ * The operation a whole-content update is recorded as on the server: insert
+ * `to`, delete all of `from` (the Rust module's `Operation::replace_all`).
+ */
+function replaceAllOp(from, to) {
+    return normalizeOp([to, { d: codePointLength(from) }]);
+}
+/**
  * The smallest operation turning `from` into `to`: the common start and end
  * are kept, the middle replaced. Never splits a surrogate pair.
  */
@@ -901,7 +908,7 @@ class DocumentBinding {
             this.confirm(event.version, event.ops);
             return;
         }
-        const serverOp = event.kind === 'op' ? normalizeOp(event.ops) : normalizeOp([event.content, { d: codePointLength(this.serverText) }]);
+        const serverOp = event.kind === 'op' ? normalizeOp(event.ops) : replaceAllOp(this.serverText, event.content);
         // Transform the server's operation over our pending edits, and them over it.
         let local = serverOp;
         let inflightOps = this.inflight?.ops ?? null;
@@ -2846,4 +2853,4 @@ function defaultWebSocket() {
 // @huddle/client: the public surface. Everything an application needs is
 // re-exported here; the files behind it each own one concept.
 
-export { DocumentBinding, HuddleClient, createClient, HuddleError, isRetryable, TypedEmitter, newClientMsgId, applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, transformOp, CloseCode, PROTOCOL_VERSION, parseRoomName, roomName, DEFAULT_RECONNECT, backoffDelay };
+export { DocumentBinding, HuddleClient, createClient, HuddleError, isRetryable, TypedEmitter, newClientMsgId, applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, replaceAllOp, transformOp, CloseCode, PROTOCOL_VERSION, parseRoomName, roomName, DEFAULT_RECONNECT, backoffDelay };

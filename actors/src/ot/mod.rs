@@ -48,13 +48,14 @@
 //! components) and the document (1 MiB). Every function here is linear:
 //! [`apply`] is O(bytes of the text + bytes of the operation); [`compose`]
 //! and [`transform`] are O(components + inserted bytes of both operations),
-//! and their result has at most as many components as both inputs together
-//! (plus one). Character positions are found by walking each string once
-//! with a cursor, never by counting a string from its start again, and
-//! inserted text is copied once into the result. [`transform_over`] of an
-//! operation `a` over `b_1..b_k` costs the sum of its steps, each
-//! O(|a_i| + |b_i|) where `a_i` grows by at most |b_i| + 1 components.
-//! Counts are bounded at decoding ([`MAX_COUNT`]), so no sum overflows.
+//! and their result has no more components than both inputs together, plus
+//! two. Character positions are found by walking each string once with a
+//! cursor, never by counting a string from its start again, and inserted
+//! text is copied once into the result. [`transform_over`] of an operation
+//! `a` over `b_1..b_k` costs the sum of its steps, each O(|a_i| + |b_i|)
+//! where `a_i` grows by at most |b_i| + 2 components, so a room should bound
+//! k (`max_recovery`). Counts are bounded at decoding ([`MAX_COUNT`]), so no
+//! sum overflows.
 
 mod algebra;
 mod error;
@@ -134,6 +135,16 @@ impl Operation {
     /// The operation that changes nothing.
     pub fn noop() -> Self {
         Operation::default()
+    }
+
+    /// The operation a whole-content `documents:update` is recorded as:
+    /// insert `new`, delete all of `old` (PROTOCOL.md, "Operations"). The
+    /// JavaScript binding builds the same one for a `documents:updated`
+    /// push, so both transform pending edits over it alike. O(bytes of both).
+    pub fn replace_all(old: &str, new: &str) -> Self {
+        let mut b = Builder::new();
+        b.insert(new).delete(old.chars().count());
+        b.finish()
     }
 
     pub fn components(&self) -> &[Component] {

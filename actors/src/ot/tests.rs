@@ -92,6 +92,16 @@ fn length_rules() {
 }
 
 #[test]
+fn a_whole_content_update_is_insert_then_delete_all() {
+    let replace = Operation::replace_all("hello", "HELLO");
+    assert_eq!(replace.to_json(), json!(["HELLO", {"d": 5}]));
+    assert_eq!(replace.base_len(), 5);
+    assert_eq!(apply("hello", &replace).unwrap(), "HELLO");
+    assert_eq!(Operation::replace_all("", "a").to_json(), json!(["a"]));
+    assert_eq!(Operation::replace_all("😀", "").to_json(), json!([{"d": 1}]));
+}
+
+#[test]
 fn apply_within_refuses_a_result_above_the_limit() {
     let grow = op(json!([5, "!!"]));
     assert_eq!(apply_within("hello", &grow, 7).unwrap(), "hello!!");

@@ -35,7 +35,7 @@ import { HuddleError } from './errors.js';
 import { TypedEmitter } from './events.js';
 import type { Listener } from './events.js';
 import { newClientMsgId } from './messages.js';
-import { applyOp, codePointLength, composeOps, diffOp, normalizeOp, opsEqual, parseOp, transformOp } from './ot.js';
+import { applyOp, composeOps, diffOp, normalizeOp, opsEqual, parseOp, replaceAllOp, transformOp } from './ot.js';
 import type { OpComponent, TextOp } from './ot.js';
 import { roomName } from './protocol.js';
 import type { AwarenessEntry, AwarenessState, DocumentJoinAck, PushMap, RoomName } from './protocol.js';
@@ -372,8 +372,7 @@ export class DocumentBinding {
       this.confirm(event.version, event.ops);
       return;
     }
-    const serverOp =
-      event.kind === 'op' ? normalizeOp(event.ops) : normalizeOp([event.content, { d: codePointLength(this.serverText) }]);
+    const serverOp = event.kind === 'op' ? normalizeOp(event.ops) : replaceAllOp(this.serverText, event.content);
     // Transform the server's operation over our pending edits, and them over it.
     let local = serverOp;
     let inflightOps = this.inflight?.ops ?? null;

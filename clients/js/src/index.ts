@@ -20,7 +20,7 @@ export type {
 } from './events.js';
 export { newClientMsgId } from './messages.js';
 export type { HistoryOptions, SendOptions } from './messages.js';
-export { applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, transformOp } from './ot.js';
+export { applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, replaceAllOp, transformOp } from './ot.js';
 export type { OpComponent, OpSide, TextOp } from './ot.js';
 export { CloseCode, PROTOCOL_VERSION, parseRoomName, roomName } from './protocol.js';
 export type {

@@ -315,6 +315,14 @@ export function transformOp(a: readonly OpComponent[], b: readonly OpComponent[]
 }
 
 /**
+ * The operation a whole-content update is recorded as on the server: insert
+ * `to`, delete all of `from` (the Rust module's `Operation::replace_all`).
+ */
+export function replaceAllOp(from: string, to: string): TextOp {
+  return normalizeOp([to, { d: codePointLength(from) }]);
+}
+
+/**
  * The smallest operation turning `from` into `to`: the common start and end
  * are kept, the middle replaced. Never splits a surrogate pair.
  */

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 
-import { HuddleClient, HuddleError, applyOp, codePointLength, normalizeOp, transformOp } from '../src/index.js';
+import { HuddleClient, HuddleError, applyOp, normalizeOp, replaceAllOp, transformOp } from '../src/index.js';
 import type { DocumentBinding, DocumentChange, TextChange, TextOp } from '../src/index.js';
 import type { IncomingFrame, OutgoingFrame } from '../src/protocol.js';
 import { fakeServer } from './fake-socket.js';
@@ -83,7 +83,7 @@ class DocServer {
 
   /** Another editor's whole-content `documents:update`. */
   remoteUpdate(content: string, user = 'bob'): void {
-    this.commit(normalizeOp([content, { d: codePointLength(this.content) }]), user);
+    this.commit(replaceAllOp(this.content, content), user);
     const document = { id: DOC, title: '', content: this.content, version: this.version, updated_at: 'now', updated_by: user };
     this.pushAll({ event: 'documents:updated', room: ROOM, data: { document, user_id: user } });
   }

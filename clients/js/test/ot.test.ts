@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 
-import { HuddleError, applyOp, codePointLength, composeOps, diffOp, normalizeOp, parseOp, transformOp } from '../src/index.js';
+import { HuddleError, applyOp, codePointLength, composeOps, diffOp, normalizeOp, parseOp, replaceAllOp, transformOp } from '../src/index.js';
 import type { OpComponent, TextOp } from '../src/index.js';
 
 interface Vectors {
@@ -74,6 +74,12 @@ describe('JavaScript-only forms', () => {
     transformOp(a, b, 'left');
     normalizeOp(a);
     assert.equal(JSON.stringify([a, b]), copies);
+  });
+
+  test('a whole-content update is insert then delete all, as the server records it', () => {
+    assert.deepEqual(replaceAllOp('hello', 'HELLO'), ['HELLO', { d: 5 }]);
+    assert.deepEqual(replaceAllOp('', 'a'), ['a']);
+    assert.deepEqual(replaceAllOp('😀', ''), [{ d: 1 }]);
   });
 
   test('diffOp keeps the common start and end, whole pairs only', () => {
