@@ -412,6 +412,20 @@ describe('document binding', () => {
     await converged(client, doc, server);
   });
 
+  test('a refused join rejects openDocument', async () => {
+    const server = new DocServer('secret');
+    const respond = server.fake.respond;
+    server.fake.respond = (frame, socket) =>
+      frame.event === 'documents:join' ? { event: 'error', data: { code: 'PERMISSION_DENIED', message: 'no access' } } : respond(frame, socket);
+    const client = new HuddleClient({ url: 'ws://fake/ws', token: 't', WebSocket: server.fake.WebSocket, reconnect: FAST, requestTimeoutMs: 2_000 });
+    clients.push(client);
+    await client.connect();
+    await assert.rejects(client.openDocument(DOC), (e: unknown) => e instanceof HuddleError && e.code === 'PERMISSION_DENIED');
+    server.fake.respond = respond;
+    const doc = await client.openDocument(DOC);
+    assert.equal(doc.text, 'secret');
+  });
+
   test('positions are code points: emoji and other astral characters count once', async () => {
     const server = new DocServer('😀😀');
     const { client, doc } = await open(server);
