@@ -167,10 +167,16 @@ afterEach(() => {
   clients = [];
 });
 
-async function open(server: DocServer): Promise<{ client: HuddleClient; doc: DocumentBinding; changes: TextChange[] }> {
+/** A connected client of the fake server (closed after the test). */
+async function connected(server: DocServer): Promise<HuddleClient> {
   const client = new HuddleClient({ url: 'ws://fake/ws', token: 't', WebSocket: server.fake.WebSocket, reconnect: FAST, requestTimeoutMs: 2_000 });
   clients.push(client);
   await client.connect();
+  return client;
+}
+
+async function open(server: DocServer): Promise<{ client: HuddleClient; doc: DocumentBinding; changes: TextChange[] }> {
+  const client = await connected(server);
   const doc = await client.openDocument(DOC);
   const changes: TextChange[] = [];
   doc.on('change', (c) => changes.push(c));
@@ -399,9 +405,7 @@ describe('document binding', () => {
 
   test('binding a document the client has joined already starts from a fresh join', async () => {
     const server = new DocServer('shared');
-    const client = new HuddleClient({ url: 'ws://fake/ws', token: 't', WebSocket: server.fake.WebSocket, reconnect: FAST, requestTimeoutMs: 2_000 });
-    clients.push(client);
-    await client.connect();
+    const client = await connected(server);
     await client.joinDocument(DOC);
     server.remoteOp([6, '!']); // not applied to the room's state by a plain join
     const doc = await client.openDocument(DOC);
@@ -417,9 +421,7 @@ describe('document binding', () => {
     const respond = server.fake.respond;
     server.fake.respond = (frame, socket) =>
       frame.event === 'documents:join' ? { event: 'error', data: { code: 'PERMISSION_DENIED', message: 'no access' } } : respond(frame, socket);
-    const client = new HuddleClient({ url: 'ws://fake/ws', token: 't', WebSocket: server.fake.WebSocket, reconnect: FAST, requestTimeoutMs: 2_000 });
-    clients.push(client);
-    await client.connect();
+    const client = await connected(server);
     await assert.rejects(client.openDocument(DOC), (e: unknown) => e instanceof HuddleError && e.code === 'PERMISSION_DENIED');
     server.fake.respond = respond;
     const doc = await client.openDocument(DOC);
