@@ -40,6 +40,7 @@ pub mod document;
 pub mod ids;
 pub mod model;
 pub mod observer;
+pub mod ot;
 pub mod presence;
 pub mod protocol;
 pub mod registry;

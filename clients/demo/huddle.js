@@ -190,6 +190,990 @@ function newClientMsgId() {
     return id;
 }
 
+// ---- ot.ts ----
+// Text operations (PROTOCOL.md, "Operations"): the same functions as the
+// server's `actors/src/ot/`, on the wire form itself. An operation is an
+// array of components applied left to right from position 0: a positive
+// integer keeps that many characters, a non-empty string inserts it,
+// `{d: n}` deletes n characters; whatever the components do not reach is
+// kept. Positions count Unicode code points, so a surrogate pair (an emoji)
+// is one character, as on the server. Both implementations read the vectors
+// in tests/fixtures/ot-vectors.json.
+//
+// Ties: when both operations insert at one position, `side` says whose
+// text comes first: 'left' puts the operation being transformed first,
+// 'right' after. What was committed first wins: the server rewrites an
+// incoming operation with 'right' over committed ones, and a client
+// rewrites its pending edits with 'right' over an incoming server
+// operation, and the server operation with 'left' over its pending edits.
+//
+// Every function walks its inputs once (no re-counting a string from its
+// start), so the cost is linear in the sizes of the texts and operations.
+
+/** Largest total of kept and deleted characters (2^53 - 1, as the server). */
+const MAX_OP_COUNT = Number.MAX_SAFE_INTEGER;
+function invalidOp(message) {
+    return new HuddleError('INVALID_INPUT', message, { details: { field: 'ops' } });
+}
+function isHigh(unit) {
+    return unit >= 0xd800 && unit <= 0xdbff;
+}
+function isLow(unit) {
+    return unit >= 0xdc00 && unit <= 0xdfff;
+}
+/** UTF-16 index `n` code points after `from`, or -1 if the text ends first. */
+function advance(text, from, n) {
+    let at = from;
+    for (let i = 0; i < n; i++) {
+        if (at >= text.length)
+            return -1;
+        at += isHigh(text.charCodeAt(at)) && at + 1 < text.length && isLow(text.charCodeAt(at + 1)) ? 2 : 1;
+    }
+    return at;
+}
+/** Length of a string in code points (a lone surrogate counts as one). */
+function codePointLength(text) {
+    let n = 0;
+    for (let at = 0; at < text.length; n++) {
+        at += isHigh(text.charCodeAt(at)) && at + 1 < text.length && isLow(text.charCodeAt(at + 1)) ? 2 : 1;
+    }
+    return n;
+}
+function hasLoneSurrogate(text) {
+    for (let at = 0; at < text.length; at++) {
+        const unit = text.charCodeAt(at);
+        if (isHigh(unit) && at + 1 < text.length && isLow(text.charCodeAt(at + 1)))
+            at++;
+        else if (isHigh(unit) || isLow(unit))
+            return true;
+    }
+    return false;
+}
+// ---- building normal forms -------------------------------------------------------------
+/**
+ * Collects components into the normal form: no zero or empty components,
+ * adjacent components of one kind merged, an insert never right after a
+ * delete (same effect, one form), no trailing keep.
+ */
+class OpBuilder {
+    out = [];
+    keep(n) {
+        if (n <= 0)
+            return;
+        const last = this.out[this.out.length - 1];
+        if (typeof last === 'number')
+            this.out[this.out.length - 1] = last + n;
+        else
+            this.out.push(n);
+    }
+    delete(n) {
+        if (n <= 0)
+            return;
+        const last = this.out[this.out.length - 1];
+        if (typeof last === 'object')
+            this.out[this.out.length - 1] = { d: last.d + n };
+        else
+            this.out.push({ d: n });
+    }
+    insert(text) {
+        if (text === '')
+            return;
+        const out = this.out;
+        const at = typeof out[out.length - 1] === 'object' ? out.length - 1 : out.length;
+        const prev = out[at - 1];
+        if (typeof prev === 'string')
+            out[at - 1] = prev + text;
+        else
+            out.splice(at, 0, text);
+    }
+    finish() {
+        if (typeof this.out[this.out.length - 1] === 'number')
+            this.out.pop();
+        return this.out;
+    }
+}
+/**
+ * Checks an operation received as JSON and returns its normal form. Throws
+ * a HuddleError INVALID_INPUT (field `ops`) for anything the server would
+ * refuse: a count that is not a positive safe integer, an empty insert,
+ * U+0000 or a lone surrogate in an insert, any other shape.
+ */
+function parseOp(value) {
+    if (!Array.isArray(value))
+        throw invalidOp('ops must be a list of components');
+    const out = new OpBuilder();
+    let total = 0;
+    const count = (n, index) => {
+        if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) {
+            throw invalidOp(`ops[${index}]: a keep or delete count must be a positive integer`);
+        }
+        total += n;
+        if (!Number.isSafeInteger(n) || total > MAX_OP_COUNT)
+            throw invalidOp(`ops[${index}]: counts add up to more than 2^53 - 1 characters`);
+        return n;
+    };
+    value.forEach((item, index) => {
+        if (typeof item === 'number')
+            out.keep(count(item, index));
+        else if (typeof item === 'string') {
+            if (item === '')
+                throw invalidOp(`ops[${index}]: an insert must not be empty`);
+            if (item.includes('\0'))
+                throw invalidOp(`ops[${index}]: inserted text must not contain U+0000`);
+            if (hasLoneSurrogate(item))
+                throw invalidOp(`ops[${index}]: inserted text must not contain a lone surrogate`);
+            out.insert(item);
+        }
+        else if (typeof item === 'object' && item !== null && !Array.isArray(item)) {
+            const keys = Object.keys(item);
+            if (keys.length !== 1 || keys[0] !== 'd')
+                throw invalidOp(`ops[${index}]: a component is a positive integer, a non-empty string or {"d": n}`);
+            out.delete(count(item.d, index));
+        }
+        else {
+            throw invalidOp(`ops[${index}]: a component is a positive integer, a non-empty string or {"d": n}`);
+        }
+    });
+    return out.finish();
+}
+/** The normal form of a well-formed operation (not checked: see parseOp). */
+function normalizeOp(op) {
+    const out = new OpBuilder();
+    for (const c of op) {
+        if (typeof c === 'number')
+            out.keep(c);
+        else if (typeof c === 'string')
+            out.insert(c);
+        else
+            out.delete(c.d);
+    }
+    return out.finish();
+}
+/** The shortest text (in code points) an operation applies to: what it keeps and deletes. */
+function opBaseLength(op) {
+    let n = 0;
+    for (const c of op) {
+        if (typeof c === 'number')
+            n += c;
+        else if (typeof c === 'object')
+            n += c.d;
+    }
+    return n;
+}
+/** True when two operations are the same after normalisation. */
+function opsEqual(a, b) {
+    const x = normalizeOp(a);
+    const y = normalizeOp(b);
+    if (x.length !== y.length)
+        return false;
+    return x.every((c, i) => {
+        const d = y[i];
+        return typeof c === 'object' ? typeof d === 'object' && c.d === d.d : c === d;
+    });
+}
+// ---- apply, compose, transform ---------------------------------------------------------
+/**
+ * The text after `op`. Throws a HuddleError INVALID_INPUT when the operation
+ * keeps and deletes more characters than `text` has.
+ */
+function applyOp(text, op) {
+    const parts = [];
+    let at = 0;
+    for (const c of op) {
+        if (typeof c === 'string') {
+            parts.push(c);
+            continue;
+        }
+        const n = typeof c === 'number' ? c : c.d;
+        const end = advance(text, at, n);
+        if (end < 0) {
+            throw invalidOp(`ops keep and delete ${opBaseLength(op)} characters but the document has ${codePointLength(text)}`);
+        }
+        if (typeof c === 'number')
+            parts.push(text.slice(at, end));
+        at = end;
+    }
+    parts.push(text.slice(at));
+    return parts.join('');
+}
+/** A position inside an operation; splitting an insert walks it once. */
+class OpCursor {
+    op;
+    index = 0;
+    /** Code points of the current component already taken. */
+    taken = 0;
+    /** UTF-16 offset of `taken` in the current insert. */
+    offset = 0;
+    /** Code point length of the current insert, counted once. */
+    length = -1;
+    constructor(op) {
+        this.op = op;
+    }
+    kind() {
+        const c = this.op[this.index];
+        if (c === undefined)
+            return 'end';
+        return typeof c === 'number' ? 'keep' : typeof c === 'string' ? 'insert' : 'delete';
+    }
+    /** Code points left in the current component (Infinity at the end). */
+    remaining() {
+        const c = this.op[this.index];
+        if (c === undefined)
+            return Infinity;
+        if (typeof c === 'number')
+            return c - this.taken;
+        if (typeof c === 'object')
+            return c.d - this.taken;
+        if (this.length < 0)
+            this.length = codePointLength(c);
+        return this.length - this.taken;
+    }
+    /** Takes up to `n` code points: a count, or the inserted text taken. */
+    take(n) {
+        const c = this.op[this.index];
+        if (c === undefined)
+            return n;
+        const k = Math.min(n, this.remaining());
+        let piece = k;
+        if (typeof c === 'string') {
+            const end = this.taken + k === this.length ? c.length : advance(c, this.offset, k);
+            piece = c.slice(this.offset, end);
+            this.offset = end;
+        }
+        this.taken += k;
+        if (this.remaining() === 0) {
+            this.index += 1;
+            this.taken = 0;
+            this.offset = 0;
+            this.length = -1;
+        }
+        return piece;
+    }
+}
+/** One operation doing `a` then `b` (`b` made on the result of `a`). */
+function composeOps(a, b) {
+    const out = new OpBuilder();
+    const ca = new OpCursor(a);
+    const cb = new OpCursor(b);
+    for (;;) {
+        const ka = ca.kind();
+        const kb = cb.kind();
+        if (kb === 'insert') {
+            out.insert(cb.take(Infinity));
+        }
+        else if (ka === 'delete') {
+            out.delete(ca.take(Infinity));
+        }
+        else if (ka === 'end' && kb === 'end') {
+            break;
+        }
+        else {
+            const n = Math.min(ca.remaining(), cb.remaining());
+            const piece = ca.take(n);
+            cb.take(n);
+            if (ka === 'insert') {
+                if (kb !== 'delete')
+                    out.insert(piece);
+            }
+            else if (kb === 'delete') {
+                out.delete(n);
+            }
+            else {
+                out.keep(n);
+            }
+        }
+    }
+    return out.finish();
+}
+/**
+ * `a`, made on the same text as `b`, rewritten to apply after `b`.
+ * `applyOp(applyOp(t, b), transformOp(a, b, 'left'))` equals
+ * `applyOp(applyOp(t, a), transformOp(b, a, 'right'))`.
+ */
+function transformOp(a, b, side) {
+    const out = new OpBuilder();
+    const ca = new OpCursor(a);
+    const cb = new OpCursor(b);
+    for (;;) {
+        const ka = ca.kind();
+        const kb = cb.kind();
+        if (ka === 'insert' && (side === 'left' || kb !== 'insert')) {
+            out.insert(ca.take(Infinity));
+        }
+        else if (kb === 'insert') {
+            out.keep(codePointLength(cb.take(Infinity)));
+        }
+        else if (ka === 'end' && kb === 'end') {
+            break;
+        }
+        else {
+            const n = Math.min(ca.remaining(), cb.remaining());
+            ca.take(n);
+            cb.take(n);
+            if (kb === 'delete')
+                continue; // b deleted it already
+            if (ka === 'delete')
+                out.delete(n);
+            else
+                out.keep(n);
+        }
+    }
+    return out.finish();
+}
+/**
+ * The operation a whole-content update is recorded as on the server: insert
+ * `to`, delete all of `from` (the Rust module's `Operation::replace_all`).
+ */
+function replaceAllOp(from, to) {
+    return normalizeOp([to, { d: codePointLength(from) }]);
+}
+/**
+ * The smallest operation turning `from` into `to`: the common start and end
+ * are kept, the middle replaced. Never splits a surrogate pair.
+ */
+function diffOp(from, to) {
+    const max = Math.min(from.length, to.length);
+    let start = 0;
+    while (start < max && from.charCodeAt(start) === to.charCodeAt(start))
+        start++;
+    // Never cut between the halves of a pair: give the half back to the middle.
+    if (start > 0 && isHigh(from.charCodeAt(start - 1)))
+        start--;
+    let end = 0;
+    while (end < max - start && from.charCodeAt(from.length - 1 - end) === to.charCodeAt(to.length - 1 - end))
+        end++;
+    if (end > 0 && isLow(from.charCodeAt(from.length - end)))
+        end--;
+    const out = new OpBuilder();
+    out.keep(codePointLength(from.slice(0, start)));
+    out.delete(codePointLength(from.slice(start, from.length - end)));
+    out.insert(to.slice(start, to.length - end));
+    return out.finish();
+}
+
+// ---- protocol.ts ----
+// The wire types of protocol version 1 (shared/PROTOCOL.md), as TypeScript
+// sees them. Nothing in this file does I/O: it names the frames, the records
+// inside them, and which ack answers which request, so the rest of the
+// library can stay typed end to end.
+/** The protocol version this library speaks (`connect.protocol`). */
+const PROTOCOL_VERSION = 1;
+/** WebSocket close codes with a meaning in the protocol. */
+const CloseCode = {
+    Normal: 1000,
+    /** The server is shutting down: reconnect at once. */
+    GoingAway: 1001,
+    /** No close frame arrived (the browser's own code for a dropped socket). */
+    Abnormal: 1006,
+    InvalidUtf8: 1007,
+    Policy: 1008,
+    TooLarge: 1009,
+    Internal: 1011,
+    HeartbeatTimeout: 4000,
+    /** Bad or expired token: reconnecting with the same token is pointless. */
+    Unauthenticated: 4001,
+    /** The client read too slowly: reconnect at once and recover. */
+    SlowConsumer: 4008,
+    RateLimitAbuse: 4029,
+};
+/** Reads one text frame; `null` when it is not a protocol envelope. */
+function parseFrame(text) {
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch {
+        return null;
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+        return null;
+    const obj = value;
+    if (typeof obj.event !== 'string')
+        return null;
+    const data = obj.data;
+    const frame = {
+        event: obj.event,
+        data: typeof data === 'object' && data !== null && !Array.isArray(data) ? data : {},
+    };
+    if (typeof obj.ref === 'string' || typeof obj.ref === 'number')
+        frame.ref = obj.ref;
+    if (typeof obj.room === 'string')
+        frame.room = obj.room;
+    return frame;
+}
+function roomName(kind, id) {
+    return `${kind}:${id}`;
+}
+/** Splits `chat:general` into its kind and id; `null` for anything else. */
+function parseRoomName(room) {
+    const colon = room.indexOf(':');
+    if (colon < 0)
+        return null;
+    const kind = room.slice(0, colon);
+    if (kind !== 'document' && kind !== 'chat')
+        return null;
+    return { kind, id: room.slice(colon + 1) };
+}
+
+// ---- binding.ts ----
+// DocumentBinding: one document's text kept in step with the server by
+// operational transformation, the classic client algorithm of ot.js and
+// ShareDB. Local edits apply at once; one operation is in flight at a time
+// and later edits wait, composed, in a buffer; an operation from another
+// editor is transformed over both before it is applied to the local text.
+//
+// Everything the server says about the document is integrated in version
+// order: `documents:op` pushes, `documents:updated` pushes (a whole-content
+// update, which the server records as the operation replacing the content),
+// the changes of a `since_version` rejoin, and the ack of our own operation
+// (its version is ours, so it is never applied twice). Missing versions are
+// fetched with `documents:history`.
+//
+// Reconnecting: the room is rejoined by the client's rejoin machinery with
+// `since_version`. An operation that was in flight may or may not have been
+// committed, so nothing is integrated until it has been sent again with the
+// same `op_id`: the server answers with the original ack if it was, and
+// commits it (transformed) if it was not. Then:
+// - `recovered: true`: the missed changes are integrated as usual, ours
+//   included as ours.
+// - `recovered: false`, or `VERSION_CONFLICT` (too old to rebase), or an
+//   operation that does not fit: the binding takes the server's current
+//   content and rebases its pending edits onto it. The changes in between are
+//   unknown, so they are stood in for by the difference between the text the
+//   edits were made on and the current content; the edits are transformed
+//   over that, so they survive (at the places the difference maps them to)
+//   and nothing typed is dropped. `change` reports it with `source: 'resync'`.
+// Only an operation the server refuses outright (PERMISSION_DENIED,
+// INVALID_INPUT, PAYLOAD_TOO_LARGE, ...) drops local edits: every
+// unacknowledged edit is undone (`change` with `source: 'rejected'`) and
+// `error` carries the refusal and the dropped operation in `details.dropped`.
+
+
+
+
+
+/** Largest page `documents:history` returns (PROTOCOL.md, "Operations"). */
+const DOCUMENT_HISTORY_MAX = 1000;
+/** Pause before resending an operation refused with SERVER_BUSY / RATE_LIMITED without `retry_after_ms`. */
+const OP_BUSY_RETRY_MS = 1_000;
+class DocumentBinding {
+    id;
+    host;
+    room;
+    /** Resolves once the first content has arrived. */
+    ready;
+    emitter = new TypedEmitter();
+    currentStatus = 'joining';
+    /** The server's text at `serverVersion`. */
+    serverText = '';
+    serverVersion = null;
+    /** What the user sees: the server's text, then `inflight`, then `buffer`. */
+    localText = '';
+    inflight = null;
+    /** Local edits made after `inflight`, composed; null when none. */
+    buffer = null;
+    /** Server events not integrated yet, by version. */
+    incoming = new Map();
+    /** Joined on the current connection, so operations may be sent. */
+    joinedHere = false;
+    /** After a rejoin: waiting for the in-flight operation's answer before integrating anything. */
+    awaitingFate = false;
+    /** The content of a join that could not recover, applied once the in-flight operation's fate is known. */
+    snapshot = null;
+    /** Our operation was committed at `version`, after the content we hold: `base` is what `buffer` was made on. */
+    committedUnseen = null;
+    /** The next join must not ask for recovery (we need the current content). */
+    wantFresh = false;
+    fillingGap = false;
+    unsynced = false;
+    retryTimer;
+    lastAwareness = [];
+    stopWatching;
+    resolveReady;
+    rejectReady;
+    constructor(id, host) {
+        this.id = id;
+        this.host = host;
+        this.room = roomName('document', id);
+        this.ready = new Promise((resolve, reject) => {
+            this.resolveReady = resolve;
+            this.rejectReady = reject;
+        });
+        this.ready.catch(() => undefined);
+        this.stopWatching = host.onRoomState((state) => {
+            if (state.room !== this.room || state.awareness === this.lastAwareness)
+                return;
+            const changed = state.awareness.length > 0 || this.lastAwareness.length > 0;
+            this.lastAwareness = state.awareness;
+            if (changed)
+                this.emitter.emit('awareness', state.awareness);
+        });
+        host.rooms.attachDocument(id, {
+            sinceVersion: () => (this.wantFresh || this.serverVersion === null ? null : this.serverVersion),
+            joined: (ack) => this.joined(ack),
+            op: (data) => this.received({ kind: 'op', version: data.version, ops: data.ops, userId: data.user_id }),
+            updated: (data) => this.received({ kind: 'content', version: data.document.version, content: data.document.content, userId: data.user_id }),
+            disconnected: () => this.disconnected(),
+            ended: (error) => this.end(error),
+        }).catch(() => undefined); // a refusal arrives through ended()
+    }
+    // ---- what the application reads ------------------------------------------------------
+    /** The text as the user sees it: the server's, with local edits on top. */
+    get text() {
+        return this.localText;
+    }
+    /** The last server version integrated; `null` before the first content. */
+    get version() {
+        return this.serverVersion;
+    }
+    get status() {
+        return this.currentStatus;
+    }
+    /** True while some local edit is not acknowledged. */
+    get pending() {
+        return this.inflight !== null || this.buffer !== null;
+    }
+    /** The other connections' awareness states in this document. */
+    get awareness() {
+        return this.host.rooms.awareness.others(this.room);
+    }
+    on(event, listener) {
+        return this.emitter.on(event, listener);
+    }
+    off(event, listener) {
+        this.emitter.off(event, listener);
+    }
+    once(event, listener) {
+        return this.emitter.once(event, listener);
+    }
+    // ---- local edits -------------------------------------------------------------------------
+    /**
+     * Applies a local edit (an operation on the current `text`, positions in
+     * code points) and sends it. Throws INVALID_INPUT for an operation that
+     * is malformed or does not fit the text, NOT_JOINED before the first
+     * content or after `close()`.
+     */
+    apply(ops) {
+        if (this.currentStatus === 'closed' || this.serverVersion === null) {
+            throw new HuddleError('NOT_JOINED', `${this.room} is ${this.currentStatus === 'closed' ? 'closed' : 'not loaded yet'}`, { room: this.room });
+        }
+        const op = parseOp(ops);
+        const next = applyOp(this.localText, op);
+        if (op.length === 0)
+            return;
+        this.localText = next;
+        this.buffer = this.buffer === null ? op : composeOps(this.buffer, op);
+        this.unsynced = true;
+        this.flush();
+    }
+    /** Inserts `text` at code point `position`. */
+    insert(position, text) {
+        this.apply(position === 0 ? [text] : [position, text]);
+    }
+    /** Deletes `count` code points at `position`. */
+    delete(position, count) {
+        this.apply(position === 0 ? [{ d: count }] : [position, { d: count }]);
+    }
+    /**
+     * For editors that only give the new value: the difference from the
+     * current text becomes the edit (the common start and end are kept).
+     * Returns the operation applied.
+     */
+    setText(text) {
+        const op = diffOp(this.localText, text);
+        this.apply(op);
+        return op;
+    }
+    /** Shares (or with `null` clears) this connection's state: a cursor, a selection. */
+    setAwareness(state) {
+        return this.host.rooms.awareness.set(this.room, state);
+    }
+    /** Leaves the document; unacknowledged edits are reported in `closed`. */
+    async close() {
+        if (this.currentStatus === 'closed')
+            return;
+        this.end(null);
+        await this.host.leave(this.id);
+    }
+    // ---- from the room ---------------------------------------------------------------------------
+    joined(ack) {
+        if (this.currentStatus === 'closed')
+            return;
+        this.joinedHere = true;
+        this.wantFresh = false;
+        if (this.serverVersion === null) {
+            this.serverText = ack.document.content;
+            this.localText = ack.document.content;
+            this.serverVersion = ack.document.version;
+            this.currentStatus = 'live';
+            this.resolveReady(this);
+            this.drain();
+            return;
+        }
+        if (ack.recovered === true && Array.isArray(ack.changes)) {
+            for (const c of ack.changes)
+                this.queue({ kind: 'op', version: c.version, ops: c.ops, userId: c.user_id });
+            this.snapshot = null;
+        }
+        else {
+            this.snapshot = { content: ack.document.content, version: ack.document.version };
+        }
+        const inflight = this.inflight;
+        if (inflight !== null && inflight.ackVersion === undefined) {
+            // Committed or not? The same op_id again tells: nothing is
+            // integrated before the answer.
+            this.awaitingFate = true;
+            this.currentStatus = 'recovering';
+            this.sendInflight();
+            return;
+        }
+        this.currentStatus = 'live';
+        if (this.snapshot !== null && inflight !== null && inflight.ackVersion !== undefined)
+            this.foldCommitted(inflight.ackVersion);
+        this.settleSnapshot();
+        this.drain();
+    }
+    received(event) {
+        if (this.currentStatus === 'closed')
+            return;
+        this.queue(event);
+        this.drain();
+    }
+    disconnected() {
+        this.joinedHere = false;
+        this.awaitingFate = false;
+        if (this.inflight !== null)
+            this.inflight.sent = false;
+        clearTimeout(this.retryTimer);
+        if (this.currentStatus === 'live')
+            this.currentStatus = 'recovering';
+    }
+    end(error) {
+        if (this.currentStatus === 'closed')
+            return;
+        const dropped = composeOps(this.inflight?.ops ?? [], this.buffer ?? []);
+        this.currentStatus = 'closed';
+        this.inflight = null;
+        this.buffer = null;
+        this.incoming.clear();
+        clearTimeout(this.retryTimer);
+        this.stopWatching();
+        this.host.forget(this);
+        this.rejectReady(error ?? new HuddleError('NOT_JOINED', `${this.room} was closed before it loaded`, { room: this.room }));
+        this.emitter.emit('closed', { error, dropped });
+    }
+    // ---- integrating the server's versions, in order ---------------------------------------------
+    queue(event) {
+        if (this.serverVersion !== null && event.version <= this.serverVersion)
+            return;
+        // Our ack takes the place of the same version seen as someone's change
+        // (a recovered rejoin lists our own operation among the changes).
+        if (event.kind === 'own' || !this.incoming.has(event.version))
+            this.incoming.set(event.version, event);
+    }
+    drain() {
+        if (this.currentStatus !== 'live' || this.awaitingFate || this.serverVersion === null)
+            return;
+        for (;;) {
+            const event = this.incoming.get(this.serverVersion + 1);
+            if (event === undefined)
+                break;
+            this.incoming.delete(event.version);
+            try {
+                this.integrate(event);
+            }
+            catch (err) {
+                // An operation that does not fit our copy of the server's text: we
+                // are out of step. Take the current content and rebase on it.
+                this.emitter.emit('error', asError(err, this.room));
+                this.reload();
+                return;
+            }
+            if (this.currentStatus !== 'live')
+                return;
+        }
+        for (const version of this.incoming.keys())
+            if (version <= this.serverVersion)
+                this.incoming.delete(version);
+        if (this.incoming.size > 0)
+            this.fillGap();
+        this.flush();
+        if (this.unsynced && !this.pending) {
+            this.unsynced = false;
+            this.emitter.emit('synced', { version: this.serverVersion });
+        }
+    }
+    integrate(event) {
+        if (event.kind === 'own') {
+            this.confirm(event.version, event.ops);
+            return;
+        }
+        const serverOp = event.kind === 'op' ? normalizeOp(event.ops) : replaceAllOp(this.serverText, event.content);
+        // Transform the server's operation over our pending edits, and them over it.
+        let local = serverOp;
+        let inflightOps = this.inflight?.ops ?? null;
+        let buffer = this.buffer;
+        if (inflightOps !== null) {
+            const o = inflightOps;
+            inflightOps = transformOp(o, local, 'right');
+            local = transformOp(local, o, 'left');
+        }
+        if (buffer !== null) {
+            const b = buffer;
+            buffer = transformOp(b, local, 'right');
+            local = transformOp(local, b, 'left');
+        }
+        const serverText = applyOp(this.serverText, serverOp);
+        const before = this.localText;
+        const localText = applyOp(before, local);
+        this.serverText = serverText;
+        this.serverVersion = event.version;
+        this.localText = localText;
+        if (this.inflight !== null && inflightOps !== null)
+            this.inflight.ops = inflightOps;
+        this.buffer = buffer !== null && buffer.length > 0 ? buffer : null;
+        this.host.rooms.documentSaved(this.id, serverText, event.version, event.userId);
+        // A whole-content update is reported as the smallest change, which
+        // keeps an editor's cursors in place.
+        const ops = event.kind === 'content' ? diffOp(before, localText) : local;
+        this.emitChange(ops, 'remote', event.userId);
+    }
+    /** Our operation's ack, in its place among the versions. */
+    confirm(version, applied) {
+        const inflight = this.inflight;
+        if (inflight === null)
+            throw new HuddleError('INTERNAL_ERROR', `an ack for version ${version} with nothing in flight`, { room: this.room });
+        const ops = applied === undefined ? inflight.ops : normalizeOp(applied);
+        const serverText = applyOp(this.serverText, ops);
+        if (!opsEqual(ops, inflight.ops)) {
+            // The server applied something else than we expected: move the
+            // buffer onto what it did.
+            this.rebaseBuffer(applyOp(this.serverText, inflight.ops), serverText);
+        }
+        this.serverText = serverText;
+        this.serverVersion = version;
+        this.inflight = null;
+        this.host.rooms.documentSaved(this.id, serverText, version, this.host.userId());
+    }
+    // ---- sending ------------------------------------------------------------------------------------
+    flush() {
+        if (this.currentStatus !== 'live' || this.awaitingFate || !this.joinedHere)
+            return;
+        if (this.inflight !== null || this.buffer === null)
+            return;
+        this.inflight = { opId: newClientMsgId(), ops: this.buffer, attempt: 0, sent: false };
+        this.buffer = null;
+        this.sendInflight();
+    }
+    /** Sends the in-flight operation (again: the same `op_id` is never applied twice). */
+    sendInflight() {
+        const inflight = this.inflight;
+        if (inflight === null || this.serverVersion === null)
+            return;
+        const attempt = ++inflight.attempt;
+        inflight.sent = true;
+        clearTimeout(this.retryTimer);
+        const data = { document_id: this.id, base_version: this.serverVersion, ops: inflight.ops, op_id: inflight.opId };
+        this.host.request('documents:op', data, { offline: 'reject' }).then((ack) => {
+            if (this.inflight === inflight && inflight.attempt === attempt)
+                this.acked(inflight, ack.version, ack.ops);
+        }, (error) => {
+            if (this.inflight === inflight && inflight.attempt === attempt)
+                this.refused(inflight, error);
+        });
+    }
+    acked(inflight, version, ops) {
+        inflight.sent = false;
+        inflight.ackVersion = version;
+        if (this.awaitingFate) {
+            this.awaitingFate = false;
+            this.currentStatus = 'live';
+            if (this.snapshot !== null) {
+                this.foldCommitted(version);
+                this.settleSnapshot();
+                this.drain();
+                return;
+            }
+        }
+        this.queue({ kind: 'own', version, ops });
+        this.drain();
+    }
+    refused(inflight, error) {
+        inflight.sent = false;
+        switch (error.code) {
+            case 'CONNECTION_LOST':
+            case 'NOT_CONNECTED':
+            case 'CLIENT_CLOSED':
+            case 'MAX_RECONNECT_EXCEEDED':
+                return; // sent again after the next join
+            case 'TIMEOUT':
+                this.sendInflight();
+                return;
+            case 'SERVER_BUSY':
+            case 'RATE_LIMITED': {
+                const wait = typeof error.details.retry_after_ms === 'number' ? error.details.retry_after_ms : OP_BUSY_RETRY_MS;
+                this.retryTimer = setTimeout(() => this.sendInflight(), wait);
+                return;
+            }
+            case 'NOT_JOINED':
+                this.reload();
+                return;
+            case 'VERSION_CONFLICT': {
+                // Not committed, and too old for the server to rebase: our edits
+                // become local edits again, rebased onto the current content.
+                this.inflight = null;
+                this.buffer = this.buffer === null ? inflight.ops : composeOps(inflight.ops, this.buffer);
+                if (this.awaitingFate) {
+                    this.awaitingFate = false;
+                    this.currentStatus = 'live';
+                    if (this.snapshot !== null) {
+                        this.settleSnapshot();
+                        this.drain();
+                        return;
+                    }
+                    if (this.incoming.size > 0) {
+                        // A recovered rejoin: the changes are exact, integrate them.
+                        this.drain();
+                        return;
+                    }
+                }
+                this.reload();
+                return;
+            }
+            default:
+                this.dropPending(error);
+        }
+    }
+    /** The server refused our edits for good: undo every unacknowledged one. */
+    dropPending(error) {
+        const dropped = composeOps(this.inflight?.ops ?? [], this.buffer ?? []);
+        this.inflight = null;
+        this.buffer = null;
+        this.unsynced = false;
+        const undo = diffOp(this.localText, this.serverText);
+        this.localText = this.serverText;
+        if (undo.length > 0)
+            this.emitChange(undo, 'rejected');
+        this.emitter.emit('error', new HuddleError(error.code, error.message, { details: { ...error.details, dropped }, room: this.room, event: 'documents:op' }));
+        if (this.awaitingFate) {
+            this.awaitingFate = false;
+            this.currentStatus = 'live';
+            this.settleSnapshot();
+        }
+        // An internal error may hide a commit: look at the current content.
+        if (error.code === 'INTERNAL_ERROR')
+            this.reload();
+        else
+            this.drain();
+    }
+    // ---- resynchronising --------------------------------------------------------------------------------
+    /** Asks for the current content; pending edits are rebased onto it when it arrives. */
+    reload() {
+        if (this.currentStatus === 'closed')
+            return;
+        this.wantFresh = true;
+        this.currentStatus = 'recovering';
+        this.awaitingFate = false;
+        this.host.rooms.reloadDocument(this.id);
+    }
+    /** Our acknowledged operation is part of the server's content from `version` on. */
+    foldCommitted(version) {
+        const inflight = this.inflight;
+        if (inflight === null)
+            return;
+        this.committedUnseen = { version, base: applyOp(this.serverText, inflight.ops) };
+        this.inflight = null;
+        this.incoming.delete(version);
+    }
+    /** Takes a join's content (no recovery): pending edits are rebased onto it. */
+    settleSnapshot() {
+        const snapshot = this.snapshot;
+        if (snapshot === null || this.inflight !== null)
+            return;
+        this.snapshot = null;
+        let base = this.serverText;
+        if (this.committedUnseen !== null) {
+            if (snapshot.version < this.committedUnseen.version) {
+                this.reload(); // older than our own operation: look again
+                return;
+            }
+            base = this.committedUnseen.base;
+            this.committedUnseen = null;
+        }
+        this.rebaseBuffer(base, snapshot.content);
+        this.serverText = snapshot.content;
+        this.serverVersion = snapshot.version;
+        for (const version of this.incoming.keys())
+            if (version <= snapshot.version)
+                this.incoming.delete(version);
+        this.host.rooms.documentSaved(this.id, snapshot.content, snapshot.version, undefined);
+    }
+    /**
+     * The server's text moved from `from` (what `buffer` was made on) to `to`
+     * by changes we do not have: the difference stands in for them, the buffer
+     * is transformed over it and the local text follows.
+     */
+    rebaseBuffer(from, to) {
+        const difference = diffOp(from, to);
+        const buffer = this.buffer;
+        const rebased = buffer === null ? null : transformOp(buffer, difference, 'right');
+        const next = applyOp(to, rebased ?? []);
+        let local = buffer === null ? difference : transformOp(difference, buffer, 'left');
+        const before = this.localText;
+        // Both roads lead to `next`; if the local text was not what we thought,
+        // report the plain difference instead.
+        try {
+            if (applyOp(before, local) !== next)
+                local = diffOp(before, next);
+        }
+        catch {
+            local = diffOp(before, next);
+        }
+        this.buffer = rebased !== null && rebased.length > 0 ? rebased : null;
+        this.localText = next;
+        if (local.length > 0)
+            this.emitChange(local, 'resync');
+    }
+    /** Fetches versions missing between ours and the next one received. */
+    fillGap() {
+        if (this.fillingGap || !this.joinedHere || this.serverVersion === null)
+            return;
+        // The missing version may be our own operation's, whose ack is on its way.
+        if (this.inflight !== null && this.inflight.ackVersion === undefined)
+            return;
+        const after = this.serverVersion;
+        let next = Infinity;
+        for (const version of this.incoming.keys())
+            next = Math.min(next, version);
+        const limit = Math.min(DOCUMENT_HISTORY_MAX, next - after - 1);
+        this.fillingGap = true;
+        this.host.request('documents:history', { document_id: this.id, after_version: after, limit }, { offline: 'reject' }).then((page) => {
+            this.fillingGap = false;
+            for (const c of page.changes) {
+                if (c.version < next)
+                    this.queue({ kind: 'op', version: c.version, ops: c.ops, userId: c.user_id });
+            }
+            this.drain();
+        }, (error) => {
+            this.fillingGap = false;
+            if (error.code === 'CONNECTION_LOST' || error.code === 'NOT_CONNECTED' || error.code === 'CLIENT_CLOSED')
+                return;
+            this.reload();
+        });
+    }
+    emitChange(ops, source, userId) {
+        const change = { ops, text: this.localText, version: this.serverVersion ?? 0, source };
+        if (userId !== undefined)
+            change.userId = userId;
+        this.emitter.emit('change', change);
+    }
+}
+function asError(err, room) {
+    if (err instanceof HuddleError)
+        return new HuddleError(err.code, err.message, { details: err.details, room });
+    return new HuddleError('INTERNAL_ERROR', String(err), { room });
+}
+
 // ---- requests.ts ----
 // Request/response matching. Every request gets an integer `ref`; its promise
 // is settled exactly once: by the `ack` or `error` carrying that ref, by its
@@ -384,68 +1368,110 @@ class RequestTracker {
     }
 }
 
-// ---- protocol.ts ----
-// The wire types of protocol version 1 (shared/PROTOCOL.md), as TypeScript
-// sees them. Nothing in this file does I/O: it names the frames, the records
-// inside them, and which ack answers which request, so the rest of the
-// library can stay typed end to end.
-/** The protocol version this library speaks (`connect.protocol`). */
-const PROTOCOL_VERSION = 1;
-/** WebSocket close codes with a meaning in the protocol. */
-const CloseCode = {
-    Normal: 1000,
-    /** The server is shutting down: reconnect at once. */
-    GoingAway: 1001,
-    /** No close frame arrived (the browser's own code for a dropped socket). */
-    Abnormal: 1006,
-    InvalidUtf8: 1007,
-    Policy: 1008,
-    TooLarge: 1009,
-    Internal: 1011,
-    HeartbeatTimeout: 4000,
-    /** Bad or expired token: reconnecting with the same token is pointless. */
-    Unauthenticated: 4001,
-    /** The client read too slowly: reconnect at once and recover. */
-    SlowConsumer: 4008,
-    RateLimitAbuse: 4029,
-};
-/** Reads one text frame; `null` when it is not a protocol envelope. */
-function parseFrame(text) {
-    let value;
-    try {
-        value = JSON.parse(text);
-    }
-    catch {
-        return null;
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value))
-        return null;
-    const obj = value;
-    if (typeof obj.event !== 'string')
-        return null;
-    const data = obj.data;
-    const frame = {
-        event: obj.event,
-        data: typeof data === 'object' && data !== null && !Array.isArray(data) ? data : {},
-    };
-    if (typeof obj.ref === 'string' || typeof obj.ref === 'number')
-        frame.ref = obj.ref;
-    if (typeof obj.room === 'string')
-        frame.room = obj.room;
-    return frame;
+// ---- awareness.ts ----
+// Awareness: what each connection shares about itself in a room (a cursor, a
+// selection, "typing"), never stored by the server. This file keeps the other
+// connections' states per room (from the join ack and `awareness` pushes, in
+// the room's state) and sends our own: the latest state wins, at most one
+// `awareness:set` is in flight per room, and our state is set again after
+// every rejoin, because the server forgets it with the connection. Spacing
+// out the pushes to others (coalescing) is the server's job.
+
+/** Errors after which the state is simply sent again once the room is rejoined. */
+function isConnectionError(error) {
+    return error.code === 'CONNECTION_LOST' || error.code === 'NOT_CONNECTED';
 }
-function roomName(kind, id) {
-    return `${kind}:${id}`;
-}
-/** Splits `chat:general` into its kind and id; `null` for anything else. */
-function parseRoomName(room) {
-    const colon = room.indexOf(':');
-    if (colon < 0)
-        return null;
-    const kind = room.slice(0, colon);
-    if (kind !== 'document' && kind !== 'chat')
-        return null;
-    return { kind, id: room.slice(colon + 1) };
+class AwarenessManager {
+    request;
+    state;
+    emit;
+    roomStatus;
+    own = new Map();
+    constructor(request, state, emit, roomStatus) {
+        this.request = request;
+        this.state = state;
+        this.emit = emit;
+        this.roomStatus = roomStatus;
+    }
+    /**
+     * Sets (or with `null` clears) this connection's state in a room the
+     * client has joined or is joining. Resolves once the server has it (or a
+     * newer one); while offline it waits for the rejoin.
+     */
+    set(room, state) {
+        if (state !== null && (typeof state !== 'object' || Array.isArray(state))) {
+            return Promise.reject(new HuddleError('INVALID_INPUT', 'an awareness state is a JSON object or null', { details: { field: 'state' }, room }));
+        }
+        if (this.roomStatus(room) === 'absent') {
+            return Promise.reject(new HuddleError('NOT_JOINED', `join ${room} before setting awareness`, { room }));
+        }
+        let own = this.own.get(room);
+        if (own === undefined) {
+            own = { state: null, dirty: false, sending: false, waiters: [] };
+            this.own.set(room, own);
+        }
+        own.state = state;
+        own.dirty = true;
+        const promise = new Promise((resolve, reject) => own.waiters.push({ resolve, reject }));
+        this.pump(room);
+        return promise;
+    }
+    /** The other connections' states in a room. */
+    others(room) {
+        return this.state.room(room)?.awareness ?? [];
+    }
+    /** The room was joined (again): take the others' states, announce ours again. */
+    joined(room, entries) {
+        const others = (entries ?? []).filter((e) => e.state !== null && typeof e.state === 'object');
+        this.state.updateRoom(room, (prev) => ({ ...prev, awareness: others }));
+        const own = this.own.get(room);
+        if (own !== undefined && (own.state !== null || own.waiters.length > 0)) {
+            own.dirty = true;
+            this.pump(room);
+        }
+    }
+    /** An `awareness` push. */
+    push(room, data) {
+        this.state.updateRoom(room, (prev) => {
+            const rest = prev.awareness.filter((e) => e.session_id !== data.session_id);
+            if (data.state === null || typeof data.state !== 'object')
+                return { ...prev, awareness: rest };
+            return { ...prev, awareness: [...rest, { session_id: data.session_id, user_id: data.user_id, state: data.state }] };
+        });
+        this.emit('awareness', { ...data, room });
+    }
+    /** The room was left or refused: pending `set` calls fail, our state is forgotten. */
+    forget(room, error) {
+        const own = this.own.get(room);
+        this.own.delete(room);
+        for (const w of own?.waiters ?? [])
+            w.reject(error);
+    }
+    pump(room) {
+        const own = this.own.get(room);
+        if (own === undefined || own.sending || !own.dirty || this.roomStatus(room) !== 'joined')
+            return;
+        own.sending = true;
+        own.dirty = false;
+        const waiters = own.waiters.splice(0);
+        this.request('awareness:set', { room, state: own.state }, { offline: 'reject' }).then(() => {
+            own.sending = false;
+            for (const w of waiters)
+                w.resolve();
+            this.pump(room);
+        }, (error) => {
+            own.sending = false;
+            if (isConnectionError(error)) {
+                // Sent again by joined() after the rejoin.
+                own.dirty = true;
+                own.waiters.unshift(...waiters);
+                return;
+            }
+            for (const w of waiters)
+                w.reject(error);
+            this.pump(room);
+        });
+    }
 }
 
 // ---- state.ts ----
@@ -531,7 +1557,10 @@ function withoutMember(members, userId) {
 // rejoin with `since_seq` = the last seq announced, and every chat message
 // goes through one ordered pipeline per chat that drops what was already
 // announced and fetches what is missing, so each message is announced exactly
-// once and in seq order. Documents rejoin by reloading their state.
+// once and in seq order. Documents rejoin by reloading their state, or, when
+// a DocumentBinding is attached (binding.ts), with `since_version` and the
+// binding's recovery. Awareness states live beside the rooms (awareness.ts).
+
 
 
 
@@ -569,10 +1598,12 @@ class RoomManager {
     /** Unacknowledged sends per chat id (kept here so the room state can show them). */
     pending = new Map();
     connected = false;
+    awareness;
     constructor(request, state, emit) {
         this.request = request;
         this.state = state;
         this.emit = emit;
+        this.awareness = new AwarenessManager(request, state, emit, (room) => this.awarenessStatus(room));
     }
     // ---- what the application calls --------------------------------------------
     joinDocument(id) {
@@ -588,6 +1619,7 @@ class RoomManager {
             id,
             status: 'joining',
             members: [],
+            awareness: [],
             loading: true,
             error: null,
             document: null,
@@ -620,6 +1652,7 @@ class RoomManager {
             id,
             status: 'joining',
             members: [],
+            awareness: [],
             loading: true,
             error: null,
             lastSeq: null,
@@ -635,6 +1668,35 @@ class RoomManager {
     }
     leaveChat(id) {
         return this.leave(roomName('chat', id), () => this.request('chat:leave', { chat_id: id }, { offline: 'reject' }));
+    }
+    /**
+     * Joins a document (or keeps the join) with `sync` attached: it receives
+     * every join ack and document push of the room from now on. A room joined
+     * already is joined once more so that the binding starts from a fresh ack.
+     */
+    attachDocument(id, sync) {
+        const promise = this.joinDocument(id);
+        const entry = this.entries.get(roomName('document', id));
+        if (entry?.kind === 'document') {
+            entry.sync = sync;
+            if (entry.everJoined && !entry.joining)
+                this.reloadDocument(id);
+        }
+        return promise;
+    }
+    /**
+     * Joins an already joined document again without `since_version`, for a
+     * binding that needs the current content. Offline, the rejoin after the
+     * reconnect does it.
+     */
+    reloadDocument(id) {
+        const entry = this.entries.get(roomName('document', id));
+        if (entry?.kind !== 'document' || !this.connected)
+            return;
+        this.request('documents:join', { document_id: id }, { early: true, offline: 'reject' }).then((ack) => {
+            if (this.entries.get(entry.room) === entry)
+                this.documentJoined(entry, ack, true);
+        }, (error) => this.joinFailed(entry, error));
     }
     /** Last seq announced for a chat, `null` if unknown. */
     lastSeq(chatId) {
@@ -661,6 +1723,8 @@ class RoomManager {
         this.connected = false;
         for (const entry of this.entries.values()) {
             entry.joining = false;
+            if (entry.kind === 'document')
+                entry.sync?.disconnected();
             this.state.updateRoom(entry.room, (prev) => ({
                 ...prev,
                 status: prev.status === 'joined' || prev.status === 'rejoining' ? 'rejoining' : 'joining',
@@ -687,6 +1751,7 @@ class RoomManager {
         for (const entry of this.entries.values()) {
             if (!entry.joined.settled)
                 entry.joined.reject(error);
+            this.ended(entry, error);
             this.state.setRoom(entry.room, undefined);
         }
         this.entries.clear();
@@ -708,7 +1773,20 @@ class RoomManager {
             case 'documents:updated': {
                 const data = frame.data;
                 this.updateDocumentState(room, data.document);
+                if (entry?.kind === 'document')
+                    entry.sync?.updated(data);
                 this.emit('documents:updated', { ...data, room });
+                return true;
+            }
+            case 'documents:op': {
+                const data = frame.data;
+                if (entry?.kind === 'document')
+                    entry.sync?.op(data);
+                this.emit('documents:op', { ...data, room });
+                return true;
+            }
+            case 'awareness': {
+                this.awareness.push(room, frame.data);
                 return true;
             }
             case 'user:joined': {
@@ -780,34 +1858,45 @@ class RoomManager {
             return Promise.resolve();
         entry.joining = true;
         const rejoin = entry.everJoined;
-        return this.request('documents:join', { document_id: entry.id }, { early: true, offline: 'reject' }).then((ack) => {
+        const data = { document_id: entry.id };
+        const since = entry.sync?.sinceVersion() ?? null;
+        if (since !== null)
+            data.since_version = since;
+        return this.request('documents:join', data, { early: true, offline: 'reject' }).then((ack) => {
             if (this.entries.get(entry.room) !== entry)
                 return;
             entry.joining = false;
-            entry.everJoined = true;
-            this.state.updateRoom(entry.room, (prev) => ({
-                ...prev,
-                kind: 'document',
-                status: 'joined',
-                loading: false,
-                error: null,
-                members: ack.members,
-                document: ack.document,
-                version: ack.document.version,
-                role: ack.role,
-            }));
-            this.emit('room_joined', {
-                kind: 'document',
-                room: entry.room,
-                id: entry.id,
-                document: ack.document,
-                role: ack.role,
-                members: ack.members,
-                rejoin,
-            });
-            if (!entry.joined.settled)
-                entry.joined.resolve(ack);
+            this.documentJoined(entry, ack, rejoin);
         }, (error) => this.joinFailed(entry, error));
+    }
+    documentJoined(entry, ack, rejoin) {
+        entry.everJoined = true;
+        this.state.updateRoom(entry.room, (prev) => ({
+            ...prev,
+            status: 'joined',
+            loading: false,
+            error: null,
+            members: ack.members,
+            // A recovered rejoin's changes are what matters; keep the last
+            // document if a server leaves it out there.
+            document: ack.document ?? prev.document,
+            version: ack.document?.version ?? prev.version,
+            role: ack.role,
+        }));
+        entry.sync?.joined(ack);
+        this.awareness.joined(entry.room, ack.awareness);
+        this.emit('room_joined', {
+            kind: 'document',
+            room: entry.room,
+            id: entry.id,
+            document: ack.document,
+            role: ack.role,
+            members: ack.members,
+            rejoin,
+            recovered: ack.recovered === true,
+        });
+        if (!entry.joined.settled)
+            entry.joined.resolve(ack);
     }
     chatJoined(entry, ack, rejoin) {
         this.state.updateRoom(entry.room, (prev) => ({
@@ -817,6 +1906,7 @@ class RoomManager {
             error: null,
             members: ack.members,
         }));
+        this.awareness.joined(entry.room, ack.awareness);
         this.emit('room_joined', {
             kind: 'chat',
             room: entry.room,
@@ -866,7 +1956,19 @@ class RoomManager {
         this.entries.delete(entry.room);
         if (!entry.joined.settled)
             entry.joined.reject(error);
+        this.ended(entry, error);
         this.state.updateRoom(entry.room, (prev) => ({ ...prev, status: 'error', loading: false, error, members: [] }));
+    }
+    /** A room stops being wanted: its binding and awareness stop with it. */
+    ended(entry, error) {
+        this.awareness.forget(entry.room, error ?? new HuddleError('NOT_JOINED', `${entry.room} was left`, { room: entry.room }));
+        if (entry.kind === 'document')
+            entry.sync?.ended(error);
+    }
+    awarenessStatus(room) {
+        if (!this.entries.has(room))
+            return 'absent';
+        return this.connected && this.state.room(room)?.status === 'joined' ? 'joined' : 'pending';
     }
     async leave(room, send) {
         const entry = this.entries.get(room);
@@ -874,6 +1976,8 @@ class RoomManager {
         if (entry !== undefined && !entry.joined.settled) {
             entry.joined.reject(new HuddleError('NOT_JOINED', `${room} was left before its join completed`, { room }));
         }
+        if (entry !== undefined)
+            this.ended(entry, null);
         this.state.updateRoom(room, (prev) => ({ ...prev, status: 'left', loading: false }));
         this.state.setRoom(room, undefined);
         if (!this.connected)
@@ -1445,6 +2549,7 @@ class TokenManager {
 
 
 
+
 class HuddleClient {
     emitter = new TypedEmitter();
     store;
@@ -1458,6 +2563,8 @@ class HuddleClient {
     generation = 0;
     connecting = null;
     lastConnect = null;
+    /** Open document bindings, by document id. */
+    bindings = new Map();
     constructor(options) {
         const reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
         this.maxAttempts = reconnect.maxAttempts;
@@ -1575,12 +2682,49 @@ class HuddleClient {
     leaveDocument(documentId) {
         return this.rooms.leaveDocument(documentId);
     }
+    /**
+     * Joins a document and keeps its text in step with the other editors by
+     * operational transformation (see DocumentBinding). Resolves once the
+     * content has arrived; the same binding for the same id until it is closed.
+     */
+    openDocument(documentId) {
+        let binding = this.bindings.get(documentId);
+        if (binding === undefined) {
+            binding = new DocumentBinding(documentId, {
+                request: this.request.bind(this),
+                rooms: this.rooms,
+                onRoomState: (listener) => this.emitter.on('room_state', listener),
+                leave: (id) => this.rooms.leaveDocument(id),
+                userId: () => this.store.get().session?.userId,
+                forget: (b) => {
+                    if (this.bindings.get(b.id) === b)
+                        this.bindings.delete(b.id);
+                },
+            });
+            if (binding.status !== 'closed')
+                this.bindings.set(documentId, binding);
+        }
+        return binding.ready;
+    }
     /** Joins a chat; after a reconnect it rejoins from the last seq seen. */
     joinChat(chatId) {
         return this.rooms.joinChat(chatId);
     }
     leaveChat(chatId) {
         return this.rooms.leaveChat(chatId);
+    }
+    // ---- awareness -----------------------------------------------------------------------
+    /**
+     * Shares this connection's state in a joined room (`document:<id>` or
+     * `chat:<id>`): a cursor, a selection, typing. `null` clears it. The
+     * latest state wins; it is set again after every reconnect.
+     */
+    setAwareness(room, state) {
+        return this.rooms.awareness.set(room, state);
+    }
+    /** The other connections' states in a room (also in `state.rooms[room].awareness`). */
+    awareness(room) {
+        return this.rooms.awareness.others(room);
     }
     // ---- content -------------------------------------------------------------------------
     sendMessage(chatId, content, options) {
@@ -1709,4 +2853,4 @@ function defaultWebSocket() {
 // @huddle/client: the public surface. Everything an application needs is
 // re-exported here; the files behind it each own one concept.
 
-export { HuddleClient, createClient, HuddleError, isRetryable, TypedEmitter, newClientMsgId, CloseCode, PROTOCOL_VERSION, parseRoomName, roomName, DEFAULT_RECONNECT, backoffDelay };
+export { DocumentBinding, HuddleClient, createClient, HuddleError, isRetryable, TypedEmitter, newClientMsgId, applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, replaceAllOp, transformOp, CloseCode, PROTOCOL_VERSION, parseRoomName, roomName, DEFAULT_RECONNECT, backoffDelay };

@@ -4,6 +4,7 @@
 //   requests go first) -> everything queued meanwhile is sent, in order.
 // Each part lives in its own file; this one only connects them.
 
+import { DocumentBinding } from './binding.js';
 import { HuddleError } from './errors.js';
 import { TypedEmitter } from './events.js';
 import type { AnyEvent, HuddleEvents, Listener } from './events.js';
@@ -11,6 +12,8 @@ import { MessageManager } from './messages.js';
 import type { HistoryOptions, SendOptions } from './messages.js';
 import type {
   AckData,
+  AwarenessEntry,
+  AwarenessState,
   Chat,
   ChatJoinAck,
   ConnectData,
@@ -22,6 +25,7 @@ import type {
   RequestData,
   RequestEvent,
   Role,
+  RoomName,
   SessionUpdateData,
 } from './protocol.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, RequestTracker } from './requests.js';
@@ -72,6 +76,8 @@ export class HuddleClient {
   private connecting: { promise: Promise<ConnectData>; resolve: (d: ConnectData) => void; reject: (e: HuddleError) => void } | null =
     null;
   private lastConnect: ConnectData | null = null;
+  /** Open document bindings, by document id. */
+  private readonly bindings = new Map<string, DocumentBinding>();
 
   constructor(options: HuddleClientOptions) {
     const reconnect: ReconnectOptions = { ...DEFAULT_RECONNECT, ...options.reconnect };
@@ -214,6 +220,29 @@ export class HuddleClient {
     return this.rooms.leaveDocument(documentId);
   }
 
+  /**
+   * Joins a document and keeps its text in step with the other editors by
+   * operational transformation (see DocumentBinding). Resolves once the
+   * content has arrived; the same binding for the same id until it is closed.
+   */
+  openDocument(documentId: string): Promise<DocumentBinding> {
+    let binding = this.bindings.get(documentId);
+    if (binding === undefined) {
+      binding = new DocumentBinding(documentId, {
+        request: this.request.bind(this),
+        rooms: this.rooms,
+        onRoomState: (listener) => this.emitter.on('room_state', listener),
+        leave: (id) => this.rooms.leaveDocument(id),
+        userId: () => this.store.get().session?.userId,
+        forget: (b) => {
+          if (this.bindings.get(b.id) === b) this.bindings.delete(b.id);
+        },
+      });
+      if (binding.status !== 'closed') this.bindings.set(documentId, binding);
+    }
+    return binding.ready;
+  }
+
   /** Joins a chat; after a reconnect it rejoins from the last seq seen. */
   joinChat(chatId: string): Promise<ChatJoinAck> {
     return this.rooms.joinChat(chatId);
@@ -221,6 +250,22 @@ export class HuddleClient {
 
   leaveChat(chatId: string): Promise<void> {
     return this.rooms.leaveChat(chatId);
+  }
+
+  // ---- awareness -----------------------------------------------------------------------
+
+  /**
+   * Shares this connection's state in a joined room (`document:<id>` or
+   * `chat:<id>`): a cursor, a selection, typing. `null` clears it. The
+   * latest state wins; it is set again after every reconnect.
+   */
+  setAwareness(room: RoomName, state: AwarenessState | null): Promise<void> {
+    return this.rooms.awareness.set(room, state);
+  }
+
+  /** The other connections' states in a room (also in `state.rooms[room].awareness`). */
+  awareness(room: RoomName): readonly AwarenessEntry[] {
+    return this.rooms.awareness.others(room);
   }
 
   // ---- content -------------------------------------------------------------------------

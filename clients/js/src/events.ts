@@ -48,6 +48,8 @@ export type RoomJoined =
       members: Member[];
       /** True when this is the automatic rejoin after a reconnect. */
       rejoin: boolean;
+      /** True when a `since_version` rejoin returned every missed change (bound documents). */
+      recovered: boolean;
     }
   | {
       kind: 'chat';
@@ -72,6 +74,10 @@ export interface HuddleEvents {
   error: HuddleError;
   'chat:message': RoomPush<'chat:message'> & { source: MessageSource };
   'documents:updated': RoomPush<'documents:updated'>;
+  /** Another editor's operation, as the server applied it (a DocumentBinding applies it for you). */
+  'documents:op': RoomPush<'documents:op'>;
+  /** Another connection set or cleared (`state: null`) its awareness state. */
+  awareness: RoomPush<'awareness'>;
   'user:joined': RoomPush<'user:joined'>;
   'user:left': RoomPush<'user:left'>;
   /** A push this version of the library does not know (forward compatibility). */

@@ -1,6 +1,8 @@
 // @huddle/client: the public surface. Everything an application needs is
 // re-exported here; the files behind it each own one concept.
 
+export { DocumentBinding } from './binding.js';
+export type { BindingStatus, DocumentBindingEvents, TextChange, TextChangeSource } from './binding.js';
 export { HuddleClient, createClient } from './client.js';
 export type { HuddleClientOptions } from './client.js';
 export { HuddleError, isRetryable } from './errors.js';
@@ -18,13 +20,18 @@ export type {
 } from './events.js';
 export { newClientMsgId } from './messages.js';
 export type { HistoryOptions, SendOptions } from './messages.js';
+export { applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, replaceAllOp, transformOp } from './ot.js';
+export type { OpComponent, OpSide, TextOp } from './ot.js';
 export { CloseCode, PROTOCOL_VERSION, parseRoomName, roomName } from './protocol.js';
 export type {
   AckData,
+  AwarenessEntry,
+  AwarenessState,
   Chat,
   ChatJoinAck,
   ConnectData,
   Document,
+  DocumentChange,
   DocumentJoinAck,
   ErrorDetails,
   HistoryAck,

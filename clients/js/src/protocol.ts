@@ -3,6 +3,8 @@
 // inside them, and which ack answers which request, so the rest of the
 // library can stay typed end to end.
 
+import type { TextOp } from './ot.js';
+
 /** The protocol version this library speaks (`connect.protocol`). */
 export const PROTOCOL_VERSION = 1;
 
@@ -100,6 +102,25 @@ export interface Member {
   connections: number;
 }
 
+/** One version of a document's history: the operation that made it. */
+export interface DocumentChange {
+  version: number;
+  /** A whole-content update is recorded as the operation that replaces the content. */
+  ops: TextOp;
+  user_id: string;
+  created_at: string;
+}
+
+/** What a connection shares about itself in a room (a cursor, a selection, typing). */
+export type AwarenessState = Record<string, unknown>;
+
+/** Another connection's awareness state in a room. */
+export interface AwarenessEntry {
+  session_id: string;
+  user_id: string;
+  state: AwarenessState;
+}
+
 // ---- lifecycle -----------------------------------------------------------
 
 export interface ConnectData {
@@ -125,6 +146,12 @@ export interface DocumentJoinAck {
   role: Role;
   document: Document;
   members: Member[];
+  /** With `since_version`: the versions after it, when the server still has them. */
+  changes?: DocumentChange[];
+  /** True when `changes` holds every version after `since_version`. */
+  recovered?: boolean;
+  /** The other connections' awareness states. */
+  awareness?: AwarenessEntry[];
 }
 
 export interface ChatJoinAck {
@@ -133,6 +160,7 @@ export interface ChatJoinAck {
   last_seq: number;
   messages: Message[];
   recovered: boolean;
+  awareness?: AwarenessEntry[];
 }
 
 export interface HistoryAck {
@@ -151,7 +179,18 @@ export interface RequestMap {
     data: { document_id: string; title?: string; content?: string };
     ack: { document: Document };
   };
-  'documents:join': { data: { document_id: string }; ack: DocumentJoinAck };
+  'documents:join': { data: { document_id: string; since_version?: number }; ack: DocumentJoinAck };
+  'documents:op': {
+    data: { document_id: string; base_version: number; ops: TextOp; op_id?: string };
+    /** The version it created and the operation as applied (after transformation). */
+    ack: { document_id: string; version: number; ops: TextOp };
+  };
+  'documents:history': {
+    data: { document_id: string; after_version?: number; limit?: number };
+    ack: { changes: DocumentChange[]; has_more: boolean };
+  };
+  'documents:snapshot': { data: { document_id: string; version: number }; ack: { document: Document } };
+  'awareness:set': { data: { room: RoomName; state: AwarenessState | null }; ack: Record<string, never> };
   'documents:update': {
     data: { document_id: string; content: string; version: number };
     ack: { document_id: string; version: number };
@@ -187,6 +226,9 @@ export type AckData<E extends RequestEvent> = RequestMap[E]['ack'];
 export interface PushMap {
   'chat:message': { message: Message };
   'documents:updated': { document: Document; user_id: string };
+  'documents:op': { document_id: string; version: number; ops: TextOp; user_id: string };
+  /** `state: null`: the connection cleared it, left the room or disconnected. */
+  awareness: { session_id: string; user_id: string; state: AwarenessState | null };
   'user:joined': { user_id: string; name?: string };
   'user:left': { user_id: string };
 }

@@ -3,8 +3,12 @@
 // rejoin with `since_seq` = the last seq announced, and every chat message
 // goes through one ordered pipeline per chat that drops what was already
 // announced and fetches what is missing, so each message is announced exactly
-// once and in seq order. Documents rejoin by reloading their state.
+// once and in seq order. Documents rejoin by reloading their state, or, when
+// a DocumentBinding is attached (binding.ts), with `since_version` and the
+// binding's recovery. Awareness states live beside the rooms (awareness.ts).
 
+import { AwarenessManager } from './awareness.js';
+import type { AwarenessRoomStatus } from './awareness.js';
 import { HuddleError } from './errors.js';
 import type { HuddleEvents, MessageSource } from './events.js';
 import { roomName } from './protocol.js';
@@ -23,6 +27,22 @@ import type {
 import type { RequestOptions } from './requests.js';
 import { withMember, withoutMember } from './state.js';
 import type { ChatRoomState, DocumentRoomState, RoomState, StateStore } from './state.js';
+
+/**
+ * What a DocumentBinding needs from its room: the joins (first, after each
+ * reconnect, and reloads it asks for) and the document pushes, in order.
+ */
+export interface DocumentSync {
+  /** The version to rejoin from (`since_version`), or null for a plain join. */
+  sinceVersion(): number | null;
+  joined(ack: DocumentJoinAck): void;
+  op(data: PushMap['documents:op']): void;
+  updated(data: PushMap['documents:updated']): void;
+  /** The connection dropped; the room will be joined again. */
+  disconnected(): void;
+  /** The room was left (`null`), refused or revoked, or the client closed. */
+  ended(error: HuddleError | null): void;
+}
 
 /** Largest page `chat:history` returns (PROTOCOL.md, "Chats"). */
 const HISTORY_PAGE_MAX = 100;
@@ -87,6 +107,8 @@ interface DocumentEntry {
   joined: Deferred<DocumentJoinAck>;
   joining: boolean;
   everJoined: boolean;
+  /** The binding kept in step with this room, if any. */
+  sync?: DocumentSync;
 }
 
 type Entry = ChatEntry | DocumentEntry;
@@ -97,12 +119,15 @@ export class RoomManager {
   /** Unacknowledged sends per chat id (kept here so the room state can show them). */
   private readonly pending = new Map<string, number>();
   private connected = false;
+  readonly awareness: AwarenessManager;
 
   constructor(
     private readonly request: Requester,
     private readonly state: StateStore,
     private readonly emit: Emit,
-  ) {}
+  ) {
+    this.awareness = new AwarenessManager(request, state, emit, (room) => this.awarenessStatus(room));
+  }
 
   // ---- what the application calls --------------------------------------------
 
@@ -118,6 +143,7 @@ export class RoomManager {
       id,
       status: 'joining',
       members: [],
+      awareness: [],
       loading: true,
       error: null,
       document: null,
@@ -149,6 +175,7 @@ export class RoomManager {
       id,
       status: 'joining',
       members: [],
+      awareness: [],
       loading: true,
       error: null,
       lastSeq: null,
@@ -165,6 +192,37 @@ export class RoomManager {
 
   leaveChat(id: string): Promise<void> {
     return this.leave(roomName('chat', id), () => this.request('chat:leave', { chat_id: id }, { offline: 'reject' }));
+  }
+
+  /**
+   * Joins a document (or keeps the join) with `sync` attached: it receives
+   * every join ack and document push of the room from now on. A room joined
+   * already is joined once more so that the binding starts from a fresh ack.
+   */
+  attachDocument(id: string, sync: DocumentSync): Promise<DocumentJoinAck> {
+    const promise = this.joinDocument(id);
+    const entry = this.entries.get(roomName('document', id));
+    if (entry?.kind === 'document') {
+      entry.sync = sync;
+      if (entry.everJoined && !entry.joining) this.reloadDocument(id);
+    }
+    return promise;
+  }
+
+  /**
+   * Joins an already joined document again without `since_version`, for a
+   * binding that needs the current content. Offline, the rejoin after the
+   * reconnect does it.
+   */
+  reloadDocument(id: string): void {
+    const entry = this.entries.get(roomName('document', id));
+    if (entry?.kind !== 'document' || !this.connected) return;
+    this.request('documents:join', { document_id: id }, { early: true, offline: 'reject' }).then(
+      (ack) => {
+        if (this.entries.get(entry.room) === entry) this.documentJoined(entry, ack, true);
+      },
+      (error: HuddleError) => this.joinFailed(entry, error),
+    );
   }
 
   /** Last seq announced for a chat, `null` if unknown. */
@@ -193,6 +251,7 @@ export class RoomManager {
     this.connected = false;
     for (const entry of this.entries.values()) {
       entry.joining = false;
+      if (entry.kind === 'document') entry.sync?.disconnected();
       this.state.updateRoom<RoomState>(entry.room, (prev) => ({
         ...prev,
         status: prev.status === 'joined' || prev.status === 'rejoining' ? 'rejoining' : 'joining',
@@ -219,6 +278,7 @@ export class RoomManager {
     this.connected = false;
     for (const entry of this.entries.values()) {
       if (!entry.joined.settled) entry.joined.reject(error);
+      this.ended(entry, error);
       this.state.setRoom(entry.room, undefined);
     }
     this.entries.clear();
@@ -240,7 +300,18 @@ export class RoomManager {
       case 'documents:updated': {
         const data = frame.data as unknown as PushMap['documents:updated'];
         this.updateDocumentState(room, data.document);
+        if (entry?.kind === 'document') entry.sync?.updated(data);
         this.emit('documents:updated', { ...data, room });
+        return true;
+      }
+      case 'documents:op': {
+        const data = frame.data as unknown as PushMap['documents:op'];
+        if (entry?.kind === 'document') entry.sync?.op(data);
+        this.emit('documents:op', { ...data, room });
+        return true;
+      }
+      case 'awareness': {
+        this.awareness.push(room, frame.data as unknown as PushMap['awareness']);
         return true;
       }
       case 'user:joined': {
@@ -313,35 +384,46 @@ export class RoomManager {
     if (entry.joining) return Promise.resolve();
     entry.joining = true;
     const rejoin = entry.everJoined;
-    return this.request('documents:join', { document_id: entry.id }, { early: true, offline: 'reject' }).then(
+    const data: RequestData<'documents:join'> = { document_id: entry.id };
+    const since = entry.sync?.sinceVersion() ?? null;
+    if (since !== null) data.since_version = since;
+    return this.request('documents:join', data, { early: true, offline: 'reject' }).then(
       (ack) => {
         if (this.entries.get(entry.room) !== entry) return;
         entry.joining = false;
-        entry.everJoined = true;
-        this.state.updateRoom<RoomState>(entry.room, (prev) => ({
-          ...prev,
-          kind: 'document',
-          status: 'joined',
-          loading: false,
-          error: null,
-          members: ack.members,
-          document: ack.document,
-          version: ack.document.version,
-          role: ack.role,
-        }));
-        this.emit('room_joined', {
-          kind: 'document',
-          room: entry.room,
-          id: entry.id,
-          document: ack.document,
-          role: ack.role,
-          members: ack.members,
-          rejoin,
-        });
-        if (!entry.joined.settled) entry.joined.resolve(ack);
+        this.documentJoined(entry, ack, rejoin);
       },
       (error: HuddleError) => this.joinFailed(entry, error),
     );
+  }
+
+  private documentJoined(entry: DocumentEntry, ack: DocumentJoinAck, rejoin: boolean): void {
+    entry.everJoined = true;
+    this.state.updateRoom<DocumentRoomState>(entry.room, (prev) => ({
+      ...prev,
+      status: 'joined',
+      loading: false,
+      error: null,
+      members: ack.members,
+      // A recovered rejoin's changes are what matters; keep the last
+      // document if a server leaves it out there.
+      document: ack.document ?? prev.document,
+      version: ack.document?.version ?? prev.version,
+      role: ack.role,
+    }));
+    entry.sync?.joined(ack);
+    this.awareness.joined(entry.room, ack.awareness);
+    this.emit('room_joined', {
+      kind: 'document',
+      room: entry.room,
+      id: entry.id,
+      document: ack.document,
+      role: ack.role,
+      members: ack.members,
+      rejoin,
+      recovered: ack.recovered === true,
+    });
+    if (!entry.joined.settled) entry.joined.resolve(ack);
   }
 
   private chatJoined(entry: ChatEntry, ack: ChatJoinAck, rejoin: boolean): void {
@@ -352,6 +434,7 @@ export class RoomManager {
       error: null,
       members: ack.members,
     }));
+    this.awareness.joined(entry.room, ack.awareness);
     this.emit('room_joined', {
       kind: 'chat',
       room: entry.room,
@@ -396,7 +479,19 @@ export class RoomManager {
   private drop(entry: Entry, error: HuddleError): void {
     this.entries.delete(entry.room);
     if (!entry.joined.settled) entry.joined.reject(error);
+    this.ended(entry, error);
     this.state.updateRoom<RoomState>(entry.room, (prev) => ({ ...prev, status: 'error', loading: false, error, members: [] }));
+  }
+
+  /** A room stops being wanted: its binding and awareness stop with it. */
+  private ended(entry: Entry, error: HuddleError | null): void {
+    this.awareness.forget(entry.room, error ?? new HuddleError('NOT_JOINED', `${entry.room} was left`, { room: entry.room }));
+    if (entry.kind === 'document') entry.sync?.ended(error);
+  }
+
+  private awarenessStatus(room: RoomName): AwarenessRoomStatus {
+    if (!this.entries.has(room)) return 'absent';
+    return this.connected && this.state.room(room)?.status === 'joined' ? 'joined' : 'pending';
   }
 
   private async leave(room: RoomName, send: () => Promise<unknown>): Promise<void> {
@@ -405,6 +500,7 @@ export class RoomManager {
     if (entry !== undefined && !entry.joined.settled) {
       entry.joined.reject(new HuddleError('NOT_JOINED', `${room} was left before its join completed`, { room }));
     }
+    if (entry !== undefined) this.ended(entry, null);
     this.state.updateRoom<RoomState>(room, (prev) => ({ ...prev, status: 'left', loading: false }));
     this.state.setRoom(room, undefined);
     if (!this.connected) return; // nothing to undo on the server: it will not be rejoined

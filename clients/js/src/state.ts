@@ -4,7 +4,7 @@
 // compare by reference and never sees a half-applied update.
 
 import type { HuddleError } from './errors.js';
-import type { Document, Member, Role, RoomName } from './protocol.js';
+import type { AwarenessEntry, Document, Member, Role, RoomName } from './protocol.js';
 
 export type ConnectionStatus =
   /** Not started yet (`connect()` not called). */
@@ -46,6 +46,8 @@ interface RoomBase {
   status: RoomStatus;
   /** Users present, as of the last join and the pushes since. */
   members: readonly Member[];
+  /** The other connections' awareness states, as of the last join and the pushes since. */
+  awareness: readonly AwarenessEntry[];
   /** True while a join or rejoin is in flight. */
   loading: boolean;
   error: HuddleError | null;
