@@ -33,6 +33,13 @@ fn message(r: &Reply) -> &str {
     r.body["message"].as_str().unwrap_or_default()
 }
 
+/// A server with the HTTP API on, and a client for it.
+fn api_server() -> (TestServer, Http) {
+    let server = TestServer::start_with(|o| o.api_key = Some(KEY.into()));
+    let http = Http::new(server.http_url(""));
+    (server, http)
+}
+
 fn document(id: &str, content: &str) -> String {
     json!({ "document_id": id, "owner": "olga", "content": content }).to_string()
 }
@@ -83,8 +90,7 @@ async fn a_body_above_the_limit_is_413_and_a_full_document_is_not() {
 
 #[tokio::test]
 async fn with_default_settings_a_document_of_max_document_bytes_fits_escaped() {
-    let server = TestServer::start_with(|o| o.api_key = Some(KEY.into()));
-    let http = Http::new(server.http_url(""));
+    let (server, http) = api_server();
     let max = 1_048_576;
     let r = http.send("POST", "/api/documents", &[AUTH, JSON], Body::Text(document("plain", &"x".repeat(max)))).await;
     assert_eq!(r.status, 201, "{}", shown(&r));
@@ -98,8 +104,7 @@ async fn with_default_settings_a_document_of_max_document_bytes_fits_escaped() {
 
 #[tokio::test]
 async fn malformed_json_and_content_types() {
-    let server = TestServer::start_with(|o| o.api_key = Some(KEY.into()));
-    let http = Http::new(server.http_url(""));
+    let (server, http) = api_server();
     let chat = |id: &str| Body::Text(json!({ "chat_id": id }).to_string());
 
     let r = http.send("POST", "/api/chats", &[AUTH, JSON], Body::Text(r#"{"chat_id":"#.into())).await;
@@ -137,8 +142,7 @@ async fn malformed_json_and_content_types() {
 
 #[tokio::test]
 async fn unknown_routes_are_404_and_wrong_methods_405_in_json() {
-    let server = TestServer::start_with(|o| o.api_key = Some(KEY.into()));
-    let http = Http::new(server.http_url(""));
+    let (server, http) = api_server();
     for path in ["/nope", "/api", "/api/nope", "/api/documents/a/b/c", "/ws/more", "/demo/token"] {
         let r = http.send("GET", path, &[AUTH], Body::None).await;
         assert_error(&r, 404, "NOT_FOUND");
@@ -172,8 +176,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_json() {
 
 #[tokio::test]
 async fn a_bad_path_or_query_is_400_in_json() {
-    let server = TestServer::start_with(|o| o.api_key = Some(KEY.into()));
-    let http = Http::new(server.http_url(""));
+    let (server, http) = api_server();
     http.call("POST", "/api/chats", Some(KEY), Some(json!({"chat_id": "q"}).to_string())).await;
     for path in ["/api/chats/q/messages?limit=many", "/api/chats/%FF/messages", "/api/documents/%20"] {
         let r = http.send("GET", path, &[AUTH], Body::None).await;
