@@ -78,13 +78,12 @@ impl BodyLimit {
     /// The 413 for a body of `length` bytes (unknown when chunked).
     pub fn refusal(&self, length: Option<usize>) -> WireError {
         let size = length.map_or_else(|| "the request body".to_owned(), |n| format!("the request body ({n} bytes)"));
-        let mut message = format!("{size} is above this route's limit of {} bytes", self.bytes);
-        let mut e = WireError::new(ErrorCode::PayloadTooLarge, String::new());
-        if let Some((setting, rule)) = self.follows {
-            message.push_str(&format!(", which follows {setting} ({rule})"));
-            e.details.limit = Some(setting);
-        }
-        e.message = message;
+        let limit = format!("{size} is above this route's limit of {} bytes", self.bytes);
+        let Some((setting, rule)) = self.follows else {
+            return WireError::new(ErrorCode::PayloadTooLarge, limit);
+        };
+        let mut e = WireError::new(ErrorCode::PayloadTooLarge, format!("{limit}, which follows {setting} ({rule})"));
+        e.details.limit = Some(setting);
         e
     }
 }

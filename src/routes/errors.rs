@@ -113,7 +113,10 @@ pub fn json_error(e: &JsonPayloadError, limit: &BodyLimit) -> WireError {
     match e {
         JsonPayloadError::OverflowKnownLength { length, .. } => limit.refusal(Some(*length)),
         JsonPayloadError::Overflow { .. } => limit.refusal(None),
-        JsonPayloadError::ContentType => wrong_content_type("(none or not JSON)"),
+        // JsonObject checks the type itself (it accepts none at all).
+        JsonPayloadError::ContentType => {
+            WireError::new(ErrorCode::InvalidInput, "the body must be JSON sent as Content-Type: application/json")
+        }
         // The handlers read bodies as JSON objects, so a body that parses
         // but does not fit is one that is not an object.
         JsonPayloadError::Deserialize(e) if e.is_data() => {
