@@ -63,15 +63,15 @@ pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result
         jwt: Arc::new(jwt),
         api_key: options.api_key.clone().map(Arc::from),
         metrics_token: options.metrics_token.clone().map(Arc::from),
-        demo: options.demo,
+        demo: options.demo.then(Default::default),
     };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let drain = Duration::from_millis(options.drain_timeout_ms);
-    let demo = options.demo;
     let mut http = HttpServer::new(move || {
         App::new()
+            .wrap(routes::errors::json_errors())
             .app_data(web::Data::new(state.clone()))
-            .configure(|cfg| routes::configure(cfg, demo))
+            .configure(|cfg| routes::configure(cfg, &state))
     })
     // Signals are ours: sessions must be told to close before the HTTP
     // server waits for connections to end.

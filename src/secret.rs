@@ -1,6 +1,7 @@
-//! The generated JWT secret, for installs that set none: created once with
-//! mode 0600 beside the database and reused on every start, so that tokens
-//! minted with `huddle token` keep working across restarts.
+//! The generated JWT secret, for installs that set none: created once by
+//! the server with mode 0600 beside the database and reused on every start,
+//! so that tokens minted with `huddle token` (which only reads it) keep
+//! working across restarts.
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
@@ -31,18 +32,26 @@ pub fn load_or_create(path: &Path) -> Result<(String, bool), String> {
             Ok((secret, true))
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            let mut secret = String::new();
-            std::fs::File::open(path)
-                .and_then(|mut f| f.read_to_string(&mut secret))
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let secret = secret.trim().to_owned();
-            if secret.is_empty() {
-                return Err(format!("{} is empty; delete it to generate a new secret", path.display()));
-            }
+            let secret = load(path)?.ok_or_else(|| format!("{} vanished while it was read", path.display()))?;
             Ok((secret, false))
         }
         Err(e) => Err(format!("cannot create {}: {e}", path.display())),
     }
+}
+
+/// Reads the secret at `path`; `None` if there is no file.
+pub fn load(path: &Path) -> Result<Option<String>, String> {
+    let mut secret = String::new();
+    match std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut secret)) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let secret = secret.trim().to_owned();
+    if secret.is_empty() {
+        return Err(format!("{} is empty; delete it to generate a new secret", path.display()));
+    }
+    Ok(Some(secret))
 }
 
 #[cfg(test)]
@@ -62,5 +71,14 @@ mod tests {
         let (b, created) = load_or_create(&path).unwrap();
         assert!(!created);
         assert_eq!(a, b);
+        assert_eq!(load(&path).unwrap(), Some(a));
+    }
+
+    #[test]
+    fn loading_never_creates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jwt-secret");
+        assert_eq!(load(&path).unwrap(), None);
+        assert!(!path.exists());
     }
 }

@@ -1,5 +1,6 @@
-//! `--demo`: the embedded page and the token endpoint exist only when asked
-//! for, and the tokens it hands out let two people share a document.
+//! `--demo`: the embedded page, the token endpoint and the name book exist
+//! only when asked for, and the tokens it hands out let two people share a
+//! document.
 
 mod common;
 
@@ -11,8 +12,19 @@ use serde_json::json;
 async fn demo_routes_exist_only_with_demo() {
     let server = TestServer::start();
     let http = Http::new(server.http_url(""));
-    assert_eq!(http.call("GET", "/", None, None).await.status, 404);
-    assert_eq!(http.call("POST", "/demo/token", None, Some(r#"{"name":"x"}"#.into())).await.status, 404);
+    // `/` says what the server is and how to get the demo.
+    let home = http.call("GET", "/", None, None).await;
+    assert_eq!((home.status, home.header("content-type")), (200, Some("text/plain; charset=utf-8")));
+    for needle in ["Huddle", "/ws", "--demo", "docs/protocol.md"] {
+        assert!(home.text.contains(needle), "{needle:?} missing from\n{}", home.text);
+    }
+    for (method, path) in [("POST", "/demo/token"), ("GET", "/demo/names"), ("GET", "/app.js")] {
+        let r = http.call(method, path, None, Some(r#"{"name":"x"}"#.into())).await;
+        assert_eq!((r.status, r.body["code"].clone()), (404, json!("NOT_FOUND")), "{method} {path}");
+    }
+    // No icon without the demo, and no error either.
+    let icon = http.call("GET", "/favicon.ico", None, None).await;
+    assert_eq!((icon.status, icon.text.as_str()), (204, ""));
     server.stop().await;
 }
 
@@ -23,11 +35,13 @@ async fn demo_page_and_tokens() {
     let page = http.call("GET", "/", None, None).await;
     assert_eq!(page.status, 200);
     assert!(page.text.contains("<title>Huddle demo</title>"));
-    for asset in ["/app.js", "/huddle.js", "/style.css"] {
+    for asset in ["/app.js", "/huddle.js", "/style.css", "/favicon.svg", "/favicon.ico"] {
         let r = http.call("GET", asset, None, None).await;
         assert_eq!(r.status, 200, "{asset}");
         assert!(!r.text.is_empty());
     }
+    let icon = http.call("GET", "/favicon.ico", None, None).await;
+    assert_eq!(icon.header("content-type"), Some("image/svg+xml"));
     let bad = http.call("POST", "/demo/token", None, Some(r#"{"name":"!!"}"#.into())).await;
     assert_eq!((bad.status, bad.body["details"]["field"].clone()), (400, json!("name")));
 
@@ -44,6 +58,12 @@ async fn demo_page_and_tokens() {
         people.push(c);
     }
     assert_eq!(people[0].user_id(), "ada-lovelace");
+    // The names the tokens carried, for the page to name people who left.
+    let names = http.call("GET", "/demo/names?user_id=ada-lovelace&user_id=grace&user_id=nobody", None, None).await;
+    assert_eq!((names.status, names.body), (200, json!({"names": {"ada-lovelace": "Ada Lovelace", "grace": "Grace"}})));
+    let many: Vec<String> = (0..101).map(|i| format!("user_id=u{i}")).collect();
+    let r = http.call("GET", &format!("/demo/names?{}", many.join("&")), None, None).await;
+    assert_eq!((r.status, r.body["details"]["field"].clone()), (400, json!("user_id")));
     people[0].ok("documents:update", json!({"document_id": "demo", "content": "hello", "version": 1})).await;
     let pushed = people[1].expect_push("documents:updated", "document:demo").await;
     assert_eq!(pushed["document"]["content"], "hello");

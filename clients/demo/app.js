@@ -16,6 +16,8 @@ const DOC_ROOM = `document:${DOC_ID}`;
 const CHAT_ROOM = `chat:${CHAT_ID}`;
 /** Pause after the last keystroke before the document is saved. */
 const SAVE_DELAY_MS = 400;
+/** User ids one `/demo/names` request may ask about (the server's limit). */
+const NAMES_PER_REQUEST = 100;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -48,11 +50,61 @@ const ui = {
 /** @type {HuddleClient | null} */
 let client = null;
 const me = { name: '', userId: '' };
-/** user_id -> display name, learned from presence. */
+/** user_id -> display name, learned from presence and from the server. */
 const names = new Map();
+/** Ids whose name was asked of the server (once each). */
+const askedNames = new Set();
+/** Ids to ask about in the next request. */
+const unknownNames = new Set();
 
 function nameOf(userId) {
+  if (!names.has(userId)) askName(userId);
   return names.get(userId) ?? userId;
+}
+
+/** A name shown on the page; it follows what is learned about the user. */
+function nameEl(userId) {
+  const span = document.createElement('span');
+  span.className = 'name';
+  span.dataset.nameOf = userId;
+  span.textContent = nameOf(userId);
+  return span;
+}
+
+function learnName(userId, name) {
+  if (!name || names.get(userId) === name) return;
+  names.set(userId, name);
+  for (const el of document.querySelectorAll('[data-name-of]')) {
+    if (el.dataset.nameOf === userId) el.textContent = name;
+  }
+}
+
+/**
+ * People who left are not in presence: their names come from the demo
+ * server, which remembers the name each token was given. Ids seen in one
+ * burst (a join's messages) go in one request.
+ */
+function askName(userId) {
+  if (askedNames.has(userId)) return;
+  askedNames.add(userId);
+  unknownNames.add(userId);
+  if (unknownNames.size === 1) setTimeout(fetchNames, 0);
+}
+
+async function fetchNames() {
+  const ids = [...unknownNames];
+  unknownNames.clear();
+  for (let i = 0; i < ids.length; i += NAMES_PER_REQUEST) {
+    const query = ids.slice(i, i + NAMES_PER_REQUEST).map((id) => `user_id=${encodeURIComponent(id)}`).join('&');
+    try {
+      const res = await fetch(`/demo/names?${query}`);
+      if (!res.ok) continue;
+      const body = await res.json();
+      for (const [id, name] of Object.entries(body.names ?? {})) learnName(id, name);
+    } catch {
+      // Unknown names stay shown as ids.
+    }
+  }
 }
 
 // ---- sign in ---------------------------------------------------------------------
@@ -64,9 +116,10 @@ async function fetchToken(name) {
     // The endpoint makes this user an editor of the document (creating it).
     body: JSON.stringify({ name, document_id: DOC_ID }),
   });
-  if (!res.ok) throw new Error(`the token endpoint answered ${res.status}`);
-  const body = await res.json();
-  if (typeof body.token !== 'string') throw new Error('the token endpoint sent no token');
+  const body = await res.json().catch(() => null);
+  // The server says why (`{code, message}`): a name without letters, ...
+  if (!res.ok) throw new Error(body?.message ?? `the token endpoint answered ${res.status}`);
+  if (typeof body?.token !== 'string') throw new Error('the token endpoint sent no token');
   return body;
 }
 
@@ -90,7 +143,7 @@ async function start(name) {
   const first = await fetchToken(name);
   me.name = name;
   me.userId = first.user_id;
-  names.set(me.userId, name);
+  learnName(me.userId, name);
   let unused = first.token;
   client = new HuddleClient({
     // The first token came with the sign-in; later ones (refresh before
@@ -136,13 +189,11 @@ async function openDocument() {
 function listen(c) {
   c.on('state', renderStatus);
   c.on('room_state', (room) => {
-    for (const m of room.members) if (m.name) names.set(m.user_id, m.name);
+    for (const m of room.members) learnName(m.user_id, m.name);
     if (room.room === DOC_ROOM) renderMembers(ui.docMembers, room);
     if (room.room === CHAT_ROOM) renderMembers(ui.chatMembers, room);
   });
-  c.on('user:joined', (u) => {
-    if (u.name) names.set(u.user_id, u.name);
-  });
+  c.on('user:joined', (u) => learnName(u.user_id, u.name));
   c.on('room_joined', (joined) => {
     if (joined.room === DOC_ROOM) documentLoaded(joined.document);
   });
@@ -202,8 +253,9 @@ const doc = {
   conflict: null,
 };
 
-function setDocStatus(text) {
-  ui.docStatus.textContent = text;
+/** The status line under the document: text and names (`nameEl`). */
+function setDocStatus(...parts) {
+  ui.docStatus.replaceChildren(...parts);
 }
 
 function showVersion() {
@@ -218,7 +270,8 @@ function documentLoaded(document) {
     doc.base = { content: document.content, version: document.version };
     setText(document.content);
     showVersion();
-    setDocStatus(document.version === 0 ? 'New document' : `Saved · v${document.version} by ${nameOf(document.updated_by)}`);
+    if (document.version === 0) setDocStatus('New document');
+    else setDocStatus(`Saved · v${document.version} by `, nameEl(document.updated_by));
     return;
   }
   // Back after a disconnect with unsaved edits.
@@ -235,7 +288,7 @@ function remoteEdit(document, userId) {
     doc.base = { content: document.content, version: document.version };
     setText(document.content);
     showVersion();
-    setDocStatus(`v${document.version} by ${nameOf(userId)}`);
+    setDocStatus(`v${document.version} by `, nameEl(userId));
     return;
   }
   // Someone saved while we were typing: show it now, do not overwrite.
@@ -304,7 +357,7 @@ function openConflict(theirs) {
   clearTimeout(doc.timer);
   doc.conflict = theirs;
   ui.conflict.hidden = false;
-  ui.conflictText.textContent = `${nameOf(theirs.updated_by)} saved version ${theirs.version} while you were editing.`;
+  ui.conflictText.replaceChildren(nameEl(theirs.updated_by), ` saved version ${theirs.version} while you were editing.`);
   ui.conflictTheirs.textContent = theirs.content;
   ui.conflictMine.textContent = ui.docText.value;
   ui.docVersion.textContent = `v${doc.base.version} → v${theirs.version}`;
@@ -323,7 +376,7 @@ ui.useTheirs.addEventListener('click', () => {
   setText(theirs.content);
   closeConflict();
   showVersion();
-  setDocStatus(`v${theirs.version} by ${nameOf(theirs.updated_by)}`);
+  setDocStatus(`v${theirs.version} by `, nameEl(theirs.updated_by));
 });
 
 ui.keepMine.addEventListener('click', () => {
@@ -345,9 +398,8 @@ function messageItem(userId, text, time) {
   const li = document.createElement('li');
   const meta = document.createElement('span');
   meta.className = 'meta';
-  const author = document.createElement('span');
-  author.className = 'author';
-  author.textContent = nameOf(userId);
+  const author = nameEl(userId);
+  author.classList.add('author');
   meta.append(author, time);
   const body = document.createElement('span');
   body.className = 'text';

@@ -191,7 +191,7 @@ function newClientMsgId() {
 }
 
 // ---- ot.ts ----
-// Text operations (PROTOCOL.md, "Operations"): the same functions as the
+// Text operations (docs/protocol.md, "Operations"): the same functions as the
 // server's `actors/src/ot/`, on the wire form itself. An operation is an
 // array of components applied left to right from position 0: a positive
 // integer keeps that many characters, a non-empty string inserts it,
@@ -552,7 +552,7 @@ function diffOp(from, to) {
 }
 
 // ---- protocol.ts ----
-// The wire types of protocol version 1 (shared/PROTOCOL.md), as TypeScript
+// The wire types of protocol version 1 (docs/protocol.md), as TypeScript
 // sees them. Nothing in this file does I/O: it names the frames, the records
 // inside them, and which ack answers which request, so the rest of the
 // library can stay typed end to end.
@@ -652,7 +652,7 @@ function parseRoomName(room) {
 
 
 
-/** Largest page `documents:history` returns (PROTOCOL.md, "Operations"). */
+/** Largest page `documents:history` returns (docs/protocol.md, "Operations"). */
 const DOCUMENT_HISTORY_MAX = 1000;
 /** Pause before resending an operation refused with SERVER_BUSY / RATE_LIMITED without `retry_after_ms`. */
 const OP_BUSY_RETRY_MS = 1_000;
@@ -1564,7 +1564,7 @@ function withoutMember(members, userId) {
 
 
 
-/** Largest page `chat:history` returns (PROTOCOL.md, "Chats"). */
+/** Largest page `chat:history` returns (docs/protocol.md, "Chats"). */
 const HISTORY_PAGE_MAX = 100;
 function deferred() {
     let resolve;

@@ -3,8 +3,10 @@
 //! through the same room actors as WebSocket requests, so live rooms see
 //! them in the same order and with the same pushes.
 
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures_util::future::{ready, Ready};
 use huddle_actors::chat::{ChatRoom, PostMessage};
 use huddle_actors::document::{DocumentRoom, ShareDocument};
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId};
@@ -12,52 +14,45 @@ use huddle_actors::protocol::fields::Fields;
 use huddle_actors::protocol::request::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_SAFE_INTEGER};
 use huddle_actors::protocol::{ErrorCode, WireError};
 use huddle_actors::registry::call_room;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::routes::{bearer, error_response, AppState};
+use crate::routes::body::{BodyLimit, JsonObject};
+pub use crate::routes::errors::ApiError;
+use crate::routes::{bearer, AppState};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, limit: BodyLimit) {
+    // Resources with method routes, so that another method on a known path
+    // is a 405 with `Allow`; unknown paths fall to the app's JSON 404.
     cfg.service(
         web::scope("/api")
-            .route("/documents", web::post().to(create_document))
-            .route("/documents/{id}", web::get().to(get_document))
-            .route("/documents/{id}/access/{user_id}", web::put().to(set_access))
-            .route("/chats", web::post().to(create_chat))
-            .route("/chats/{id}/messages", web::post().to(publish))
-            .route("/chats/{id}/messages", web::get().to(history))
-            .default_service(web::to(|| async {
-                ApiError(WireError::new(ErrorCode::NotFound, "no such API route")).error_response()
-            })),
+            .app_data(limit.json_config())
+            .service(web::resource("/documents").post(create_document))
+            .service(web::resource("/documents/{id}").get(get_document))
+            .service(web::resource("/documents/{id}/access/{user_id}").put(set_access))
+            .service(web::resource("/chats").post(create_chat))
+            .service(web::resource("/chats/{id}/messages").post(publish).get(history)),
     );
 }
 
-/// An API failure, rendered as `{code, message, details?}`.
-#[derive(Debug)]
-pub struct ApiError(pub WireError);
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-    fn error_response(&self) -> HttpResponse {
-        error_response(&self.0, None)
-    }
-}
-
-impl From<WireError> for ApiError {
-    fn from(e: WireError) -> Self {
-        ApiError(e)
-    }
-}
-
 type ApiResult = Result<HttpResponse, ApiError>;
+
+/// A request that carried the API key. Every handler takes it first: its
+/// refusal comes before any other extractor reads the body, so a client
+/// without the key never makes the server hold a body.
+struct Authorized;
+
+impl FromRequest for Authorized {
+    type Error = ApiError;
+    type Future = Ready<Result<Authorized, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match req.app_data::<web::Data<AppState>>() {
+            Some(state) => authorize(state, req).map(|()| Authorized),
+            None => Err(ApiError(WireError::internal("api", &"no AppState"))),
+        })
+    }
+}
 
 /// Checks `Authorization: Bearer <api key>` in constant time.
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
@@ -74,22 +69,11 @@ fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// The request body as a JSON object.
-fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError(WireError::new(ErrorCode::InvalidInput, "the body must be a JSON object"))),
-        Err(e) => Err(ApiError(WireError::new(ErrorCode::InvalidInput, format!("the body is not valid JSON: {e}")))),
-    }
-}
-
 fn path_id<T>(raw: &str, field: &'static str, parse: fn(&str) -> Result<T, huddle_actors::ids::InvalidId>) -> Result<T, ApiError> {
     parse(raw).map_err(|e| ApiError(WireError::invalid(field, format!("{field} {e}"))))
 }
 
-async fn create_document(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> ApiResult {
-    authorize(&state, &req)?;
-    let map = object(&body)?;
+async fn create_document(_: Authorized, state: web::Data<AppState>, JsonObject(map): JsonObject) -> ApiResult {
     let f = Fields(&map);
     let limits = state.deps.settings.decode_limits();
     let (id, owner) = (f.document_id()?, f.user_id("owner")?);
@@ -99,33 +83,28 @@ async fn create_document(state: web::Data<AppState>, req: HttpRequest, body: web
     Ok(HttpResponse::Created().json(json!({ "document": document })))
 }
 
-async fn get_document(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> ApiResult {
-    authorize(&state, &req)?;
+async fn get_document(_: Authorized, state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let id = path_id(&path, "document_id", DocumentId::parse)?;
     let document = state.deps.db.run(move |s| s.document(&id)).await?;
     Ok(HttpResponse::Ok().json(json!({ "document": document })))
 }
 
 async fn set_access(
+    _: Authorized,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    JsonObject(map): JsonObject,
 ) -> ApiResult {
-    authorize(&state, &req)?;
     let (raw_id, raw_user) = path.into_inner();
     let id = path_id(&raw_id, "document_id", DocumentId::parse)?;
     let user_id = path_id(&raw_user, "user_id", UserId::parse)?;
-    let map = object(&body)?;
     let grant = Fields(&map).grant()?;
     let share = ShareDocument { by: None, requester: None, user_id: user_id.clone(), grant };
     call_room::<DocumentRoom, _>(&state.deps.registry, id.clone(), share).await??;
     Ok(HttpResponse::Ok().json(json!({ "document_id": id, "user_id": user_id, "role": grant })))
 }
 
-async fn create_chat(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> ApiResult {
-    authorize(&state, &req)?;
-    let map = object(&body)?;
+async fn create_chat(_: Authorized, state: web::Data<AppState>, JsonObject(map): JsonObject) -> ApiResult {
     let f = Fields(&map);
     let id = f.chat_id()?;
     let private = f.opt_bool("private")?.unwrap_or(false);
@@ -134,10 +113,13 @@ async fn create_chat(state: web::Data<AppState>, req: HttpRequest, body: web::By
     Ok(HttpResponse::Created().json(json!({ "chat": chat })))
 }
 
-async fn publish(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> ApiResult {
-    authorize(&state, &req)?;
+async fn publish(
+    _: Authorized,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    JsonObject(map): JsonObject,
+) -> ApiResult {
     let id = path_id(&path, "chat_id", ChatId::parse)?;
-    let map = object(&body)?;
     let f = Fields(&map);
     let limits = state.deps.settings.decode_limits();
     let post = PostMessage {
@@ -152,11 +134,13 @@ async fn publish(state: web::Data<AppState>, req: HttpRequest, path: web::Path<S
     Ok(HttpResponse::build(status).json(json!({ "message": appended.message })))
 }
 
-async fn history(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> ApiResult {
-    authorize(&state, &req)?;
+async fn history(
+    _: Authorized,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult {
     let id = path_id(&path, "chat_id", ChatId::parse)?;
-    let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map_err(|e| ApiError(WireError::new(ErrorCode::InvalidInput, format!("bad query string: {e}"))))?;
     let int = |name: &'static str, min: i64, max: i64| -> Result<Option<i64>, ApiError> {
         match query.iter().rev().find(|(k, _)| k == name) {
             None => Ok(None),

@@ -2,22 +2,25 @@
 //! enabled) the server-to-server API, metrics and the demo.
 
 pub mod api;
+mod body;
 mod demo;
+pub mod errors;
 mod health;
+mod home;
 mod metrics;
 mod outlet_body;
 mod ws;
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
-use huddle_actors::protocol::{Details, ErrorCode, WireError};
+use actix_web::web;
 use huddle_actors::session::SessionDeps;
-use serde::Serialize;
 
 use crate::auth::JwtConfig;
 use crate::metrics::Metrics;
+use crate::routes::body::BodyLimit;
+pub use crate::routes::demo::NameBook;
+pub use crate::routes::errors::error_response;
 
 /// What every route can reach.
 #[derive(Clone)]
@@ -26,20 +29,32 @@ pub struct AppState {
     pub jwt: Arc<JwtConfig>,
     pub api_key: Option<Arc<str>>,
     pub metrics_token: Option<Arc<str>>,
-    pub demo: bool,
+    /// Set with `--demo`: the names of the people the demo gave tokens to.
+    pub demo: Option<Arc<NameBook>>,
     pub metrics: Arc<Metrics>,
 }
 
-/// All routes; the demo ones only when `demo` is on.
-pub fn configure(cfg: &mut web::ServiceConfig, demo: bool) {
-    if demo {
+/// All routes (the demo's only when `demo` is on), the extractor
+/// configurations whose failures are JSON errors, and the JSON 404 for
+/// everything else. The app must also be wrapped in
+/// [`errors::json_errors`].
+pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
+    cfg.app_data(BodyLimit::small().json_config())
+        .app_data(errors::query_config())
+        .app_data(errors::path_config());
+    if state.demo.is_some() {
         cfg.configure(demo::configure);
+    } else {
+        cfg.configure(home::configure);
     }
-    cfg.route("/ws", web::get().to(ws::upgrade))
-        .route("/health", web::get().to(health::health))
-        .route("/ready", web::get().to(health::ready))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .configure(api::configure);
+    // Resources with method routes, so that another method on a known path
+    // is a 405 with `Allow` rather than a 404.
+    cfg.service(web::resource("/ws").get(ws::upgrade))
+        .service(web::resource("/health").get(health::health))
+        .service(web::resource("/ready").get(health::ready))
+        .service(web::resource("/metrics").get(metrics::metrics))
+        .configure(|cfg| api::configure(cfg, BodyLimit::api(&state.deps.settings)))
+        .default_service(web::to(errors::not_found));
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -47,25 +62,4 @@ pub fn bearer(req: &actix_web::HttpRequest) -> Option<&str> {
     let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-#[derive(Serialize)]
-struct HttpError<'a> {
-    code: ErrorCode,
-    message: &'a str,
-    #[serde(skip_serializing_if = "is_empty")]
-    details: &'a Details,
-}
-
-fn is_empty(d: &&Details) -> bool {
-    **d == Details::default()
-}
-
-/// An error as an HTTP response: `{code, message, details?}` with the
-/// code's status (or `status` when given).
-pub fn error_response(e: &WireError, status: Option<StatusCode>) -> HttpResponse {
-    let status = status
-        .or_else(|| StatusCode::from_u16(e.code.http_status()).ok())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status).json(HttpError { code: e.code, message: &e.message, details: &e.details })
 }

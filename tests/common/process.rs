@@ -15,22 +15,28 @@ pub struct Process {
     pub addr: SocketAddr,
     /// stderr lines after the ready line.
     pub log: mpsc::Receiver<String>,
+    /// stderr lines before it.
+    pub early_log: Vec<String>,
 }
 
 impl Process {
     /// Starts `huddle serve` on `db` and waits for its ready line.
     pub fn start(db: &Path, envs: &[(&str, &str)]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_huddle"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_huddle"));
+        command
             .arg("serve")
             .env("HUDDLE_BIND", "127.0.0.1:0")
             .env("DATABASE_URL", db)
             .env("HUDDLE_JWT_SECRET", SECRET)
             .env("RUST_LOG", "info")
-            .envs(envs.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn huddle");
+            .envs(envs.iter().copied());
+        Process::spawn(command)
+    }
+
+    /// Starts `command` (a `huddle serve` set up by the caller) and waits
+    /// for its ready line; the log lines before it are in `early_log`.
+    pub fn spawn(mut command: Command) -> Process {
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn huddle");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -40,13 +46,15 @@ impl Process {
                 }
             }
         });
+        let mut early_log = Vec::new();
         let addr = loop {
             let line = rx.recv_timeout(Duration::from_secs(30)).expect("huddle did not get ready");
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 break rest.trim().parse().expect("address");
             }
+            early_log.push(line);
         };
-        Process { child, addr, log: rx }
+        Process { child, addr, log: rx, early_log }
     }
 
     pub fn ws_url(&self) -> String {

@@ -1,6 +1,6 @@
 //! Why an operation was refused. The protocol layer maps [`OpError::TooLarge`]
 //! to `PAYLOAD_TOO_LARGE` and every other variant to `INVALID_INPUT` with
-//! `details.field: "ops"` (PROTOCOL.md, "Operations").
+//! `details.field: "ops"` (docs/protocol.md, "Operations").
 
 use std::fmt;
 

@@ -1,5 +1,5 @@
 //! Operational transformation of plain text: the `ops` of `documents:op`
-//! (PROTOCOL.md, "Operations") as a value type with pure functions over it.
+//! (docs/protocol.md, "Operations") as a value type with pure functions over it.
 //! No actor, no database, no JSON outside [`wire`].
 //!
 //! # The operation
@@ -117,7 +117,7 @@ pub enum Component {
 ///
 /// A trailing keep is dropped from the components but remembered: `[6]`
 /// has no components, yet still claims a text of at least 6 characters
-/// and is refused on `"hello"` (PROTOCOL.md: kept and deleted characters
+/// and is refused on `"hello"` (docs/protocol.md: kept and deleted characters
 /// must add up to the base length; only an omitted trailing keep may make
 /// them fall short). [`compose`] and [`transform`] carry that claim over.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl Operation {
     }
 
     /// The operation a whole-content `documents:update` is recorded as:
-    /// insert `new`, delete all of `old` (PROTOCOL.md, "Operations"). The
+    /// insert `new`, delete all of `old` (docs/protocol.md, "Operations"). The
     /// JavaScript binding builds the same one for a `documents:updated`
     /// push, so both transform pending edits over it alike. O(bytes of both).
     pub fn replace_all(old: &str, new: &str) -> Self {

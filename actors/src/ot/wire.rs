@@ -1,4 +1,4 @@
-//! The JSON form of an operation (PROTOCOL.md, "Operations"): a list of
+//! The JSON form of an operation (docs/protocol.md, "Operations"): a list of
 //! `n` (keep), `"s"` (insert) and `{"d": n}` (delete). Decoding validates
 //! every component, refuses U+0000 in inserted text, and normalises;
 //! serialising writes the normal form.

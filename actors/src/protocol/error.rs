@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::store::StoreError;
 
-/// The protocol's error codes (PROTOCOL.md, "Errors").
+/// The protocol's error codes (docs/protocol.md, "Errors").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -67,7 +67,7 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// WebSocket close codes the engine uses (PROTOCOL.md, "Lifecycle events").
+/// WebSocket close codes the engine uses (docs/protocol.md, "Close codes").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseCode {
     Normal,

@@ -1,4 +1,4 @@
-//! The wire protocol (PROTOCOL.md, version 1): request decoding, frame
+//! The wire protocol (docs/protocol.md, version 1): request decoding, frame
 //! encoding, error and close codes. The only module that touches JSON.
 
 pub mod error;

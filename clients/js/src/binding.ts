@@ -41,7 +41,7 @@ import { roomName } from './protocol.js';
 import type { AwarenessEntry, AwarenessState, DocumentJoinAck, PushMap, RoomName } from './protocol.js';
 import type { RoomState } from './state.js';
 
-/** Largest page `documents:history` returns (PROTOCOL.md, "Operations"). */
+/** Largest page `documents:history` returns (docs/protocol.md, "Operations"). */
 const DOCUMENT_HISTORY_MAX = 1000;
 /** Pause before resending an operation refused with SERVER_BUSY / RATE_LIMITED without `retry_after_ms`. */
 const OP_BUSY_RETRY_MS = 1_000;

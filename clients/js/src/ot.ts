@@ -1,4 +1,4 @@
-// Text operations (PROTOCOL.md, "Operations"): the same functions as the
+// Text operations (docs/protocol.md, "Operations"): the same functions as the
 // server's `actors/src/ot/`, on the wire form itself. An operation is an
 // array of components applied left to right from position 0: a positive
 // integer keeps that many characters, a non-empty string inserts it,

@@ -1,7 +1,9 @@
 // The demo page end to end: two browser contexts are two people on
 // `huddle serve --demo`. They see each other, share edits and chat; one goes
 // offline, misses messages and edits, comes back, and is shown exactly what
-// it missed, once, with the conflicting edit offered rather than lost.
+// it missed, once, with the conflicting edit offered rather than lost. A
+// third person who comes after one has left still sees that one's name, and
+// a refused sign-in shows the server's reason.
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM_PATH) driven by
 // playwright-core; screenshots go to clients/js/test-results/.
@@ -98,6 +100,7 @@ describe('demo page', () => {
       ['/app.js', /javascript/],
       ['/huddle.js', /javascript/],
       ['/style.css', /css/],
+      ['/favicon.svg', /svg/],
     ] as const) {
       const res = await fetch(`${baseUrl}${path === '/index.html' ? '/' : path}`);
       assert.equal(res.status, 200, `GET ${path}`);
@@ -115,6 +118,22 @@ describe('demo page', () => {
     const body = (await token.json()) as { token?: unknown; user_id?: unknown };
     assert.equal(typeof body.token, 'string');
     assert.equal(typeof body.user_id, 'string');
+    const icon = await fetch(`${baseUrl}/favicon.ico`);
+    assert.equal(icon.status, 200, 'GET /favicon.ico');
+    assert.match(icon.headers.get('content-type') ?? '', /svg/);
+  });
+
+  test('a refused sign-in shows the server\'s reason', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.setDefaultTimeout(UI_TIMEOUT_MS);
+    await page.goto(`${baseUrl}/`);
+    await page.fill('#name', '!!!');
+    await page.click('#join');
+    await page.waitForSelector('#login-error:has-text("needs at least one letter or digit")');
+    assert.equal(await page.textContent('#login-error'), 'Could not join: name needs at least one letter or digit');
+    assert.equal(await page.isEnabled('#join'), true, 'the form can be sent again');
+    await context.close();
   });
 
   test('two people edit, chat, and one of them recovers after going offline', async () => {
@@ -182,5 +201,24 @@ describe('demo page', () => {
 
     await a.screenshot({ path: `${RESULTS}alice-final.png` });
     await b.screenshot({ path: `${RESULTS}bob-final.png` });
+  });
+
+  test('someone who left is still shown by name', async () => {
+    // Bob closes his window: he is no longer in the rooms' presence
+    await b.close();
+    await a.waitForSelector('#chat-members li:text-is("Bob")', { state: 'detached' });
+    // Carol comes later and reads Bob's messages and Bob's version
+    const carol = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+    const c = await carol.newPage();
+    c.setDefaultTimeout(UI_TIMEOUT_MS);
+    await signIn(c, baseUrl, 'Carol');
+    await seesMessage(c, 'Hi Alice, reading your agenda');
+    await c.waitForFunction((t) => {
+      const li = [...document.querySelectorAll('#chat-messages li[data-seq]')].find((e) => e.querySelector('.text')?.textContent === t);
+      return li?.querySelector('.author')?.textContent === 'Bob';
+    }, 'Hi Alice, reading your agenda');
+    await c.waitForSelector('#doc-status:has-text("by Bob")');
+    await c.screenshot({ path: `${RESULTS}carol.png` });
+    await carol.close();
   });
 });
