@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use huddle_actors::chat::{ChatRoom, PostMessage};
 use huddle_actors::document::{DocumentRoom, ShareDocument};
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId};
-use huddle_actors::protocol::fields::Fields;
+use huddle_actors::protocol::fields::{self, Fields};
 use huddle_actors::protocol::request::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_SAFE_INTEGER};
 use huddle_actors::protocol::{ErrorCode, WireError};
 use huddle_actors::registry::call_room;
@@ -74,10 +74,14 @@ fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// The request body as a JSON object.
+/// The request body as a JSON object, with no U+0000 in it (the same
+/// rule as WebSocket frames).
 fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => {
+            fields::refuse_nul(&map)?;
+            Ok(map)
+        }
         Ok(_) => Err(ApiError(WireError::new(ErrorCode::InvalidInput, "the body must be a JSON object"))),
         Err(e) => Err(ApiError(WireError::new(ErrorCode::InvalidInput, format!("the body is not valid JSON: {e}")))),
     }

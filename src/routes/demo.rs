@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use huddle_actors::document::{DocumentRoom, ShareDocument};
 use huddle_actors::ids::{DocumentId, UserId};
 use huddle_actors::model::{Grant, Role};
-use huddle_actors::protocol::fields::Fields;
+use huddle_actors::protocol::fields::{self, Fields};
 use huddle_actors::protocol::{ErrorCode, WireError};
 use huddle_actors::registry::call_room;
 use serde_json::{json, Map, Value};
@@ -63,6 +63,7 @@ async fn token(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpRespo
         Ok(Value::Object(m)) => m,
         _ => return Err(ApiError(WireError::new(ErrorCode::InvalidInput, "send {\"name\": \"...\"}"))),
     };
+    fields::refuse_nul(&map)?;
     let f = Fields(&map);
     let name = f.str("name")?.trim().to_owned();
     if name.chars().count() > MAX_NAME_CHARS {
