@@ -23,29 +23,34 @@ const DISK_SIZE: &str = "8m";
 /// How long the log may take to show a line the test waits for.
 const LOG_WAIT: Duration = Duration::from_secs(10);
 /// How long a database that came back may take to be used again (r2d2
-/// retries a failed connection at most every 2.5 s).
+/// retries a failed connection at most every 2.5 s; the readiness probe
+/// runs at most once a second).
 const RECOVERY_WAIT: Duration = Duration::from_secs(15);
+
+/// Between two readiness checks while waiting for one to pass (the server
+/// probes at most once a second).
+const READY_POLL: Duration = Duration::from_millis(100);
 
 const STARTED: &str = "database condition started";
 const ENDED: &str = "database condition ended";
 
 /// Mounts a tmpfs on `dir` in a private mount namespace (nothing leaks to
-/// the machine) and runs `command` there; `Err` says why it could not.
-fn in_small_disk(dir: &Path, command: &str, args: &[&str]) -> Result<Command, String> {
+/// the machine, and it goes away with the process) and runs `command`
+/// there (`$1`... are `args`).
+fn in_small_disk(dir: &Path, command: &str, args: &[&str]) -> Command {
     let mut c = Command::new("unshare");
     c.args(["--mount", "sh", "-c"])
         .arg(format!("mount -t tmpfs -o size={DISK_SIZE} tmpfs \"$0\" && exec {command}"))
         .arg(dir)
         .args(args);
-    Ok(c)
+    c
 }
 
 /// `huddle serve` with its SQLite file on a small filesystem of its own;
 /// `None` (skipped) where mounting one is not allowed. Also returns the
 /// directory as the test sees it (through the process's root).
 fn start_on_small_disk(dir: &Path) -> Option<(Process, PathBuf)> {
-    let check = in_small_disk(dir, "true", &[]).and_then(|mut c| c.output().map_err(|e| format!("unshare: {e}")));
-    match check {
+    match in_small_disk(dir, "true", &[]).output() {
         Ok(out) if out.status.success() => {}
         Ok(out) => {
             let why = format!("cannot mount a tmpfs for the database ({})", String::from_utf8_lossy(&out.stderr).trim());
@@ -53,13 +58,12 @@ fn start_on_small_disk(dir: &Path) -> Option<(Process, PathBuf)> {
             return None;
         }
         Err(e) => {
-            gate::skip(&format!("cannot mount a tmpfs for the database ({e})"), "install util-linux and run as root");
+            gate::skip(&format!("cannot run unshare to mount a tmpfs for the database ({e})"), "install util-linux and run as root");
             return None;
         }
     }
     let db = dir.join("huddle.db");
-    let command = in_small_disk(dir, "\"$1\" serve", &[BIN]).expect("checked above");
-    let server = Process::spawn(command, &db, &[]);
+    let server = Process::spawn(in_small_disk(dir, "\"$1\" serve", &[BIN]), &db, &[]);
     let seen = PathBuf::from(format!("/proc/{}/root", server.child.id())).join(dir.strip_prefix("/").unwrap_or(dir));
     Some((server, seen))
 }
@@ -137,10 +141,15 @@ async fn a_full_disk_is_server_busy_until_space_returns_and_loses_nothing() {
     let mut log = server.log_until(&format!("{STARTED}: disk_full"), LOG_WAIT);
 
     std::fs::remove_file(filler).expect("free the disk");
-    acked.push(send(&mut alice, "disk", "after").await.expect("stored once there is room"));
-    let (status, _) = ready(&http).await;
-    assert_eq!(status, 200);
+    // Nobody writes meanwhile (a balancer has taken the node out): the
+    // readiness probe alone sees that writes succeed again.
+    let deadline = tokio::time::Instant::now() + RECOVERY_WAIT;
+    while ready(&http).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "/ready stayed 503 after the disk was freed");
+        tokio::time::sleep(READY_POLL).await; // paces the polling; the deadline bounds it
+    }
     log.extend(server.log_until(ENDED, LOG_WAIT));
+    acked.push(send(&mut alice, "disk", "after").await.expect("stored once there is room"));
     assert_eq!((count(&log, STARTED), count(&log, ENDED)), (1, 1), "{log:#?}");
     assert_eq!(count(&log, "incident"), 0, "no INTERNAL_ERROR: {log:#?}");
 

@@ -765,6 +765,37 @@ mod tests {
         assert_eq!(s.document(&d).unwrap().version, Version(2));
     }
 
+    /// SQLite's `max_page_count` makes a full database without a full disk.
+    /// SQLite may end the transaction itself on SQLITE_FULL: then diesel's
+    /// ROLLBACK fails, and its error must not hide the condition.
+    #[test]
+    fn a_full_database_is_a_condition_until_a_write_fits() {
+        use diesel::connection::SimpleConnection;
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Sqlite(dir.path().join("t.db").display().to_string());
+        // One connection, so that the per-connection limit applies to all.
+        let pool = crate::db::open(&target, SqliteSync::Normal, 1).unwrap();
+        let s = SqlStore::new(pool.clone(), Writers::shared(&pool));
+        let limit = |pages: u32| pool.get().unwrap().batch_execute(&format!("PRAGMA max_page_count = {pages}")).unwrap();
+        let a = ChatId::parse("a").unwrap();
+        s.create_chat(&a, false, &[], None).unwrap();
+        limit(1); // SQLite keeps the pages the file already has
+        let batch: Vec<_> = (0..100).map(|i| NewMessage { content: "x".repeat(4000 + i), ..msg("a", "u", None, false) }).collect();
+        let full = s.append_messages(&batch).unwrap_err();
+        assert!(matches!(&full, StoreError::Unavailable { reason: "disk_full", .. }), "{full:?}");
+        let doc = s.create_document(&DocumentId::parse("d").unwrap(), "", &"y".repeat(100_000), &UserId::parse("u").unwrap());
+        assert!(matches!(doc, Err(StoreError::Unavailable { reason: "disk_full", .. })), "{doc:?}");
+        assert_eq!(s.health.condition(), Some("disk_full"));
+        assert!(matches!(s.chat_last_seq(&a), Ok(Some(Seq(0)))), "reads still work, and nothing was stored");
+
+        limit(1_000_000);
+        // The readiness probe sees that writes fit again; then the batch does.
+        assert_eq!(s.ping(), Ok(()));
+        assert_eq!(s.health.condition(), None);
+        let out = s.append_messages(&batch).unwrap();
+        assert_eq!(out.last().unwrap().as_ref().unwrap().message.seq, Seq(100));
+    }
+
     #[test]
     fn a_batch_of_updates_checks_each_version_in_order() {
         let (s, _dir) = store();
