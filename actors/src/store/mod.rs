@@ -135,9 +135,9 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` messages before `before` (default: the newest), for
     /// `reader` (`None`: the server itself).
     fn history(&self, id: &ChatId, reader: Option<&UserId>, before: Option<Seq>, limit: i64) -> StoreResult<Page>;
-    /// Readiness: `Ok` when the database answers and, while a condition of
-    /// the machine lasts (a write failed with `Unavailable`), only once a
-    /// write succeeds again.
+    /// Readiness: `Ok` when a write commits (a full disk still answers
+    /// reads), `Unavailable` with the reason while a condition of the
+    /// machine lasts. May answer from a check made moments ago.
     fn ping(&self) -> StoreResult<()>;
 }
 
