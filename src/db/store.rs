@@ -91,10 +91,10 @@ impl SqlStore {
 
 /// `conn.transaction(f)` (a SAVEPOINT when nested), keeping the cause.
 /// When SQLite has already ended a transaction itself (it may on
-/// SQLITE_FULL or SQLITE_IOERR), diesel's ROLLBACK fails ("cannot rollback
-/// - no transaction is active", or "outside of a transaction") and diesel
-/// returns that instead of the error that caused it: a condition of the
-/// machine must not become an `INTERNAL_ERROR` that way.
+/// SQLITE_FULL or SQLITE_IOERR), diesel's ROLLBACK fails ("no transaction
+/// is active", or "outside of a transaction") and diesel returns that
+/// instead of the error that caused it: a condition of the machine must
+/// not become an `INTERNAL_ERROR` that way.
 fn transaction<T>(c: &mut AnyConnection, f: impl FnOnce(&mut AnyConnection) -> Result<T, TxError>) -> Result<T, TxError> {
     let mut cause: Option<(&'static str, String)> = None;
     let out = c.transaction::<_, TxError, _>(|c| f(c).inspect_err(|e| cause = e.condition().map(|r| (r, e.to_string()))));
