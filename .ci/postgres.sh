@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure a PostgreSQL server answers on 127.0.0.1:5432 with trust auth
-# for the `postgres` user (tests/postgres.rs): installs and starts one if
-# needed.
+# for the `postgres` user (the tests that use tests/common/postgres.rs):
+# installs and starts one if needed.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

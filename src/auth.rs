@@ -45,6 +45,15 @@ pub struct JwtConfig {
     pub leeway_s: u64,
 }
 
+/// Longest `name` claim, in characters (PROTOCOL.md, "Edge cases"). The
+/// name is pushed to every member of every room the user joins, so it is
+/// bounded like `sub`.
+pub const MAX_NAME_CHARS: usize = 128;
+/// Latest `exp` accepted: 9999-12-31T23:59:59Z, the last second an RFC 3339
+/// time (four-digit year) can say. Later, `connect.expires_at` could not be
+/// written as one.
+pub const MAX_EXP: i64 = 253_402_300_799;
+
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
@@ -111,10 +120,32 @@ impl TokenVerifier for JwtVerifier {
             ErrorKind::InvalidClaimFormat(c) => AuthFailure::Invalid(format!("malformed claim {c}")),
             _ => AuthFailure::Invalid("malformed token".into()),
         })?;
-        let user_id = UserId::parse(&data.claims.sub)
-            .map_err(|_| AuthFailure::Invalid("sub must be 1 to 128 characters".into()))?;
-        Ok(Identity { user_id, name: data.claims.name, expires_at: data.claims.exp })
+        let Claims { sub, exp, name } = data.claims;
+        let user_id = UserId::parse(&sub).map_err(|e| AuthFailure::Invalid(format!("sub {e}")))?;
+        if let Some(name) = &name {
+            check_name(name).map_err(AuthFailure::Invalid)?;
+        }
+        check_exp(exp).map_err(AuthFailure::Invalid)?;
+        Ok(Identity { user_id, name, expires_at: exp })
     }
+}
+
+/// The rules a `name` claim follows, for tokens checked and minted alike.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("name must be at most {MAX_NAME_CHARS} characters"));
+    }
+    if name.contains('\0') {
+        return Err("name must not contain U+0000 (NUL)".into());
+    }
+    Ok(())
+}
+
+fn check_exp(exp: i64) -> Result<(), String> {
+    if exp > MAX_EXP {
+        return Err("exp must not be after 9999-12-31T23:59:59Z".into());
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -136,11 +167,19 @@ pub fn mint(config: &JwtConfig, sub: &str, name: Option<&str>, ttl_s: i64) -> Re
         (JwtAlgorithm::Hs256, Some(s)) => s,
         _ => return Err("only HS256 tokens can be minted here (the server holds no private key)".into()),
     };
+    // What the server would refuse is not minted.
     UserId::parse(sub).map_err(|e| format!("sub {e}"))?;
+    if let Some(name) = name {
+        check_name(name)?;
+    }
     let now = chrono::Utc::now().timestamp();
+    let exp = now
+        .checked_add(ttl_s)
+        .filter(|exp| check_exp(*exp).is_ok())
+        .ok_or("the ttl is too long: exp would be after 9999-12-31T23:59:59Z")?;
     let claims = MintClaims {
         sub,
-        exp: now + ttl_s,
+        exp,
         iat: now,
         name,
         iss: config.issuer.as_deref(),
@@ -189,5 +228,16 @@ mod tests {
         let other = JwtConfig { secret: Some("other".into()), ..config() };
         assert!(matches!(v.verify(&mint(&other, "a", None, 60).unwrap()), Err(AuthFailure::Invalid(_))));
         assert!(matches!(v.verify("not.a.jwt"), Err(AuthFailure::Invalid(_))));
+    }
+
+    #[test]
+    fn minting_refuses_what_verifying_would() {
+        let c = config();
+        assert!(mint(&c, "a", Some(&"n".repeat(MAX_NAME_CHARS)), 60).is_ok());
+        assert!(mint(&c, "a", Some(&"n".repeat(MAX_NAME_CHARS + 1)), 60).unwrap_err().contains("name"));
+        assert!(mint(&c, "a", Some("a\0b"), 60).unwrap_err().contains("U+0000"));
+        assert!(mint(&c, "a\0b", None, 60).unwrap_err().contains("U+0000"));
+        assert!(mint(&c, "a", None, i64::MAX).unwrap_err().contains("ttl"));
+        assert!(mint(&c, "a", None, MAX_EXP).unwrap_err().contains("ttl"));
     }
 }

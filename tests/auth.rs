@@ -144,6 +144,33 @@ async fn jwt_attacks_are_refused() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn names_and_far_future_expiries_are_bounded() {
+    let server = TestServer::start();
+    // At the bounds: accepted, and every time on the wire is RFC 3339.
+    let last_second = 253_402_300_799_i64; // 9999-12-31T23:59:59Z
+    let longest = "n".repeat(128);
+    let c = Client::authenticated(&server.ws_url(), &sign(&json!({"sub": "u", "exp": last_second, "name": longest}))).await;
+    assert_eq!(c.connect["data"]["expires_at"], "9999-12-31T23:59:59.000Z");
+    assert_eq!(c.connect["data"]["name"], json!(longest));
+    // Past them: refused with the reason.
+    for (claims, why) in [
+        (json!({"sub": "u", "exp": now() + 600, "name": "n".repeat(129)}), "name must be at most 128 characters"),
+        (json!({"sub": "u", "exp": now() + 600, "name": "x".repeat(10_000)}), "name must be at most 128 characters"),
+        (json!({"sub": "u", "exp": last_second + 1}), "exp must not be after 9999-12-31T23:59:59Z"),
+        (json!({"sub": "u", "exp": i64::MAX}), "exp must not be after 9999-12-31T23:59:59Z"),
+    ] {
+        let (e, code) = first_frame_refusal(&server, &sign(&claims)).await;
+        assert_eq!((e["code"].clone(), code), (json!("UNAUTHENTICATED"), 4001), "{e}");
+        assert!(e["message"].as_str().unwrap().contains(why), "{e}");
+    }
+    // The same over the Authorization header, before the upgrade.
+    let far = sign(&json!({"sub": "u", "exp": i64::MAX}));
+    let (status, body) = Client::open_with(&server.ws_url(), Some(&far)).await.err().expect("refused");
+    assert_eq!((status, body["code"].clone()), (401, json!("UNAUTHENTICATED")));
+    server.stop().await;
+}
+
 fn rs256() -> JwtConfig {
     JwtConfig {
         algorithm: JwtAlgorithm::Rs256,

@@ -41,7 +41,7 @@ async fn a_token_minted_beside_the_server_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let mut serve = huddle(dir.path(), &["serve"]);
     serve.env("HUDDLE_BIND", "127.0.0.1:0").env("RUST_LOG", "info");
-    let server = Process::spawn(serve);
+    let server = Process::launch(serve);
     assert!(dir.path().join("huddle.db.jwt-secret").exists());
     let hint = format!("mint a token with: {BIN} token --sub alice --name Alice");
     assert!(server.early_log.iter().any(|l| l.ends_with(&hint)), "{:#?}", server.early_log);

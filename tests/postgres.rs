@@ -1,49 +1,22 @@
 //! The same engine on PostgreSQL: the schema and queries are portable, and
 //! the database (not one process's memory) serializes versions and seqs.
 //!
-//! Needs a PostgreSQL server: `HUDDLE_TEST_POSTGRES` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) must reach it with the
-//! right to create databases. Each test creates its own database and drops
-//! it. Set `HUDDLE_TEST_POSTGRES=skip` to skip on a machine without one.
+//! Needs a PostgreSQL server (see `common::postgres`): without one these
+//! tests say that they were skipped.
 
 mod common;
 
+use std::sync::Arc;
+
+use common::postgres::TempDatabase;
 use common::{jwt, TestServer};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
+use huddle::db::connection::{SqliteSync, Target};
+use huddle::db::store::{SqlStore, Writers};
+use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
+use huddle_actors::store::{DocumentUpdate, NewMessage, Store, StoreError};
 use serde_json::json;
-
-struct TempDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TempDatabase {
-    fn create() -> Option<TempDatabase> {
-        let admin_url = std::env::var("HUDDLE_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        if admin_url == "skip" {
-            eprintln!("HUDDLE_TEST_POSTGRES=skip: not testing PostgreSQL");
-            return None;
-        }
-        let mut admin = PgConnection::establish(&admin_url)
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is needed for this test (or HUDDLE_TEST_POSTGRES=skip): {e}"));
-        let name = format!("huddle_test_{}", uuid::Uuid::new_v4().simple());
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
-        let url = format!("{base}/{name}");
-        Some(TempDatabase { admin_url, name, url })
-    }
-}
-
-impl Drop for TempDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
-    }
-}
 
 fn start(db: &TempDatabase) -> TestServer {
     let url = db.url.clone();
@@ -109,9 +82,65 @@ async fn a_lost_database_is_server_busy_not_a_crash() {
 
     let e = c.fails("chat:message", json!({"chat_id": "gone", "content": "anyone?"}), "SERVER_BUSY").await;
     assert!(e["message"].as_str().unwrap().contains("retry"));
+    assert_eq!(e["details"]["reason"], "database_unreachable");
     let ready = common::http::Http::new(server.http_url("")).call("GET", "/ready", None, None).await;
     assert_eq!((ready.status, ready.body["code"].clone()), (503, json!("SERVER_BUSY")));
+    assert_eq!(ready.body["details"]["reason"], "database_unreachable");
     // The connection itself is fine.
     c.ok("ping", json!({})).await;
     server.stop().await;
+}
+
+/// The store itself, below the edge that refuses NUL: PostgreSQL refuses a
+/// NUL in a text, and that must fail the one item, not the batch it shares
+/// with other users' writes in other chats.
+#[test]
+fn an_item_postgres_refuses_fails_alone_and_the_batch_commits() {
+    let Some(db) = TempDatabase::create() else { return };
+    let pool = huddle::db::open(&Target::parse(&db.url), SqliteSync::Full, 2).expect("open");
+    let store = SqlStore::new(pool.clone(), Writers::shared(&pool));
+    let (a, b) = (ChatId::parse("a").unwrap(), ChatId::parse("b").unwrap());
+    store.create_chat(&a, false, &[], None).unwrap();
+    store.create_chat(&b, false, &[], None).unwrap();
+    let message = |chat: &ChatId, user: &str, content: &str, cid: Option<&str>| NewMessage {
+        chat_id: chat.clone(),
+        user_id: UserId::parse(user).unwrap(),
+        content: content.into(),
+        client_msg_id: cid.map(str::to_owned),
+        check_access: true,
+    };
+    let out = store
+        .append_messages(&[
+            message(&a, "ann", "one", None),
+            message(&a, "eve", "nul \0 inside", Some("e1")),
+            message(&b, "bob", "other chat", None),
+            message(&a, "ann", "two", Some("a2")),
+        ])
+        .expect("the batch commits");
+    assert!(matches!(&out[1], Err(StoreError::Internal(why)) if why.contains("0x00")), "{:?}", out[1]);
+    let stored: Vec<(i64, &str)> =
+        [0, 2, 3].iter().map(|i| out[*i].as_ref().unwrap()).map(|m| (m.message.seq.0, m.message.content.as_str())).collect();
+    assert_eq!(stored, vec![(1, "one"), (1, "other chat"), (2, "two")]);
+    // Gapless: the refused item took no seq, and the next batch goes on.
+    assert_eq!(store.chat_last_seq(&a).unwrap(), Some(Seq(2)));
+    let next = store.append_messages(&[message(&a, "ann", "three", None)]).unwrap();
+    assert_eq!(next[0].as_ref().unwrap().message.seq, Seq(3));
+    let page = store.history(&a, None, None, 10).unwrap();
+    assert_eq!(page.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), vec!["one", "two", "three"]);
+
+    let d = DocumentId::parse("d").unwrap();
+    let owner = UserId::parse("owner").unwrap();
+    store.create_document(&d, "", "", &owner).unwrap();
+    let update = |content: &str, v: i64| DocumentUpdate {
+        document_id: d.clone(),
+        user_id: owner.clone(),
+        content: Arc::from(content),
+        version: Version(v),
+    };
+    let out = store.update_documents(&[update("v1", 1), update("\0", 2), update("v2", 2)]).unwrap();
+    assert!(matches!(out[1], Err(StoreError::Internal(_))), "{:?}", out[1]);
+    assert_eq!(out[2].as_ref().unwrap().content, "v2");
+    assert_eq!(store.document(&d).unwrap().version, Version(2));
+    // Readiness is about the machine, not about one item.
+    assert_eq!(store.ping(), Ok(()));
 }

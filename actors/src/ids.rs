@@ -79,7 +79,7 @@ room_id!(
     ChatId
 );
 
-/// A user id: the JWT `sub`, 1 to 128 characters of any kind.
+/// A user id: the JWT `sub`, 1 to 128 characters of any kind but U+0000.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(Arc<str>);
 
@@ -88,6 +88,10 @@ impl UserId {
         let n = s.chars().count();
         if n == 0 || n > MAX_USER_ID_CHARS {
             return Err(InvalidId("must be 1 to 128 characters"));
+        }
+        // PostgreSQL cannot store it; refused on every database alike.
+        if s.contains('\0') {
+            return Err(InvalidId("must not contain U+0000 (NUL)"));
         }
         Ok(Self(Arc::from(s)))
     }
@@ -208,6 +212,7 @@ mod tests {
         assert!(UserId::parse(&"é".repeat(128)).is_ok());
         assert!(UserId::parse(&"é".repeat(129)).is_err());
         assert!(UserId::parse("").is_err());
+        assert!(UserId::parse("a\0b").is_err());
     }
 
     #[test]

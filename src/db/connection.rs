@@ -117,8 +117,13 @@ impl r2d2::ManageConnection for Manager {
         conn.batch_execute("SELECT 1").map_err(ConnectionError::CouldntSetupConfiguration)
     }
 
-    fn has_broken(&self, _: &mut AnyConnection) -> bool {
-        false
+    /// A connection whose transaction could not be rolled back (diesel
+    /// then marks it broken: typically the server went away mid-write) is
+    /// dropped rather than handed out again. A connection that broke
+    /// outside a transaction is caught by the `SELECT 1` r2d2 runs at each
+    /// checkout (`test_on_check_out`, on by default).
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 

@@ -49,6 +49,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    health_probe (id) {
+        id -> Integer,
+        probed_at -> BigInt,
+    }
+}
+
 diesel::joinable!(document_access -> documents (document_id));
 diesel::joinable!(chat_members -> chats (chat_id));
 diesel::joinable!(messages -> chats (chat_id));

@@ -10,16 +10,19 @@ use huddle_actors::chat::recovery::{self, JOIN_PAGE};
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
 use huddle_actors::model::{Chat, Document, Grant, Role, Timestamp};
 use std::collections::HashMap;
+use std::time::Duration;
 
 use huddle_actors::model::Message;
 use huddle_actors::store::{
     Appended, ChatAccess, ChatSnapshot, DocumentUpdate, NewMessage, Page, Store, StoreError, StoreResult,
 };
 
+use crate::db::checkout;
 use crate::db::connection::{AnyConnection, Manager};
-use crate::db::error::{from_pool, is_unique_violation, TxError};
+use crate::db::error::{is_unique_violation, TxError};
+use crate::db::health::Health;
 use crate::db::rows::{self, ChatRow, DocumentRow, MessageRow};
-use crate::db::schema::{chat_members, chats, document_access, documents, messages};
+use crate::db::schema::{chat_members, chats, document_access, documents, health_probe, messages};
 
 /// Runs `$body` with `$conn` bound to the backend's own connection. The
 /// statement is the same for both; what changes is that diesel's
@@ -39,6 +42,9 @@ macro_rules! on_backend {
 pub struct SqlStore {
     pool: Pool<Manager>,
     writers: Writers,
+    /// Whether writes succeed (see `db::health`); every operation reports
+    /// to it.
+    health: Health,
 }
 
 /// The connections that batched writes use, one per kind of batch (see
@@ -57,13 +63,46 @@ impl Writers {
 
 type Conn = PooledConnection<Manager>;
 
+/// Most readiness probes (each a commit) per second, however often `/ready`
+/// is asked. Readiness checkers ask every few seconds; a condition that
+/// ends is also seen at the next successful write.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 impl SqlStore {
     pub fn new(pool: Pool<Manager>, writers: Writers) -> SqlStore {
-        SqlStore { pool, writers }
+        SqlStore { pool, writers, health: Health::default() }
     }
 
     fn conn(&self) -> StoreResult<Conn> {
-        self.pool.get().map_err(from_pool)
+        checkout(&self.pool, &self.health)
+    }
+
+    /// Runs a read: a condition of the machine it meets is noted.
+    fn read<T>(&self, f: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+        self.health.observe(f(), false)
+    }
+
+    /// Runs a write: a condition it meets is noted, and its success ends
+    /// one.
+    fn write<T>(&self, f: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+        self.health.observe(f(), true)
+    }
+}
+
+/// `conn.transaction(f)` (a SAVEPOINT when nested), keeping the cause.
+/// When SQLite has already ended a transaction itself (it may on
+/// SQLITE_FULL or SQLITE_IOERR), diesel's ROLLBACK fails ("no transaction
+/// is active", or "outside of a transaction") and diesel returns that
+/// instead of the error that caused it: a condition of the machine must
+/// not become an `INTERNAL_ERROR` that way.
+fn transaction<T>(c: &mut AnyConnection, f: impl FnOnce(&mut AnyConnection) -> Result<T, TxError>) -> Result<T, TxError> {
+    let mut cause: Option<(&'static str, String)> = None;
+    let out = c.transaction::<_, TxError, _>(|c| f(c).inspect_err(|e| cause = e.condition().map(|r| (r, e.to_string()))));
+    match (out, cause) {
+        (Err(e), Some((reason, cause))) if e.condition().is_none() => {
+            Err(TxError::Refused(StoreError::Unavailable { reason, cause: format!("{cause} (then: {e})") }))
+        }
+        (out, _) => out,
     }
 }
 
@@ -174,342 +213,446 @@ fn update_one(c: &mut AnyConnection, u: &DocumentUpdate, at: i64) -> Result<Stor
     Ok(Ok(document))
 }
 
-impl Store for SqlStore {
-    fn create_document(&self, id: &DocumentId, title: &str, content: &str, owner: &UserId) -> StoreResult<Document> {
-        let mut c = self.conn()?;
-        let at = now();
-        let created = c.transaction::<_, TxError, _>(|c| {
-            diesel::insert_into(documents::table)
-                .values((
-                    documents::id.eq(id.as_str()),
-                    documents::title.eq(title),
-                    documents::content.eq(content),
-                    documents::version.eq(0_i64),
-                    documents::created_at.eq(at),
-                    documents::updated_at.eq(at),
-                    documents::updated_by.eq(owner.as_str()),
-                ))
-                .execute(c)?;
+/// Grants or revokes a role, in the caller's transaction.
+fn share(c: &mut AnyConnection, id: &DocumentId, by: Option<&UserId>, user: &UserId, grant: Grant) -> Result<(), TxError> {
+    // A no-op write that locks the document row (and, on SQLite, the
+    // database) so that the owner count below cannot race.
+    let exists = diesel::update(documents::table.find(id.as_str()))
+        .set(documents::version.eq(documents::version))
+        .execute(c)?;
+    if exists == 0 {
+        return Err(no_document(id).into());
+    }
+    if let Some(by) = by {
+        match role_of(c, id, by)? {
+            Some(Role::Owner) => {}
+            Some(_) => {
+                return Err(StoreError::PermissionDenied(format!("only owners may share document {id}")).into())
+            }
+            None => {
+                return Err(StoreError::PermissionDenied(format!("you have no access to document {id}")).into())
+            }
+        }
+    }
+    let current = role_of(c, id, user)?;
+    let stays_owner = grant == Grant::Role(Role::Owner);
+    if current == Some(Role::Owner) && !stays_owner {
+        let owners: i64 = document_access::table
+            .filter(document_access::document_id.eq(id.as_str()))
+            .filter(document_access::role.eq(Role::Owner.as_str()))
+            .count()
+            .get_result(c)?;
+        if owners <= 1 {
+            return Err(StoreError::Invalid {
+                field: "role",
+                message: format!("{user} is the last owner of document {id}; add another owner first"),
+            }
+            .into());
+        }
+    }
+    let of_user = document_access::table
+        .filter(document_access::document_id.eq(id.as_str()))
+        .filter(document_access::user_id.eq(user.as_str()));
+    match (grant, current) {
+        (Grant::Revoke, _) => {
+            diesel::delete(of_user).execute(c)?;
+        }
+        (Grant::Role(role), Some(_)) => {
+            diesel::update(of_user).set(document_access::role.eq(role.as_str())).execute(c)?;
+        }
+        (Grant::Role(role), None) => {
             diesel::insert_into(document_access::table)
                 .values((
                     document_access::document_id.eq(id.as_str()),
-                    document_access::user_id.eq(owner.as_str()),
-                    document_access::role.eq(Role::Owner.as_str()),
+                    document_access::user_id.eq(user.as_str()),
+                    document_access::role.eq(role.as_str()),
                 ))
                 .execute(c)?;
-            Ok(())
-        });
-        match created {
-            Ok(()) => Ok(Document {
-                id: id.clone(),
-                title: title.to_owned(),
-                content: content.to_owned(),
-                version: Version(0),
-                updated_at: Timestamp(at),
-                updated_by: owner.clone(),
-            }),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists(format!("document {id}"))),
-            Err(e) => Err(e.into()),
         }
+    }
+    Ok(())
+}
+
+/// How the items of a batch share its transaction.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Items {
+    /// Plainly: an item's database error fails the transaction. The hot
+    /// path: no statement beyond the items' own.
+    Together,
+    /// Each in a savepoint: an item's database error rolls back that item
+    /// only and is its outcome; the others commit. A savepoint costs two
+    /// statements per item (SAVEPOINT, RELEASE), which on PostgreSQL are two
+    /// round trips each, so this only runs again a batch that failed
+    /// `Together` (see [`isolated`]).
+    Apart,
+}
+
+impl Items {
+    /// Runs one item's statements. `Ok(Err(_))` is a refusal by a rule of
+    /// the store (nothing was written); `Err(_)` fails the transaction.
+    fn run<T>(
+        self,
+        c: &mut AnyConnection,
+        item: impl FnOnce(&mut AnyConnection) -> Result<StoreResult<T>, TxError>,
+    ) -> Result<StoreResult<T>, TxError> {
+        match self {
+            Items::Together => item(c),
+            Items::Apart => match transaction(c, item) {
+                // A condition of the machine fails the whole batch.
+                Err(e) if e.condition().is_some() => Err(e),
+                Err(e) => Ok(Err(e.into())),
+                Ok(outcome) => Ok(outcome),
+            },
+        }
+    }
+}
+
+/// Runs a batch transaction with its items `Together`; if an item failed
+/// it (something the database refused about that item, not a condition of
+/// the machine), runs it once more with the items `Apart`: the item is
+/// reported alone and everyone else's writes commit. One client's input
+/// never fails another's write; the cost of isolation is paid only by a
+/// batch that needs it. Nothing of the failed attempt was stored (it rolled
+/// back whole), so seqs stay gapless.
+fn isolated<T>(
+    mut run: impl FnMut(Items) -> Result<Vec<StoreResult<T>>, TxError>,
+) -> StoreResult<Vec<StoreResult<T>>> {
+    match run(Items::Together) {
+        Err(e) if e.condition().is_none() => {
+            log::debug!("a batch failed on one item ({e}); storing its items one savepoint each");
+            Ok(run(Items::Apart)?)
+        }
+        out => Ok(out?),
+    }
+}
+
+/// One message of a batch, into `chat` (locked by the caller). Changes
+/// nothing in memory: the caller advances `last_seq` once the item is in.
+fn append_one(
+    c: &mut AnyConnection,
+    m: &NewMessage,
+    chat: &ChatRow,
+    fresh_ids: &HashMap<(&ChatId, &UserId, &str), Message>,
+    at: i64,
+) -> Result<StoreResult<Appended>, TxError> {
+    if m.check_access && !may_read(c, chat, &m.user_id)? {
+        return Ok(Err(private_chat(&m.chat_id)));
+    }
+    if let Some(cid) = m.client_msg_id.as_deref() {
+        if let Some(earlier) = fresh_ids.get(&(&m.chat_id, &m.user_id, cid)) {
+            return Ok(Ok(Appended { message: earlier.clone(), fresh: false }));
+        }
+        let existing: Option<MessageRow> = on_backend!(c, |n| messages::table
+            .filter(messages::chat_id.eq(m.chat_id.as_str()))
+            .filter(messages::user_id.eq(m.user_id.as_str()))
+            .filter(messages::client_msg_id.eq(cid))
+            .select(MessageRow::as_select())
+            .get_result(n)
+            .optional())?;
+        if let Some(row) = existing {
+            return Ok(Ok(Appended { message: row.into_message()?, fresh: false }));
+        }
+    }
+    let row = MessageRow {
+        chat_id: m.chat_id.as_str().to_owned(),
+        seq: chat.last_seq + 1,
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        user_id: m.user_id.as_str().to_owned(),
+        content: m.content.clone(),
+        created_at: at,
+        client_msg_id: m.client_msg_id.clone(),
+    };
+    on_backend!(c, |n| diesel::insert_into(messages::table).values(&row).execute(n))?;
+    Ok(Ok(Appended { message: row.into_message()?, fresh: true }))
+}
+
+fn append_batch(c: &mut AnyConnection, batch: &[NewMessage], at: i64, items: Items) -> Result<Vec<StoreResult<Appended>>, TxError> {
+    let mut chats: HashMap<&ChatId, Option<ChatRow>> = HashMap::new();
+    // (chat, user, client_msg_id) -> message stored earlier in this batch.
+    let mut fresh_ids: HashMap<(&ChatId, &UserId, &str), Message> = HashMap::new();
+    let mut out = Vec::with_capacity(batch.len());
+    for m in batch {
+        if !chats.contains_key(&m.chat_id) {
+            // Outside any item's savepoint: the lock lasts for the batch.
+            let row = lock_chat(c, &m.chat_id)?;
+            chats.insert(&m.chat_id, row);
+        }
+        let Some(Some(chat)) = chats.get_mut(&m.chat_id) else {
+            out.push(Err(no_chat(&m.chat_id)));
+            continue;
+        };
+        let outcome = items.run(c, |c| append_one(c, m, chat, &fresh_ids, at))?;
+        if let Ok(Appended { message, fresh: true }) = &outcome {
+            // Only a stored item takes a seq.
+            chat.last_seq = message.seq.0;
+            if let Some(cid) = m.client_msg_id.as_deref() {
+                fresh_ids.insert((&m.chat_id, &m.user_id, cid), message.clone());
+            }
+        }
+        out.push(outcome);
+    }
+    for (id, chat) in &chats {
+        if let Some(chat) = chat {
+            on_backend!(c, |n| diesel::update(chats::table.find(id.as_str())).set(chats::last_seq.eq(chat.last_seq)).execute(n))?;
+        }
+    }
+    Ok(out)
+}
+
+impl Store for SqlStore {
+    fn create_document(&self, id: &DocumentId, title: &str, content: &str, owner: &UserId) -> StoreResult<Document> {
+        self.write(|| {
+            let mut c = self.conn()?;
+            let at = now();
+            let created = transaction(&mut c, |c| {
+                diesel::insert_into(documents::table)
+                    .values((
+                        documents::id.eq(id.as_str()),
+                        documents::title.eq(title),
+                        documents::content.eq(content),
+                        documents::version.eq(0_i64),
+                        documents::created_at.eq(at),
+                        documents::updated_at.eq(at),
+                        documents::updated_by.eq(owner.as_str()),
+                    ))
+                    .execute(c)?;
+                diesel::insert_into(document_access::table)
+                    .values((
+                        document_access::document_id.eq(id.as_str()),
+                        document_access::user_id.eq(owner.as_str()),
+                        document_access::role.eq(Role::Owner.as_str()),
+                    ))
+                    .execute(c)?;
+                Ok(())
+            });
+            match created {
+                Ok(()) => Ok(Document {
+                    id: id.clone(),
+                    title: title.to_owned(),
+                    content: content.to_owned(),
+                    version: Version(0),
+                    updated_at: Timestamp(at),
+                    updated_by: owner.clone(),
+                }),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists(format!("document {id}"))),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     fn open_document(&self, id: &DocumentId, user: &UserId) -> StoreResult<(Document, Role)> {
-        let mut c = self.conn()?;
-        let c = &mut *c;
-        let document = load_document(c, id)?.ok_or_else(|| no_document(id))?;
-        let role = role_of(c, id, user)?
-            .ok_or_else(|| StoreError::PermissionDenied(format!("you have no access to document {id}")))?;
-        Ok((document, role))
+        self.read(|| {
+            let mut c = self.conn()?;
+            let c = &mut *c;
+            let document = load_document(c, id)?.ok_or_else(|| no_document(id))?;
+            let role = role_of(c, id, user)?
+                .ok_or_else(|| StoreError::PermissionDenied(format!("you have no access to document {id}")))?;
+            Ok((document, role))
+        })
     }
 
     fn document(&self, id: &DocumentId) -> StoreResult<Document> {
-        let mut c = self.conn()?;
-        Ok(load_document(&mut c, id)?.ok_or_else(|| no_document(id))?)
+        self.read(|| {
+            let mut c = self.conn()?;
+            load_document(&mut c, id)?.ok_or_else(|| no_document(id))
+        })
     }
 
     fn update_documents(&self, batch: &[DocumentUpdate]) -> StoreResult<Vec<StoreResult<Document>>> {
         let Some(first) = batch.first() else { return Ok(Vec::new()) };
-        let mut c = self.writers.documents.get().map_err(from_pool)?;
-        let at = now();
-        let outcomes = c.transaction::<_, TxError, _>(|c| {
-            // A no-op write first: SQLite takes its write lock now rather
-            // than failing "busy" when a read later turns into a write.
-            diesel::update(documents::table.find(first.document_id.as_str()))
-                .set(documents::version.eq(documents::version))
-                .execute(c)?;
-            let mut out = Vec::with_capacity(batch.len());
-            for u in batch {
-                out.push(update_one(c, u, at)?);
-            }
-            Ok(out)
-        });
-        Ok(outcomes?)
+        self.write(|| {
+            let mut c = checkout(&self.writers.documents, &self.health)?;
+            let at = now();
+            isolated(|items| {
+                transaction(&mut c, |c| {
+                    // A no-op write first: SQLite takes its write lock now
+                    // rather than failing "busy" when a read later turns into
+                    // a write.
+                    diesel::update(documents::table.find(first.document_id.as_str()))
+                        .set(documents::version.eq(documents::version))
+                        .execute(c)?;
+                    batch.iter().map(|u| items.run(c, |c| update_one(c, u, at))).collect()
+                })
+            })
+        })
     }
 
     fn share_document(&self, id: &DocumentId, by: Option<&UserId>, user: &UserId, grant: Grant) -> StoreResult<()> {
-        let mut c = self.conn()?;
-        let shared = c.transaction::<_, TxError, _>(|c| {
-            // A no-op write that locks the document row (and, on SQLite, the
-            // database) so that the owner count below cannot race.
-            let exists = diesel::update(documents::table.find(id.as_str()))
-                .set(documents::version.eq(documents::version))
-                .execute(c)?;
-            if exists == 0 {
-                return Err(no_document(id).into());
-            }
-            if let Some(by) = by {
-                match role_of(c, id, by)? {
-                    Some(Role::Owner) => {}
-                    Some(_) => {
-                        return Err(StoreError::PermissionDenied(format!("only owners may share document {id}")).into())
-                    }
-                    None => {
-                        return Err(StoreError::PermissionDenied(format!("you have no access to document {id}")).into())
-                    }
-                }
-            }
-            let current = role_of(c, id, user)?;
-            let stays_owner = grant == Grant::Role(Role::Owner);
-            if current == Some(Role::Owner) && !stays_owner {
-                let owners: i64 = document_access::table
-                    .filter(document_access::document_id.eq(id.as_str()))
-                    .filter(document_access::role.eq(Role::Owner.as_str()))
-                    .count()
-                    .get_result(c)?;
-                if owners <= 1 {
-                    return Err(StoreError::Invalid {
-                        field: "role",
-                        message: format!("{user} is the last owner of document {id}; add another owner first"),
-                    }
-                    .into());
-                }
-            }
-            let of_user = document_access::table
-                .filter(document_access::document_id.eq(id.as_str()))
-                .filter(document_access::user_id.eq(user.as_str()));
-            match (grant, current) {
-                (Grant::Revoke, _) => {
-                    diesel::delete(of_user).execute(c)?;
-                }
-                (Grant::Role(role), Some(_)) => {
-                    diesel::update(of_user).set(document_access::role.eq(role.as_str())).execute(c)?;
-                }
-                (Grant::Role(role), None) => {
-                    diesel::insert_into(document_access::table)
-                        .values((
-                            document_access::document_id.eq(id.as_str()),
-                            document_access::user_id.eq(user.as_str()),
-                            document_access::role.eq(role.as_str()),
-                        ))
-                        .execute(c)?;
-                }
-            }
-            Ok(())
-        });
-        Ok(shared?)
+        self.write(|| {
+            let mut c = self.conn()?;
+            Ok(transaction(&mut c, |c| share(c, id, by, user, grant))?)
+        })
     }
 
     fn create_chat(&self, id: &ChatId, private: bool, members: &[UserId], created_by: Option<&UserId>) -> StoreResult<Chat> {
-        let mut c = self.conn()?;
-        let at = now();
-        let created = c.transaction::<_, TxError, _>(|c| {
-            diesel::insert_into(chats::table)
-                .values((
-                    chats::id.eq(id.as_str()),
-                    chats::private.eq(private),
-                    chats::created_at.eq(at),
-                    chats::created_by.eq(created_by.map(UserId::as_str)),
-                    chats::last_seq.eq(0_i64),
-                ))
-                .execute(c)?;
-            let mut all: Vec<&UserId> = members.iter().collect();
-            if let Some(creator) = created_by {
-                if !all.contains(&creator) {
-                    all.push(creator);
-                }
-            }
-            for user in all {
-                diesel::insert_into(chat_members::table)
-                    .values((chat_members::chat_id.eq(id.as_str()), chat_members::user_id.eq(user.as_str())))
+        self.write(|| {
+            let mut c = self.conn()?;
+            let at = now();
+            let created = transaction(&mut c, |c| {
+                diesel::insert_into(chats::table)
+                    .values((
+                        chats::id.eq(id.as_str()),
+                        chats::private.eq(private),
+                        chats::created_at.eq(at),
+                        chats::created_by.eq(created_by.map(UserId::as_str)),
+                        chats::last_seq.eq(0_i64),
+                    ))
                     .execute(c)?;
+                let mut all: Vec<&UserId> = members.iter().collect();
+                if let Some(creator) = created_by {
+                    if !all.contains(&creator) {
+                        all.push(creator);
+                    }
+                }
+                for user in all {
+                    diesel::insert_into(chat_members::table)
+                        .values((chat_members::chat_id.eq(id.as_str()), chat_members::user_id.eq(user.as_str())))
+                        .execute(c)?;
+                }
+                Ok(())
+            });
+            match created {
+                Ok(()) => Ok(Chat { id: id.clone(), private, created_at: Timestamp(at), created_by: created_by.cloned() }),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists(format!("chat {id}"))),
+                Err(e) => Err(e.into()),
             }
-            Ok(())
-        });
-        match created {
-            Ok(()) => Ok(Chat { id: id.clone(), private, created_at: Timestamp(at), created_by: created_by.cloned() }),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists(format!("chat {id}"))),
-            Err(e) => Err(e.into()),
-        }
+        })
     }
 
     fn open_chat(&self, id: &ChatId, user: &UserId, since: Option<Seq>, max_recovery: u32) -> StoreResult<ChatSnapshot> {
-        let mut c = self.conn()?;
-        let c = &mut *c;
-        let chat = match load_chat(c, id)? {
-            Some(chat) => chat,
-            None => {
-                // Joining an unknown chat creates it, public. Another
-                // process may create it at the same moment: that is fine.
-                let inserted = diesel::insert_into(chats::table)
-                    .values((
-                        chats::id.eq(id.as_str()),
-                        chats::private.eq(false),
-                        chats::created_at.eq(now()),
-                        chats::created_by.eq(Some(user.as_str())),
-                        chats::last_seq.eq(0_i64),
-                    ))
-                    .execute(c)
-                    .map_err(TxError::from);
-                match inserted {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => {}
-                    Err(e) => return Err(e.into()),
+        // Counted as a read: it writes only the first time a chat is named.
+        self.read(|| {
+            let mut c = self.conn()?;
+            let c = &mut *c;
+            let chat = match load_chat(c, id)? {
+                Some(chat) => chat,
+                None => {
+                    // Joining an unknown chat creates it, public. Another
+                    // process may create it at the same moment: that is fine.
+                    let inserted = diesel::insert_into(chats::table)
+                        .values((
+                            chats::id.eq(id.as_str()),
+                            chats::private.eq(false),
+                            chats::created_at.eq(now()),
+                            chats::created_by.eq(Some(user.as_str())),
+                            chats::last_seq.eq(0_i64),
+                        ))
+                        .execute(c)
+                        .map_err(TxError::from);
+                    match inserted {
+                        Ok(_) => {}
+                        Err(e) if is_unique_violation(&e) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    load_chat(c, id)?.ok_or_else(|| no_chat(id))?
                 }
-                load_chat(c, id)?.ok_or_else(|| no_chat(id))?
+            };
+            if !may_read(c, &chat, user)? {
+                return Err(private_chat(id));
             }
-        };
-        if !may_read(c, &chat, user)? {
-            return Err(private_chat(id));
-        }
-        let last_seq = Seq(chat.last_seq);
-        let plan = recovery::plan(since, last_seq, max_recovery);
-        // The join's messages are a seq range either way: after since_seq,
-        // or (seq being gapless) the newest JOIN_PAGE, with no `LIMIT ?`,
-        // which SQLite re-prepares at every execution.
-        let after = match plan {
-            recovery::Plan::After(after) => after.0,
-            recovery::Plan::Newest => last_seq.0 - JOIN_PAGE,
-        };
-        let found: Vec<MessageRow> = on_backend!(c, |n| messages::table
-            .filter(messages::chat_id.eq(id.as_str()))
-            .filter(messages::seq.gt(after))
-            .filter(messages::seq.le(last_seq.0))
-            .select(MessageRow::as_select())
-            .order(messages::seq.asc())
-            .load(n))
-        .map_err(TxError::from)?;
-        Ok(ChatSnapshot {
-            chat: chat.to_chat()?,
-            last_seq,
-            messages: rows::into_messages(found)?,
-            recovered: plan.recovered(),
+            let last_seq = Seq(chat.last_seq);
+            let plan = recovery::plan(since, last_seq, max_recovery);
+            // The join's messages are a seq range either way: after since_seq,
+            // or (seq being gapless) the newest JOIN_PAGE, with no `LIMIT ?`,
+            // which SQLite re-prepares at every execution.
+            let after = match plan {
+                recovery::Plan::After(after) => after.0,
+                recovery::Plan::Newest => last_seq.0 - JOIN_PAGE,
+            };
+            let found: Vec<MessageRow> = on_backend!(c, |n| messages::table
+                .filter(messages::chat_id.eq(id.as_str()))
+                .filter(messages::seq.gt(after))
+                .filter(messages::seq.le(last_seq.0))
+                .select(MessageRow::as_select())
+                .order(messages::seq.asc())
+                .load(n))
+            .map_err(TxError::from)?;
+            Ok(ChatSnapshot {
+                chat: chat.to_chat()?,
+                last_seq,
+                messages: rows::into_messages(found)?,
+                recovered: plan.recovered(),
+            })
         })
     }
 
     fn chat_access(&self, id: &ChatId, user: &UserId) -> StoreResult<ChatAccess> {
-        let mut c = self.conn()?;
-        let c = &mut *c;
-        Ok(match load_chat(c, id)? {
-            None => ChatAccess::Unknown,
-            Some(chat) if may_read(c, &chat, user)? => ChatAccess::Allowed,
-            Some(_) => ChatAccess::Denied,
+        self.read(|| {
+            let mut c = self.conn()?;
+            let c = &mut *c;
+            Ok(match load_chat(c, id)? {
+                None => ChatAccess::Unknown,
+                Some(chat) if may_read(c, &chat, user)? => ChatAccess::Allowed,
+                Some(_) => ChatAccess::Denied,
+            })
         })
     }
 
     fn chat_last_seq(&self, id: &ChatId) -> StoreResult<Option<Seq>> {
-        let mut c = self.conn()?;
-        Ok(load_chat(&mut c, id)?.map(|chat| Seq(chat.last_seq)))
+        self.read(|| {
+            let mut c = self.conn()?;
+            Ok(load_chat(&mut c, id)?.map(|chat| Seq(chat.last_seq)))
+        })
     }
 
     fn append_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<StoreResult<Appended>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.writers.messages.get().map_err(from_pool)?;
-        let at = now();
-        let outcomes = c.transaction::<_, TxError, _>(|c| {
-            let mut chats: HashMap<&ChatId, Option<ChatRow>> = HashMap::new();
-            // (chat, user, client_msg_id) -> message stored earlier in this batch.
-            let mut fresh_ids: HashMap<(&ChatId, &UserId, &str), Message> = HashMap::new();
-            let mut out = Vec::with_capacity(batch.len());
-            for m in batch {
-                if !chats.contains_key(&m.chat_id) {
-                    let row = lock_chat(c, &m.chat_id)?;
-                    chats.insert(&m.chat_id, row);
-                }
-                let Some(Some(chat)) = chats.get_mut(&m.chat_id) else {
-                    out.push(Err(no_chat(&m.chat_id)));
-                    continue;
-                };
-                if m.check_access && !may_read(c, chat, &m.user_id)? {
-                    out.push(Err(private_chat(&m.chat_id)));
-                    continue;
-                }
-                if let Some(cid) = m.client_msg_id.as_deref() {
-                    if let Some(earlier) = fresh_ids.get(&(&m.chat_id, &m.user_id, cid)) {
-                        out.push(Ok(Appended { message: earlier.clone(), fresh: false }));
-                        continue;
-                    }
-                    let existing: Option<MessageRow> = on_backend!(&mut **c, |n| messages::table
-                        .filter(messages::chat_id.eq(m.chat_id.as_str()))
-                        .filter(messages::user_id.eq(m.user_id.as_str()))
-                        .filter(messages::client_msg_id.eq(cid))
-                        .select(MessageRow::as_select())
-                        .get_result(n)
-                        .optional())?;
-                    if let Some(row) = existing {
-                        out.push(Ok(Appended { message: row.into_message()?, fresh: false }));
-                        continue;
-                    }
-                }
-                chat.last_seq += 1;
-                let row = MessageRow {
-                    chat_id: m.chat_id.as_str().to_owned(),
-                    seq: chat.last_seq,
-                    id: uuid::Uuid::new_v4().simple().to_string(),
-                    user_id: m.user_id.as_str().to_owned(),
-                    content: m.content.clone(),
-                    created_at: at,
-                    client_msg_id: m.client_msg_id.clone(),
-                };
-                on_backend!(&mut **c, |n| diesel::insert_into(messages::table).values(&row).execute(n))?;
-                let message = row.into_message()?;
-                if let Some(cid) = m.client_msg_id.as_deref() {
-                    fresh_ids.insert((&m.chat_id, &m.user_id, cid), message.clone());
-                }
-                out.push(Ok(Appended { message, fresh: true }));
-            }
-            for (id, chat) in &chats {
-                if let Some(chat) = chat {
-                    on_backend!(&mut **c, |n| diesel::update(chats::table.find(id.as_str()))
-                        .set(chats::last_seq.eq(chat.last_seq))
-                        .execute(n))?;
-                }
-            }
-            Ok(out)
-        });
-        Ok(outcomes?)
+        self.write(|| {
+            let mut c = checkout(&self.writers.messages, &self.health)?;
+            let at = now();
+            isolated(|items| transaction(&mut c, |c| append_batch(c, batch, at, items)))
+        })
     }
 
     fn history(&self, id: &ChatId, reader: Option<&UserId>, before: Option<Seq>, limit: i64) -> StoreResult<Page> {
-        let mut c = self.conn()?;
-        let c = &mut *c;
-        let chat = load_chat(c, id)?.ok_or_else(|| no_chat(id))?;
-        if let Some(user) = reader {
-            if !may_read(c, &chat, user)? {
-                return Err(private_chat(id));
+        self.read(|| {
+            let mut c = self.conn()?;
+            let c = &mut *c;
+            let chat = load_chat(c, id)?.ok_or_else(|| no_chat(id))?;
+            if let Some(user) = reader {
+                if !may_read(c, &chat, user)? {
+                    return Err(private_chat(id));
+                }
             }
-        }
-        let mut query = messages::table
-            .filter(messages::chat_id.eq(id.as_str()))
-            .select(MessageRow::as_select())
-            .order(messages::seq.desc())
-            .limit(limit + 1)
-            .into_boxed();
-        if let Some(before) = before {
-            query = query.filter(messages::seq.lt(before.0));
-        }
-        let mut found: Vec<MessageRow> = query.load(c).map_err(TxError::from)?;
-        let has_more = found.len() as i64 > limit;
-        found.truncate(limit as usize);
-        found.reverse();
-        Ok(Page { messages: rows::into_messages(found)?, has_more })
+            let mut query = messages::table
+                .filter(messages::chat_id.eq(id.as_str()))
+                .select(MessageRow::as_select())
+                .order(messages::seq.desc())
+                .limit(limit + 1)
+                .into_boxed();
+            if let Some(before) = before {
+                query = query.filter(messages::seq.lt(before.0));
+            }
+            let mut found: Vec<MessageRow> = query.load(c).map_err(TxError::from)?;
+            let has_more = found.len() as i64 > limit;
+            found.truncate(limit as usize);
+            found.reverse();
+            Ok(Page { messages: rows::into_messages(found)?, has_more })
+        })
     }
 
+    /// A write, not a `SELECT 1`: a full disk still answers reads. On the
+    /// messages writer's connection, the one the hot writes use. At most
+    /// one probe per [`PROBE_INTERVAL`] (`/ready` needs no authentication,
+    /// and each probe is a commit); in between, the answer is the last
+    /// known condition, which real writes keep current.
     fn ping(&self) -> StoreResult<()> {
-        use diesel::connection::SimpleConnection;
-        let mut c = self.conn()?;
-        c.batch_execute("SELECT 1").map_err(|e| TxError::from(e).into())
+        if !self.health.probe_due(PROBE_INTERVAL) {
+            return match self.health.condition() {
+                None => Ok(()),
+                Some(reason) => Err(StoreError::Unavailable { reason, cause: "as of the last write".into() }),
+            };
+        }
+        self.write(|| {
+            let mut c = checkout(&self.writers.messages, &self.health)?;
+            transaction(&mut c, |c| {
+                diesel::update(health_probe::table).set(health_probe::probed_at.eq(now())).execute(c)?;
+                Ok(())
+            })?;
+            Ok(())
+        })
     }
 }
 
@@ -569,6 +712,88 @@ mod tests {
         assert_eq!(out[1].as_ref().unwrap().message.seq, Seq(3));
         let page = s.history(&a, None, None, 10).unwrap();
         assert_eq!(page.messages.iter().map(|m| m.seq.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    /// A refusal by the database itself, about one item (on PostgreSQL a
+    /// NUL in a text is one; the edge refuses those before they get here).
+    fn refuse_poison(s: &SqlStore) {
+        use diesel::connection::SimpleConnection;
+        s.pool
+            .get()
+            .unwrap()
+            .batch_execute(
+                "CREATE TRIGGER poison_message BEFORE INSERT ON messages WHEN NEW.content = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poison refused'); END; \
+                 CREATE TRIGGER poison_document BEFORE UPDATE ON documents WHEN NEW.content = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poison refused'); END;",
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn an_item_the_database_refuses_fails_alone_and_takes_no_seq() {
+        let (s, _dir) = store();
+        refuse_poison(&s);
+        let (a, b) = (ChatId::parse("a").unwrap(), ChatId::parse("b").unwrap());
+        s.create_chat(&a, false, &[], None).unwrap();
+        s.create_chat(&b, false, &[], None).unwrap();
+        let poison = NewMessage { content: "poison".into(), ..msg("a", "x", Some("p"), false) };
+        let out = s
+            .append_messages(&[msg("a", "u", None, false), poison, msg("b", "v", None, false), msg("a", "w", Some("w"), false)])
+            .unwrap();
+        assert!(matches!(&out[1], Err(StoreError::Internal(why)) if why.contains("poison refused")), "{:?}", out[1]);
+        let seqs: Vec<_> = [0, 2, 3].iter().map(|i| out[*i].as_ref().unwrap().message.seq.0).collect();
+        assert_eq!(seqs, vec![1, 1, 2]);
+        assert_eq!(s.chat_last_seq(&a).unwrap(), Some(Seq(2)));
+        let page = s.history(&a, None, None, 10).unwrap();
+        assert_eq!(page.messages.iter().map(|m| (m.seq.0, m.user_id.as_str())).collect::<Vec<_>>(), vec![(1, "u"), (2, "w")]);
+        // Not a condition of the machine: readiness is unaffected.
+        assert_eq!(s.health.condition(), None);
+
+        let d = DocumentId::parse("d").unwrap();
+        let owner = UserId::parse("o").unwrap();
+        s.create_document(&d, "", "", &owner).unwrap();
+        let up = |content: &str, v: i64| DocumentUpdate {
+            document_id: d.clone(),
+            user_id: owner.clone(),
+            content: Arc::from(content),
+            version: Version(v),
+        };
+        let out = s.update_documents(&[up("one", 1), up("poison", 2), up("two", 2)]).unwrap();
+        assert!(matches!(out[1], Err(StoreError::Internal(_))));
+        assert_eq!(out[2].as_ref().unwrap().content, "two");
+        assert_eq!(s.document(&d).unwrap().version, Version(2));
+    }
+
+    /// SQLite's `max_page_count` makes a full database without a full disk.
+    /// SQLite may end the transaction itself on SQLITE_FULL: then diesel's
+    /// ROLLBACK fails, and its error must not hide the condition.
+    #[test]
+    fn a_full_database_is_a_condition_until_a_write_fits() {
+        use diesel::connection::SimpleConnection;
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Sqlite(dir.path().join("t.db").display().to_string());
+        // One connection, so that the per-connection limit applies to all.
+        let pool = crate::db::open(&target, SqliteSync::Normal, 1).unwrap();
+        let s = SqlStore::new(pool.clone(), Writers::shared(&pool));
+        let limit = |pages: u32| pool.get().unwrap().batch_execute(&format!("PRAGMA max_page_count = {pages}")).unwrap();
+        let a = ChatId::parse("a").unwrap();
+        s.create_chat(&a, false, &[], None).unwrap();
+        limit(1); // SQLite keeps the pages the file already has
+        let batch: Vec<_> = (0..100).map(|i| NewMessage { content: "x".repeat(4000 + i), ..msg("a", "u", None, false) }).collect();
+        let full = s.append_messages(&batch).unwrap_err();
+        assert!(matches!(&full, StoreError::Unavailable { reason: "disk_full", .. }), "{full:?}");
+        let doc = s.create_document(&DocumentId::parse("d").unwrap(), "", &"y".repeat(100_000), &UserId::parse("u").unwrap());
+        assert!(matches!(doc, Err(StoreError::Unavailable { reason: "disk_full", .. })), "{doc:?}");
+        assert_eq!(s.health.condition(), Some("disk_full"));
+        assert!(matches!(s.chat_last_seq(&a), Ok(Some(Seq(0)))), "reads still work, and nothing was stored");
+
+        limit(1_000_000);
+        // The readiness probe sees that writes fit again; then the batch does.
+        assert_eq!(s.ping(), Ok(()));
+        assert_eq!(s.health.condition(), None);
+        let out = s.append_messages(&batch).unwrap();
+        assert_eq!(out.last().unwrap().as_ref().unwrap().message.seq, Seq(100));
     }
 
     #[test]

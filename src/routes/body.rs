@@ -17,8 +17,9 @@ use actix_web::dev::Payload;
 use actix_web::mime;
 use actix_web::web::{Json, JsonConfig};
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use futures_util::future::{ready, Either, MapOk, Ready, TryFutureExt};
+use futures_util::future::{ready, Either, FutureExt, Map as MapFuture, Ready};
 use huddle_actors::config::Settings;
+use huddle_actors::protocol::fields::refuse_nul;
 use huddle_actors::protocol::{ErrorCode, WireError};
 use serde_json::{Map, Value};
 
@@ -88,10 +89,12 @@ impl BodyLimit {
     }
 }
 
-/// A request body that is a JSON object, read within the route's limit.
+/// A request body that is a JSON object, read within the route's limit,
+/// with no U+0000 anywhere in it (the rule WebSocket frames follow).
 pub struct JsonObject(pub Map<String, Value>);
 
-type ObjectFuture = MapOk<<Json<Map<String, Value>> as FromRequest>::Future, fn(Json<Map<String, Value>>) -> JsonObject>;
+type Parsed = Result<Json<Map<String, Value>>, actix_web::Error>;
+type ObjectFuture = MapFuture<<Json<Map<String, Value>> as FromRequest>::Future, fn(Parsed) -> Result<JsonObject, actix_web::Error>>;
 
 impl FromRequest for JsonObject {
     type Error = actix_web::Error;
@@ -101,8 +104,12 @@ impl FromRequest for JsonObject {
         if let Err(e) = json_content_type(req) {
             return Either::Left(ready(Err(ApiError(e).into())));
         }
-        let into: fn(Json<Map<String, Value>>) -> JsonObject = |json| JsonObject(json.into_inner());
-        Either::Right(Json::<Map<String, Value>>::from_request(req, payload).map_ok(into))
+        let into: fn(Parsed) -> Result<JsonObject, actix_web::Error> = |parsed| {
+            let map = parsed?.into_inner();
+            refuse_nul(&map).map_err(ApiError)?;
+            Ok(JsonObject(map))
+        };
+        Either::Right(Json::<Map<String, Value>>::from_request(req, payload).map(into))
     }
 }
 

@@ -9,7 +9,9 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The database answers.
+/// The database takes writes: 200, or 503 `SERVER_BUSY` with
+/// `details.reason` while a condition of the machine lasts (see
+/// `db::health`).
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     match state.deps.db.run(|s| s.ping()).await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),

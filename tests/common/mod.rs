@@ -5,8 +5,11 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod gate;
 pub mod http;
+pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod raw;
 
 use std::net::{SocketAddr, TcpListener};

@@ -19,23 +19,33 @@ pub struct Process {
     pub early_log: Vec<String>,
 }
 
+/// The `huddle` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_huddle");
+
 impl Process {
     /// Starts `huddle serve` on `db` and waits for its ready line.
     pub fn start(db: &Path, envs: &[(&str, &str)]) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_huddle"));
+        let mut command = Command::new(BIN);
+        command.arg("serve");
+        Self::spawn(command, db, envs)
+    }
+
+    /// Runs `command`, which starts `huddle serve` (itself, or through a
+    /// wrapper that execs it), with the test settings and `envs`, and
+    /// waits for its ready line.
+    pub fn spawn(mut command: Command, db: &Path, envs: &[(&str, &str)]) -> Process {
         command
-            .arg("serve")
             .env("HUDDLE_BIND", "127.0.0.1:0")
             .env("DATABASE_URL", db)
             .env("HUDDLE_JWT_SECRET", SECRET)
             .env("RUST_LOG", "info")
             .envs(envs.iter().copied());
-        Process::spawn(command)
+        Process::launch(command)
     }
 
-    /// Starts `command` (a `huddle serve` set up by the caller) and waits
-    /// for its ready line; the log lines before it are in `early_log`.
-    pub fn spawn(mut command: Command) -> Process {
+    /// Starts `command` (a `huddle serve` the caller set up entirely) and
+    /// waits for its ready line; the log lines before it are in `early_log`.
+    pub fn launch(mut command: Command) -> Process {
         let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn huddle");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
@@ -85,6 +95,25 @@ impl Process {
     /// Log lines printed so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.log.try_iter().collect()
+    }
+
+    /// Log lines up to and including the first that contains `needle`
+    /// (waiting up to `limit` for it).
+    pub fn log_until(&self, needle: &str, limit: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .log
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with {needle:?} within {limit:?}; got {lines:#?}"));
+            let found = line.contains(needle);
+            lines.push(line);
+            if found {
+                return lines;
+            }
+        }
     }
 }
 

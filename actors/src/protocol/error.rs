@@ -129,6 +129,10 @@ pub struct Details {
     pub limit: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incident: Option<String>,
+    /// Why a `SERVER_BUSY` is answered, when it is a condition of the
+    /// machine (`disk_full`, `database_unreachable`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 /// An error as the client sees it.
@@ -210,9 +214,12 @@ impl From<StoreError> for WireError {
                 w
             }
             StoreError::Invalid { field, message } => WireError::invalid(field, message),
-            StoreError::Unavailable(cause) => {
-                log::warn!("database unavailable: {cause}");
-                WireError::busy("the database is unavailable; retry shortly")
+            // Logged once when the condition starts and once when it ends
+            // (by the store), not per request.
+            StoreError::Unavailable { reason, .. } => {
+                let mut w = WireError::busy(format!("the database is unavailable ({reason}); retry shortly"));
+                w.details.reason = Some(reason);
+                w
             }
             StoreError::Internal(cause) => WireError::internal("database", &cause),
         }

@@ -1,6 +1,6 @@
 //! Typed, validated reads of a JSON object's fields, shared by the frame
 //! decoder and the HTTP API so that both name the offending field the same
-//! way.
+//! way; and the one U+0000 rule ([`refuse_nul`]) both apply first.
 
 use serde_json::{Map, Value};
 
@@ -11,6 +11,35 @@ use crate::protocol::request::DecodeLimits;
 
 /// Longest `client_msg_id`, in characters.
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
+
+/// Longest field name shown back in an error about a field the engine does
+/// not know (the name is the client's, and could be a megabyte long).
+const MAX_SHOWN_NAME_CHARS: usize = 64;
+
+/// Refuses U+0000 (NUL) anywhere in `data`: in any string, at any depth,
+/// in keys too, known fields or not. PostgreSQL cannot store NUL in text,
+/// so the rule is decided here, once, and is the same on every database;
+/// nothing past the edge ever sees a NUL from a client. The error names
+/// the top-level field that holds it. Recursion is bounded by serde_json's
+/// nesting limit (128).
+pub fn refuse_nul(data: &Map<String, Value>) -> Result<(), WireError> {
+    for (name, value) in data {
+        if name.contains('\0') || has_nul(value) {
+            let shown: String = name.chars().filter(|c| *c != '\0').take(MAX_SHOWN_NAME_CHARS).collect();
+            return Err(WireError::invalid(shown.clone(), format!("{shown} must not contain U+0000 (NUL)")));
+        }
+    }
+    Ok(())
+}
+
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
 
 /// Typed access to the fields of `data`. A `null` optional field counts as
 /// absent; a `null` required field as missing.

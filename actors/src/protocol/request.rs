@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
 use crate::model::Grant;
 use crate::protocol::error::{ErrorCode, WireError};
-use crate::protocol::fields::Fields;
+use crate::protocol::fields::{self, Fields};
 
 /// Largest integer a JSON number can carry without loss in every client
 /// (2^53 - 1): the bound on integer `ref`s, versions and seqs.
@@ -149,6 +149,7 @@ fn parse_ref(v: Option<&Value>) -> Result<Option<Ref>, WireError> {
     const WHAT: &str = "ref must be a string of 1 to 64 characters or an integer from 0 to 2^53 - 1";
     match v {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.contains('\0') => Err(WireError::invalid("ref", "ref must not contain U+0000 (NUL)")),
         Some(Value::String(s)) => {
             let n = s.chars().count();
             if (1..=MAX_REF_CHARS).contains(&n) {
@@ -173,7 +174,10 @@ fn decode_body(envelope: &Map<String, Value>, limits: &DecodeLimits) -> Result<C
         Some(_) => return Err(WireError::invalid("event", "event must be a string")),
     };
     let data = match envelope.get("data") {
-        Some(Value::Object(m)) => Fields(m),
+        Some(Value::Object(m)) => {
+            fields::refuse_nul(m)?;
+            Fields(m)
+        }
         None | Some(Value::Null) => {
             return Err(WireError::invalid("data", "data is required (send {} when empty)"))
         }
@@ -319,6 +323,26 @@ mod tests {
             field_of(r#"{"event":"documents:share","data":{"document_id":"d","user_id":"u","role":"god"}}"#).2.as_deref(),
             Some("role")
         );
+    }
+
+    #[test]
+    fn nul_is_refused_anywhere_naming_the_field() {
+        for (frame, field) in [
+            (r#"{"event":"chat:message","data":{"chat_id":"c","content":"a\u0000b"}}"#, "content"),
+            (r#"{"event":"chat:message","data":{"chat_id":"c","content":"a","client_msg_id":"\u0000"}}"#, "client_msg_id"),
+            (r#"{"event":"documents:create","data":{"document_id":"d","title":"t\u0000"}}"#, "title"),
+            (r#"{"event":"chat:create","data":{"chat_id":"c","members":["ok","b\u0000d"]}}"#, "members"),
+            (r#"{"event":"documents:share","data":{"document_id":"d","user_id":"\u0000","role":"viewer"}}"#, "user_id"),
+            (r#"{"event":"ping","data":{"extra":{"deep":["\u0000"]}}}"#, "extra"),
+            (r#"{"event":"ping","data":{"ke\u0000y":1}}"#, "key"),
+            (r#"{"event":"auth:refresh","data":{"token":"a.b\u0000.c"}}"#, "token"),
+            (r#"{"event":"ping","data":{},"ref":"r\u0000"}"#, "ref"),
+        ] {
+            let (_, code, got) = field_of(frame);
+            assert_eq!((code, got.as_deref()), (ErrorCode::InvalidInput, Some(field)), "{frame}");
+        }
+        // An escaped backslash followed by "u0000" is not a NUL.
+        assert!(decode(r#"{"event":"documents:create","data":{"document_id":"d","content":"\\u0000"}}"#, &LIMITS).is_ok());
     }
 
     #[test]

@@ -29,8 +29,10 @@ pub enum StoreError {
     AlreadyExists(String),
     VersionConflict { document: DocumentId, current: Version },
     Invalid { field: &'static str, message: String },
-    /// The database cannot be reached right now; safe to retry.
-    Unavailable(String),
+    /// A condition of the machine (disk full, database unreachable): not a
+    /// bug, safe to retry. `reason` is short and stable (`disk_full`);
+    /// `cause` is the database's own words, for the log.
+    Unavailable { reason: &'static str, cause: String },
     /// Anything else: a bug or a corrupt database.
     Internal(String),
 }
@@ -133,7 +135,9 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` messages before `before` (default: the newest), for
     /// `reader` (`None`: the server itself).
     fn history(&self, id: &ChatId, reader: Option<&UserId>, before: Option<Seq>, limit: i64) -> StoreResult<Page>;
-    /// Cheap round trip, for readiness checks.
+    /// Readiness: `Ok` when a write commits (a full disk still answers
+    /// reads), `Unavailable` with the reason while a condition of the
+    /// machine lasts. May answer from a check made moments ago.
     fn ping(&self) -> StoreResult<()>;
 }
 
