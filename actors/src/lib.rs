@@ -18,7 +18,7 @@
 //! Who may message whom:
 //! - Sessions `send` to the registry and to rooms and may wait for them.
 //! - Rooms never wait on sessions: they `try_send` frames into each
-//!   session's bounded outbound queue ([`session::outbound::Peer`]); a full
+//!   session's bounded outbound queue ([`peer::Peer`]); a full
 //!   queue makes the session a slow consumer (closed with 4008).
 //! - Rooms and sessions reach the database only through [`store::Db`],
 //!   which runs blocking store calls on `SyncArbiter` threads.
@@ -40,6 +40,7 @@ pub mod document;
 pub mod ids;
 pub mod model;
 pub mod observer;
+pub mod peer;
 pub mod presence;
 pub mod protocol;
 pub mod registry;

@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::document::DocumentRoom;
 use crate::ids::{ChatId, DocumentId, SessionId, UserId};
 use crate::protocol::WireError;
-use crate::session::outbound::Control;
+use crate::peer::Control;
 use crate::store::Db;
 
 /// Resolves a room's actor, starting it if needed. `stale`: an address the

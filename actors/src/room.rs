@@ -16,7 +16,7 @@ use crate::ids::{RoomName, SessionId};
 use crate::observer::Observer;
 use crate::presence::{Joined, Presence};
 use crate::protocol::frames::{self, MemberInfo, RoomOnly, UserJoined, UserLeft};
-use crate::session::outbound::{Delivery, Peer, Requester};
+use crate::peer::{Delivery, Peer, Requester};
 
 /// Room mailboxes hold this many requests; senders wait beyond it.
 pub const ROOM_MAILBOX: usize = 4096;

@@ -16,7 +16,7 @@ use crate::protocol::frames::{self, ChatJoined, OneMessage};
 use crate::protocol::{ErrorCode, WireError};
 use crate::registry::RoomStopped;
 use crate::room::{HasMembers, IdleStop, Leave, Members, ROOM_MAILBOX};
-use crate::session::outbound::Requester;
+use crate::peer::Requester;
 use crate::chat::pipeline::Pipeline;
 use crate::store::{Appended, ChatAccess, Db, NewMessage};
 

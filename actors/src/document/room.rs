@@ -25,7 +25,7 @@ use crate::protocol::frames::{self, DocumentJoined, DocumentUpdated, DocumentUpd
 use crate::protocol::{ErrorCode, WireError};
 use crate::registry::RoomStopped;
 use crate::room::{HasMembers, IdleStop, Leave, Members, ROOM_MAILBOX};
-use crate::session::outbound::Requester;
+use crate::peer::Requester;
 use crate::store::{Db, DocumentUpdate, StoreError};
 use crate::config::Settings;
 

@@ -15,7 +15,7 @@ use crate::model::Timestamp;
 use crate::protocol::frames::{self, ChatCreated, DocumentCreated, History, Pong, Refreshed, SessionUpdate};
 use crate::protocol::{ClientRequest, ErrorCode, Request, WireError};
 use crate::room::Leave;
-use crate::session::outbound::{Peer, Requester};
+use crate::peer::{Peer, Requester};
 use crate::session::routing::{Done, Route};
 use crate::session::Session;
 use crate::auth::AuthFailure;

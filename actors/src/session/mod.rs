@@ -10,7 +10,6 @@
 //! unregisters from the registry.
 
 mod dispatch;
-pub mod outbound;
 pub mod rate;
 mod routing;
 pub mod socket;
@@ -37,7 +36,7 @@ use crate::protocol::{decode, ClientRequest, CloseCode, DecodeLimits, ErrorCode,
 use crate::registry::{Register, Registry, Unregister};
 use crate::store::Db;
 
-use self::outbound::{Control, Outbound, Peer};
+use crate::peer::{Control, Outbound, Peer};
 use self::rate::{RateLimiter, Verdict};
 use self::routing::RoomAddr;
 use self::socket::{Inbound, Outlet};
