@@ -14,7 +14,7 @@ use crate::ids::RoomName;
 use crate::model::Timestamp;
 use crate::protocol::frames::{self, ChatCreated, DocumentCreated, History, Pong, Refreshed, SessionUpdate};
 use crate::protocol::{ClientRequest, ErrorCode, Request, WireError};
-use crate::room::Leave;
+use crate::members::Leave;
 use crate::peer::{Peer, Requester};
 use crate::session::routing::{Done, Route};
 use crate::session::Session;

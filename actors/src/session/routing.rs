@@ -12,7 +12,7 @@ use crate::document::DocumentRoom;
 use crate::ids::{ChatId, DocumentId, RoomName, SessionId};
 use crate::protocol::WireError;
 use crate::registry::{OpenRoom, Registry, RoomKind};
-use crate::room::Leave;
+use crate::members::Leave;
 use crate::session::Session;
 
 /// How many times a request chases a room that stopped under it.

@@ -1,5 +1,5 @@
-//! What document and chat rooms share: their members and how pushes reach
-//! them, leaving, and stopping when idle.
+//! The members of a room (document or chat) and how pushes reach them;
+//! leaving.
 //!
 //! A push is encoded once and the same bytes are offered to every member
 //! with `try_send`; members whose queue is full (slow consumers) or gone are
@@ -7,9 +7,8 @@
 //! stalled client never holds a room back.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Message, SpawnHandle};
+use actix::Message;
 use bytestring::ByteString;
 
 use crate::ids::{RoomName, SessionId};
@@ -17,9 +16,6 @@ use crate::observer::Observer;
 use crate::presence::{Joined, Presence};
 use crate::protocol::frames::{self, MemberInfo, RoomOnly, UserJoined, UserLeft};
 use crate::peer::{Delivery, Peer, Requester};
-
-/// Room mailboxes hold this many requests; senders wait beyond it.
-pub const ROOM_MAILBOX: usize = 4096;
 
 /// A connection leaves a room: a `*:leave` request (with a requester to
 /// ack) or a disconnect (without).
@@ -147,37 +143,4 @@ impl Members {
             }
         }
     }
-}
-
-/// Stops a room that stayed empty for `after`. Rooms hold only a warm
-/// cache and presence; the database holds the state, so a stopped room is
-/// restarted on the next request at no loss.
-#[derive(Default)]
-pub struct IdleStop {
-    timer: Option<SpawnHandle>,
-}
-
-impl IdleStop {
-    /// Call after every change of membership.
-    pub fn update<A>(&mut self, empty: bool, after: Duration, ctx: &mut Context<A>)
-    where
-        A: Actor<Context = Context<A>> + HasMembers,
-    {
-        if let Some(t) = self.timer.take() {
-            ctx.cancel_future(t);
-        }
-        if empty {
-            self.timer = Some(ctx.run_later(after, |act, ctx| {
-                if act.members().is_empty() {
-                    log::debug!("{}: idle, stopping", act.members().room());
-                    ctx.stop();
-                }
-            }));
-        }
-    }
-}
-
-/// Rooms expose their members to shared helpers.
-pub trait HasMembers {
-    fn members(&self) -> &Members;
 }
