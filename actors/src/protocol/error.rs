@@ -5,8 +5,6 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::store::StoreError;
-
 /// The protocol's error codes (PROTOCOL.md, "Errors").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -188,34 +186,6 @@ impl WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl From<StoreError> for WireError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => {
-                WireError::new(ErrorCode::NotFound, format!("no such {what}"))
-            }
-            StoreError::PermissionDenied(why) => WireError::new(ErrorCode::PermissionDenied, why),
-            StoreError::AlreadyExists(what) => {
-                WireError::new(ErrorCode::AlreadyExists, format!("{what} already exists"))
-            }
-            StoreError::VersionConflict { document, current } => {
-                let mut w = WireError::new(
-                    ErrorCode::VersionConflict,
-                    format!("document {document} is at version {}", current.0),
-                );
-                w.details.current_version = Some(current.0);
-                w
-            }
-            StoreError::Invalid { field, message } => WireError::invalid(field, message),
-            StoreError::Unavailable(cause) => {
-                log::warn!("database unavailable: {cause}");
-                WireError::busy("the database is unavailable; retry shortly")
-            }
-            StoreError::Internal(cause) => WireError::internal("database", &cause),
-        }
     }
 }
 
