@@ -7,6 +7,8 @@
 //! to the room directly. A room stops itself when idle; a session that hits
 //! a stopped room's address asks again, naming the stale address.
 
+mod route;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,6 +21,8 @@ use crate::ids::{ChatId, DocumentId, SessionId, UserId};
 use crate::protocol::WireError;
 use crate::peer::Control;
 use crate::store::Db;
+
+pub use route::call_room;
 
 /// Resolves a room's actor, starting it if needed. `stale`: an address the
 /// caller found stopped.
@@ -276,26 +280,4 @@ impl Handler<Stats> for Registry {
             chat_rooms: self.chats.values().filter(|a| a.connected()).count(),
         })
     }
-}
-
-/// Sends `msg` to a room from outside a session (the HTTP API), resolving
-/// the room through the registry and chasing it if it stopped meanwhile.
-pub async fn call_room<R, M>(registry: &Addr<Registry>, id: R::Id, msg: M) -> Result<M::Result, WireError>
-where
-    R: RoomKind + Handler<M>,
-    R::Context: actix::dev::ToEnvelope<R, M>,
-    M: Message + Clone + Send + 'static,
-    M::Result: Send,
-    Registry: Handler<OpenRoom<R>>,
-{
-    let mut stale = None;
-    for _ in 0..3 {
-        let addr = registry.send(OpenRoom::<R> { id: id.clone(), stale: stale.take(), home: Arbiter::current() }).await?;
-        match addr.send(msg.clone()).await {
-            Ok(answer) => return Ok(answer),
-            Err(actix::MailboxError::Closed) => stale = Some(addr),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(WireError::busy("the room kept restarting; retry"))
 }
