@@ -1,13 +1,32 @@
-//! How a room actor lives: its mailbox, and stopping when idle.
+//! How a room actor lives: the id it is found by, its mailbox, stopping
+//! when idle, and telling the registry it stopped. Rooms import this, not
+//! the registry, so the registry can start rooms without a cycle.
 
+use std::hash::Hash;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, AsyncContext, Context, SpawnHandle};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Message, SpawnHandle};
 
 use crate::members::Members;
 
 /// Room mailboxes hold this many requests; senders wait beyond it.
 pub const ROOM_MAILBOX: usize = 4096;
+
+/// Both room kinds, as the registry and sessions handle them.
+pub trait RoomKind: Actor<Context = Context<Self>> {
+    type Id: Clone + Eq + Hash + Send + Unpin + 'static;
+}
+
+/// Sent by a room when it stops, so that the registry forgets its address
+/// (unless a newer room already took the id).
+pub struct RoomStopped<R: RoomKind> {
+    pub id: R::Id,
+    pub addr: Addr<R>,
+}
+
+impl<R: RoomKind> Message for RoomStopped<R> {
+    type Result = ();
+}
 
 /// Stops a room that stayed empty for `after`. Rooms hold only a warm
 /// cache and presence; the database holds the state, so a stopped room is

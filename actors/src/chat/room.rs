@@ -14,8 +14,7 @@ use crate::config::Settings;
 use crate::ids::{ChatId, RoomName, Seq, UserId};
 use crate::protocol::frames::{self, ChatJoined, OneMessage};
 use crate::protocol::{ErrorCode, WireError};
-use crate::registry::RoomStopped;
-use crate::lifecycle::{HasMembers, IdleStop, ROOM_MAILBOX};
+use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, Members};
 use crate::peer::Requester;
 use crate::chat::pipeline::Pipeline;
@@ -59,12 +58,12 @@ pub struct ChatRoom {
     joining: Option<Vec<(Seq, ByteString)>>,
     db: Db,
     settings: Arc<Settings>,
-    registry: Recipient<RoomStopped>,
+    registry: Recipient<RoomStopped<Self>>,
     idle: IdleStop,
 }
 
 impl ChatRoom {
-    pub fn new(id: ChatId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped>) -> Self {
+    pub fn new(id: ChatId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
         let members = Members::new(RoomName::Chat(id.clone()), db.observer().clone());
         ChatRoom {
             id,
@@ -83,6 +82,10 @@ impl ChatRoom {
         let empty = self.members.is_empty();
         self.idle.update(empty, self.settings.room_idle, ctx);
     }
+}
+
+impl RoomKind for ChatRoom {
+    type Id = ChatId;
 }
 
 impl HasMembers for ChatRoom {
@@ -107,7 +110,7 @@ impl Actor for ChatRoom {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.registry.do_send(RoomStopped::Chat(self.id.clone(), ctx.address()));
+        self.registry.do_send(RoomStopped { id: self.id.clone(), addr: ctx.address() });
     }
 }
 

@@ -23,8 +23,7 @@ use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::model::{Document, Grant};
 use crate::protocol::frames::{self, DocumentJoined, DocumentUpdated, DocumentUpdatedAck, Shared};
 use crate::protocol::{ErrorCode, WireError};
-use crate::registry::RoomStopped;
-use crate::lifecycle::{HasMembers, IdleStop, ROOM_MAILBOX};
+use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, Members};
 use crate::peer::Requester;
 use crate::store::{Db, DocumentUpdate, StoreError};
@@ -62,7 +61,7 @@ pub struct DocumentRoom {
     members: Members,
     db: Db,
     settings: Arc<Settings>,
-    registry: Recipient<RoomStopped>,
+    registry: Recipient<RoomStopped<Self>>,
     idle: IdleStop,
     /// The newest version this room saw committed (or refused against).
     committed: Option<Version>,
@@ -73,7 +72,7 @@ pub struct DocumentRoom {
 }
 
 impl DocumentRoom {
-    pub fn new(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped>) -> Self {
+    pub fn new(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
         let members = Members::new(RoomName::Document(id.clone()), db.observer().clone());
         DocumentRoom {
             id,
@@ -106,6 +105,10 @@ impl DocumentRoom {
     }
 }
 
+impl RoomKind for DocumentRoom {
+    type Id = DocumentId;
+}
+
 impl HasMembers for DocumentRoom {
     fn members(&self) -> &Members {
         &self.members
@@ -121,7 +124,7 @@ impl Actor for DocumentRoom {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.registry.do_send(RoomStopped::Document(self.id.clone(), ctx.address()));
+        self.registry.do_send(RoomStopped { id: self.id.clone(), addr: ctx.address() });
     }
 }
 

@@ -18,6 +18,7 @@ use crate::chat::ChatRoom;
 use crate::config::Settings;
 use crate::document::DocumentRoom;
 use crate::ids::{ChatId, DocumentId, SessionId, UserId};
+use crate::lifecycle::{RoomKind, RoomStopped};
 use crate::protocol::WireError;
 use crate::peer::Control;
 use crate::store::Db;
@@ -38,25 +39,29 @@ impl<R: RoomKind> Message for OpenRoom<R> {
     type Result = Addr<R>;
 }
 
-/// Both room kinds, as the registry and sessions handle them.
-pub trait RoomKind: Actor<Context = Context<Self>> {
-    type Id: Clone + Eq + std::hash::Hash + Send + Unpin + 'static;
+/// Room kinds the registry keeps: where it keeps them, and how it makes
+/// a new one.
+pub trait Hosted: RoomKind {
+    fn rooms(registry: &mut Registry) -> &mut HashMap<Self::Id, Addr<Self>>;
+    fn build(id: Self::Id, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self;
 }
 
-impl RoomKind for DocumentRoom {
-    type Id = DocumentId;
+impl Hosted for DocumentRoom {
+    fn rooms(registry: &mut Registry) -> &mut HashMap<DocumentId, Addr<Self>> {
+        &mut registry.documents
+    }
+    fn build(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
+        DocumentRoom::new(id, db, settings, registry)
+    }
 }
 
-impl RoomKind for ChatRoom {
-    type Id = ChatId;
-}
-
-/// Sent by a room when it stops.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub enum RoomStopped {
-    Document(DocumentId, Addr<DocumentRoom>),
-    Chat(ChatId, Addr<ChatRoom>),
+impl Hosted for ChatRoom {
+    fn rooms(registry: &mut Registry) -> &mut HashMap<ChatId, Addr<Self>> {
+        &mut registry.chats
+    }
+    fn build(id: ChatId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
+        ChatRoom::new(id, db, settings, registry)
+    }
 }
 
 /// An authenticated connection announces itself; refused past
@@ -171,47 +176,26 @@ where
     addr
 }
 
-impl Handler<OpenRoom<DocumentRoom>> for Registry {
-    type Result = MessageResult<OpenRoom<DocumentRoom>>;
+impl<R: Hosted> Handler<OpenRoom<R>> for Registry {
+    type Result = MessageResult<OpenRoom<R>>;
 
-    fn handle(&mut self, msg: OpenRoom<DocumentRoom>, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: OpenRoom<R>, ctx: &mut Context<Self>) -> Self::Result {
         let (db, settings, me) = (self.db.clone(), self.settings.clone(), ctx.address().recipient());
         let arbiter = self.arbiter(msg.home);
         let id = msg.id.clone();
-        MessageResult(resolve(&mut self.documents, msg.id, msg.stale, move || {
-            DocumentRoom::start_in_arbiter(&arbiter, move |_| DocumentRoom::new(id, db, settings, me))
+        MessageResult(resolve(R::rooms(self), msg.id, msg.stale, move || {
+            R::start_in_arbiter(&arbiter, move |_| R::build(id, db, settings, me))
         }))
     }
 }
 
-impl Handler<OpenRoom<ChatRoom>> for Registry {
-    type Result = MessageResult<OpenRoom<ChatRoom>>;
-
-    fn handle(&mut self, msg: OpenRoom<ChatRoom>, ctx: &mut Context<Self>) -> Self::Result {
-        let (db, settings, me) = (self.db.clone(), self.settings.clone(), ctx.address().recipient());
-        let arbiter = self.arbiter(msg.home);
-        let id = msg.id.clone();
-        MessageResult(resolve(&mut self.chats, msg.id, msg.stale, move || {
-            ChatRoom::start_in_arbiter(&arbiter, move |_| ChatRoom::new(id, db, settings, me))
-        }))
-    }
-}
-
-impl Handler<RoomStopped> for Registry {
+impl<R: Hosted> Handler<RoomStopped<R>> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: RoomStopped, _: &mut Context<Self>) {
-        match msg {
-            RoomStopped::Document(id, addr) => {
-                if self.documents.get(&id) == Some(&addr) {
-                    self.documents.remove(&id);
-                }
-            }
-            RoomStopped::Chat(id, addr) => {
-                if self.chats.get(&id) == Some(&addr) {
-                    self.chats.remove(&id);
-                }
-            }
+    fn handle(&mut self, msg: RoomStopped<R>, _: &mut Context<Self>) {
+        let rooms = R::rooms(self);
+        if rooms.get(&msg.id) == Some(&msg.addr) {
+            rooms.remove(&msg.id);
         }
     }
 }

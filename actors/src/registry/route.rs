@@ -3,7 +3,8 @@
 use actix::{Addr, Arbiter, Handler, Message};
 
 use crate::protocol::WireError;
-use crate::registry::{OpenRoom, Registry, RoomKind};
+use crate::lifecycle::RoomKind;
+use crate::registry::{OpenRoom, Registry};
 
 /// Sends `msg` to a room from outside a session (the HTTP API), resolving
 /// the room through the registry and chasing it if it stopped meanwhile.

@@ -11,7 +11,8 @@ use crate::chat::ChatRoom;
 use crate::document::DocumentRoom;
 use crate::ids::{ChatId, DocumentId, RoomName, SessionId};
 use crate::protocol::WireError;
-use crate::registry::{OpenRoom, Registry, RoomKind};
+use crate::lifecycle::RoomKind;
+use crate::registry::{OpenRoom, Registry};
 use crate::members::Leave;
 use crate::session::Session;
 
