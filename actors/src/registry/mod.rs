@@ -7,7 +7,7 @@
 //! to the room directly. A room stops itself when idle; a session that hits
 //! a stopped room's address asks again, naming the stale address.
 
-mod route;
+pub mod route;
 
 use std::collections::HashMap;
 use std::sync::Arc;
