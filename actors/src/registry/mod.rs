@@ -10,6 +10,7 @@
 pub mod route;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
@@ -72,6 +73,22 @@ pub struct Register {
     pub user_id: UserId,
     pub session_id: SessionId,
     pub control: Recipient<Control>,
+}
+
+/// Registers an authenticated connection for its user: the one way both
+/// the WebSocket route (header token, before the upgrade) and a session
+/// (first-frame `auth`) do it. Refused with `LIMIT_EXCEEDED` past
+/// `max_connections_per_user`, or `SERVER_BUSY` while shutting down; the
+/// route answers those with their HTTP statuses (429, 503), a session
+/// with close 1008 or 1001.
+pub fn register(
+    registry: &Addr<Registry>,
+    user_id: UserId,
+    session_id: SessionId,
+    control: Recipient<Control>,
+) -> impl Future<Output = Result<(), WireError>> + 'static {
+    let sent = registry.send(Register { user_id, session_id, control });
+    async move { sent.await? }
 }
 
 #[derive(Message)]
