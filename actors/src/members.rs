@@ -14,7 +14,8 @@ use bytestring::ByteString;
 use crate::ids::{RoomName, SessionId};
 use crate::observer::Observer;
 use crate::presence::{Joined, Presence};
-use crate::protocol::frames::{self, MemberInfo, RoomOnly, UserJoined, UserLeft};
+use crate::protocol::frames::{MemberInfo, RoomOnly};
+use crate::protocol::Push;
 use crate::peer::{Delivery, Peer, Requester};
 
 /// A connection leaves a room: a `*:leave` request (with a requester to
@@ -89,12 +90,7 @@ impl Members {
 
     /// Tells the others that `peer`'s user arrived.
     pub fn announce_join(&mut self, peer: &Peer) {
-        let frame = frames::push(
-            "user:joined",
-            &self.room,
-            UserJoined { user_id: &peer.user_id, name: peer.name.as_deref() },
-        );
-        self.broadcast(frame, Some(peer.session_id));
+        self.push(Push::UserJoined { user_id: &peer.user_id, name: peer.name.as_deref() }, Some(peer.session_id));
     }
 
     /// Removes a connection and, if it was its user's last one, tells the
@@ -102,15 +98,22 @@ impl Members {
     pub fn remove(&mut self, session: SessionId) -> Option<Peer> {
         let left = self.presence.leave(session)?;
         if left.last_connection {
-            let frame = frames::push("user:left", &self.room, UserLeft { user_id: &left.user_id });
-            self.broadcast(frame, None);
+            self.push(Push::UserLeft { user_id: &left.user_id }, None);
         }
         Some(left.peer)
     }
 
+    /// Encodes `push` once and offers it to every member but `except`;
+    /// returns the encoded frame.
+    pub fn push(&mut self, push: Push<'_>, except: Option<SessionId>) -> ByteString {
+        let frame = push.encode(&self.room);
+        self.broadcast(frame.clone(), except);
+        frame
+    }
+
     /// Offers `frame` to every member but `except`. Members that cannot take
     /// it are removed (which may announce `user:left`).
-    pub fn broadcast(&mut self, frame: ByteString, except: Option<SessionId>) {
+    fn broadcast(&mut self, frame: ByteString, except: Option<SessionId>) {
         let mut failed = Vec::new();
         let mut delivered = 0;
         for (session, peer) in self.presence.peers() {

@@ -12,8 +12,8 @@ use bytestring::ByteString;
 
 use crate::config::Settings;
 use crate::ids::{ChatId, RoomName, Seq, UserId};
-use crate::protocol::frames::{self, ChatJoined, OneMessage};
-use crate::protocol::{ErrorCode, WireError};
+use crate::protocol::frames::{ChatJoined, OneMessage};
+use crate::protocol::{ErrorCode, Push, WireError};
 use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, Members};
 use crate::peer::Requester;
@@ -216,11 +216,10 @@ impl ChatRoom {
         if let Ok(appended) = outcome {
             if appended.fresh {
                 self.pushed_seq = self.pushed_seq.max(appended.message.seq);
-                let frame = frames::push("chat:message", self.members.room(), OneMessage { message: &appended.message });
+                let frame = self.members.push(Push::ChatMessage { message: &appended.message }, None);
                 if let Some(missed) = &mut self.joining {
-                    missed.push((appended.message.seq, frame.clone()));
+                    missed.push((appended.message.seq, frame));
                 }
-                self.members.broadcast(frame, None);
             }
         }
     }

@@ -21,8 +21,8 @@ use actix::{Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handle
 
 use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::model::{Document, Grant};
-use crate::protocol::frames::{self, DocumentJoined, DocumentUpdated, DocumentUpdatedAck, Shared};
-use crate::protocol::{ErrorCode, WireError};
+use crate::protocol::frames::{DocumentJoined, DocumentUpdatedAck, Shared};
+use crate::protocol::{ErrorCode, Push, WireError};
 use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, Members};
 use crate::peer::Requester;
@@ -188,12 +188,8 @@ impl Handler<UpdateDocument> for DocumentRoom {
                 }
             }
             let document = result?;
-            let frame = frames::push(
-                "documents:updated",
-                room.members.room(),
-                DocumentUpdated { document: &document, user_id: &req.peer.user_id },
-            );
-            room.members.broadcast(frame, Some(req.peer.session_id));
+            let updated = Push::DocumentsUpdated { document: &document, user_id: &req.peer.user_id };
+            room.members.push(updated, Some(req.peer.session_id));
             Ok(document.version)
         })))
     }
@@ -238,7 +234,7 @@ impl DocumentRoom {
     fn evict(&mut self, user: &UserId) {
         let room = self.members.room().clone();
         let denied = WireError::new(ErrorCode::PermissionDenied, format!("access to {room} was revoked"));
-        let frame = frames::error(None, Some(&room), &denied);
+        let frame = Push::Error(&denied).encode(&room);
         for session in self.members.sessions_of(user) {
             if let Some(peer) = self.members.remove(session) {
                 peer.deliver(frame.clone());

@@ -4,9 +4,11 @@
 pub mod error;
 pub mod fields;
 pub mod frames;
+pub mod push;
 pub mod request;
 
 pub use error::{CloseCode, Details, ErrorCode, WireError};
+pub use push::Push;
 pub use request::{decode, ClientRequest, DecodeError, DecodeLimits, Ref, Request};
 
 /// The protocol version announced in `connect`.
