@@ -143,7 +143,7 @@ async fn publish(state: web::Data<AppState>, req: HttpRequest, path: web::Path<S
     let post = PostMessage {
         author: f.user_id("user_id")?,
         requester: None,
-        content: f.message_content(&limits)?,
+        content: f.message_content(&limits)?.into(),
         client_msg_id: f.client_msg_id()?,
     };
     let appended = call_room::<ChatRoom, _>(&state.deps.registry, id, post).await??;

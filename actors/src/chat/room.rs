@@ -29,13 +29,13 @@ pub struct JoinChat {
 }
 
 /// `chat:message` (with a requester, which must have joined) or an HTTP
-/// publish (without).
+/// publish (without). `content` is shared so that a retry does not copy it.
 #[derive(Message, Clone)]
 #[rtype(result = "Result<Appended, WireError>")]
 pub struct PostMessage {
     pub author: UserId,
     pub requester: Option<Requester>,
-    pub content: String,
+    pub content: Arc<str>,
     pub client_msg_id: Option<String>,
 }
 
@@ -187,7 +187,7 @@ impl Handler<PostMessage> for ChatRoom {
         let new = NewMessage {
             chat_id: self.id.clone(),
             user_id: msg.author.clone(),
-            content: msg.content,
+            content: String::from(&*msg.content),
             client_msg_id: msg.client_msg_id,
             check_access: msg.requester.is_none(),
         };

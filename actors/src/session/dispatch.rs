@@ -88,7 +88,7 @@ impl Session {
                     }));
                     return;
                 }
-                let msg = PostMessage { author: user, requester: Some(req.clone()), content, client_msg_id };
+                let msg = PostMessage { author: user, requester: Some(req.clone()), content: Arc::from(content), client_msg_id };
                 let route = Route::<ChatRoom, _> { id: chat_id, msg, remember: false };
                 self.route(ctx, event, route, fail_if_unreached(req, event));
             }
