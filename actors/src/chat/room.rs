@@ -166,16 +166,8 @@ impl Handler<PostMessage> for ChatRoom {
     type Result = ResponseActFuture<Self, Result<Appended, WireError>>;
 
     fn handle(&mut self, msg: PostMessage, _: &mut Context<Self>) -> Self::Result {
-        if let Some(req) = &msg.requester {
-            if !self.members.contains(req.peer.session_id) {
-                let refusal = not_member_error(&self.db, self.id.clone(), msg.author.clone());
-                return Box::pin(refusal.into_actor(self).map(move |e, _, _| {
-                    if let Some(req) = &msg.requester {
-                        req.fail(&e);
-                    }
-                    Err(e)
-                }));
-            }
+        if let Some(refusal) = self.refuse_non_member(msg.requester.as_ref()) {
+            return Box::pin(refusal.map(|e, _, _| Err(e)));
         }
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             let e = WireError::busy("this chat is writing as fast as it can; retry");
@@ -205,6 +197,23 @@ impl Handler<PostMessage> for ChatRoom {
 }
 
 impl ChatRoom {
+    /// Answers a request that needs membership from a connection that is
+    /// not a member (it joined in vain, or was never let in) with
+    /// [`not_member_error`]; `None` for members and for the server itself
+    /// (no requester).
+    fn refuse_non_member(&self, requester: Option<&Requester>) -> Option<ResponseActFuture<Self, WireError>> {
+        let req = requester?;
+        if self.members.contains(req.peer.session_id) {
+            return None;
+        }
+        let refusal = not_member_error(&self.db, self.id.clone(), req.peer.user_id.clone());
+        let req = req.clone();
+        Some(Box::pin(refusal.into_actor(self).map(move |e, _, _| {
+            req.fail(&e);
+            e
+        })))
+    }
+
     /// Acks a finished write and pushes its message, in write order.
     fn release(&mut self, requester: Option<Requester>, outcome: Result<Appended, WireError>) {
         if let Some(req) = &requester {
@@ -226,11 +235,15 @@ impl ChatRoom {
 }
 
 impl Handler<Leave> for ChatRoom {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(refusal) = self.refuse_non_member(msg.requester.as_ref()) {
+            return Box::pin(refusal.map(|_, _, _| ()));
+        }
         self.members.leave(msg);
         self.membership_changed(ctx);
+        Box::pin(actix::fut::ready(()))
     }
 }
 
