@@ -428,7 +428,9 @@ impl StreamHandler<Inbound> for Session {
                 self.close(CloseCode::InvalidUtf8, ctx);
             }
             Inbound::Broken(why) => {
-                log::info!("session {}: broken framing: {why}", self.id);
+                // Mostly a client that went away without a Close frame
+                // (an I/O error): normal life for a server, not news.
+                log::debug!("session {}: broken framing: {why}", self.id);
                 self.close(CloseCode::Policy, ctx);
             }
         }
