@@ -1,5 +1,5 @@
-//! The engine's limits and timings (PROTOCOL.md, "Formats and limits"). The
-//! binary fills them from flags and `HUDDLE_*` variables.
+//! The engine's limits and timings (docs/protocol.md, "Limits and rate
+//! limiting"). The binary fills them from flags and `HUDDLE_*` variables.
 
 use std::time::Duration;
 

@@ -385,7 +385,7 @@ class RequestTracker {
 }
 
 // ---- protocol.ts ----
-// The wire types of protocol version 1 (shared/PROTOCOL.md), as TypeScript
+// The wire types of protocol version 1 (docs/protocol.md), as TypeScript
 // sees them. Nothing in this file does I/O: it names the frames, the records
 // inside them, and which ack answers which request, so the rest of the
 // library can stay typed end to end.
@@ -535,7 +535,7 @@ function withoutMember(members, userId) {
 
 
 
-/** Largest page `chat:history` returns (PROTOCOL.md, "Chats"). */
+/** Largest page `chat:history` returns (docs/protocol.md, "History"). */
 const HISTORY_PAGE_MAX = 100;
 function deferred() {
     let resolve;

@@ -1,7 +1,10 @@
-//! One actor per open chat. It serializes the chat's writes: an append runs
-//! its transaction (which assigns the gapless `seq` in the database) while
-//! the room holds its mailbox, then the room acks the sender and pushes the
-//! message to every member, the sender included, in `seq` order.
+//! One actor per open chat. It orders the chat's writes without holding its
+//! mailbox for them: an append goes to the group commit (whose transaction
+//! assigns the gapless `seq` in the database) and the room takes the next
+//! request meanwhile, so the next message can share the commit. Finished
+//! appends are released in the order they were made ([`Pipeline`]): the
+//! room acks the sender, then pushes the message to every member, the
+//! sender included, in `seq` order. A join holds the mailbox for its read.
 
 use std::sync::Arc;
 

@@ -1,11 +1,13 @@
-//! Error codes, close codes, and the one place where every failure of the
-//! engine becomes a `{code, message, details}` body.
+//! Error codes, close codes, and [`WireError`], the `{code, message,
+//! details}` body every failure of the engine becomes. Each layer maps its
+//! own error type into it in one place: the store in `store/error.rs`,
+//! token checks in `auth.rs`, actor mailboxes here.
 
 use std::fmt;
 
 use serde::Serialize;
 
-/// The protocol's error codes (PROTOCOL.md, "Errors").
+/// The protocol's error codes (docs/protocol.md, "Errors").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -65,7 +67,7 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// WebSocket close codes the engine uses (PROTOCOL.md, "Lifecycle events").
+/// WebSocket close codes the engine uses (docs/protocol.md, "Close codes").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseCode {
     Normal,

@@ -1,5 +1,6 @@
-//! The wire protocol (PROTOCOL.md, version 1): request decoding, frame
-//! encoding, error and close codes. The only module that touches JSON.
+//! The wire protocol, version 1 (docs/protocol.md): request decoding,
+//! pushes, frame encoding, error and close codes. The only module of this
+//! crate that touches JSON.
 
 pub mod error;
 pub mod fields;

@@ -1,4 +1,4 @@
-// The wire types of protocol version 1 (shared/PROTOCOL.md), as TypeScript
+// The wire types of protocol version 1 (docs/protocol.md), as TypeScript
 // sees them. Nothing in this file does I/O: it names the frames, the records
 // inside them, and which ack answers which request, so the rest of the
 // library can stay typed end to end.
@@ -13,7 +13,7 @@ export type RoomKind = 'document' | 'chat';
 /** `document:<id>` or `chat:<id>`. */
 export type RoomName = `${RoomKind}:${string}`;
 
-/** Error codes the server sends (PROTOCOL.md, "Errors"). */
+/** Error codes the server sends (docs/protocol.md, "Errors"). */
 export type ServerErrorCode =
   | 'UNAUTHENTICATED'
   | 'TOKEN_EXPIRED'

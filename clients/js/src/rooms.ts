@@ -24,7 +24,7 @@ import type { RequestOptions } from './requests.js';
 import { withMember, withoutMember } from './state.js';
 import type { ChatRoomState, DocumentRoomState, RoomState, StateStore } from './state.js';
 
-/** Largest page `chat:history` returns (PROTOCOL.md, "Chats"). */
+/** Largest page `chat:history` returns (docs/protocol.md, "History"). */
 const HISTORY_PAGE_MAX = 100;
 
 export type Requester = <E extends RequestEvent>(
