@@ -4,8 +4,9 @@
 //! `max_connections_per_user` and shutdown).
 //!
 //! Sessions ask the registry only to resolve a room; after that they talk
-//! to the room directly. A room stops itself when idle; a session that hits
-//! a stopped room's address asks again, naming the stale address.
+//! to the room directly. A room stops itself when idle; a request that hits
+//! a stopped room's address asks again, naming the stale address
+//! ([`route`], for sessions and the HTTP API alike).
 
 pub mod route;
 

@@ -139,7 +139,7 @@ impl Session {
         let delivered = route::deliver(&self.deps.registry, route.id, addr, route.msg);
         ctx.spawn(delivered.into_actor(self).map(move |(answer, addr), act, ctx| {
             // The room may have stopped and been restarted on the way:
-            // keep the address that answered for the next requests.
+            // the next requests go where this one ended.
             if let Some(kept) = act.rooms.get_mut(&name) {
                 *kept = R::wrap(addr);
             }
