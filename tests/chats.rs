@@ -67,6 +67,34 @@ async fn create_public_and_private_chats() {
 }
 
 #[tokio::test]
+async fn leaving_a_chat_checks_access_before_membership() {
+    let server = TestServer::start();
+    let mut alice = server.client("alice").await;
+    alice.ok("chat:create", json!({"chat_id": "team", "private": true, "members": ["bob"]})).await;
+    alice.ok("chat:create", json!({"chat_id": "lobby"})).await;
+
+    // Carol is a stranger to the private chat: leaving it is denied, as
+    // every other chat request is, not NOT_JOINED.
+    let mut carol = server.client("carol").await;
+    let e = carol.fails("chat:leave", json!({"chat_id": "team"}), "PERMISSION_DENIED").await;
+    assert_eq!(e["message"], "chat:team is private");
+    // She could join the public chat, so there she has only not joined.
+    carol.fails("chat:leave", json!({"chat_id": "lobby"}), "NOT_JOINED").await;
+    // Bob is a member of the private chat but this connection has not joined.
+    let mut bob = server.client("bob").await;
+    bob.fails("chat:leave", json!({"chat_id": "team"}), "NOT_JOINED").await;
+
+    // A leave pipelined behind a join that will be refused reaches the room
+    // while the join is still running there: the room checks access too.
+    let refs = carol
+        .send_together(&[("chat:join", json!({"chat_id": "team"})), ("chat:leave", json!({"chat_id": "team"}))])
+        .await;
+    assert_eq!(carol.response(refs[0]).await.unwrap_err()["code"], "PERMISSION_DENIED");
+    assert_eq!(carol.response(refs[1]).await.unwrap_err()["code"], "PERMISSION_DENIED");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn messages_need_a_join_and_valid_content() {
     let server = TestServer::start_with(|o| o.max_message_chars = 10);
     let mut alice = server.client("alice").await;

@@ -9,7 +9,8 @@ use serde::{Serialize, Serializer};
 
 /// Longest document or chat id, in characters (docs/protocol.md, "Documents").
 pub const MAX_ROOM_ID_CHARS: usize = 128;
-/// Longest user id (`sub` claim), in characters (docs/protocol.md, "Reference", JWT).
+/// Longest user id (the token's `sub`), in characters: the same bound as
+/// room ids.
 pub const MAX_USER_ID_CHARS: usize = 128;
 
 /// Why a string was refused as an id; the caller names the field.

@@ -6,22 +6,40 @@
 //! to [`store::Store`].
 //!
 //! ```text
-//!   WebSocket ──► Session (one per connection) ──send──► Registry
-//!                   │  ▲                                    │ starts, on a few
-//!                   │  │ try_send (bounded queue)           ▼ arbiter threads
-//!                   │  └──────────── DocumentRoom / ChatRoom (one per open room)
-//!                   │                      │ AtomicResponse: hold the mailbox
-//!                   │                      ▼ for the commit only
-//!                   └──── Db::run ──► DbExecutor × N (SyncArbiter) ──► Store
+//!   WebSocket ─Inbound─► Session ──────────── send ───────────► Registry
+//!   (binary)             (one per connection)                     │ starts rooms
+//!      ▲                       │             ▲                    │ (on a few threads),
+//!      │ drains           send │     Control │ (slow consumer,    │ forgets them on
+//!      │                       │   eviction; │ shutdown comes     │ RoomStopped
+//!      │                       ▼             │ from the registry) ▼
+//!   bounded ◄── try_send ── DocumentRoom / ChatRoom (one per open room)
+//!   outbound     (Peer)               │ appends, document updates
+//!   queue                             ▼ (the room waits for the commit)
+//!                           Batcher × 2: group commit, one
+//!                           transaction for many rooms' writes
+//!                                     │
+//!   sessions, rooms ── Db::run ──► DbExecutor × N (SyncArbiter) ──► Store
 //! ```
 //!
 //! Who may message whom:
-//! - Sessions `send` to the registry and to rooms and may wait for them.
+//! - Sessions `send` to the registry (register, resolve a room) and to
+//!   rooms, and may wait for them. Requests reach rooms through
+//!   [`registry::route::deliver`], the one loop that resolves a room again
+//!   when it stopped under a request (idle rooms stop).
 //! - Rooms never wait on sessions: they `try_send` frames into each
-//!   session's bounded outbound queue ([`session::outbound::Peer`]); a full
-//!   queue makes the session a slow consumer (closed with 4008).
-//! - Rooms and sessions reach the database only through [`store::Db`],
-//!   which runs blocking store calls on `SyncArbiter` threads.
+//!   session's bounded outbound queue ([`peer::Peer`]); a full queue makes
+//!   the session a slow consumer (closed with 4008). Other notices
+//!   ([`peer::Control`]) go to the session actor; the registry sends one to
+//!   every session at shutdown.
+//! - Rooms tell the registry that they stopped
+//!   ([`lifecycle::RoomStopped`]); they do not import it.
+//! - Rooms and sessions reach the database only through [`store::Db`]:
+//!   reads and rare writes run on the `SyncArbiter` executors
+//!   ([`store::Db::run`]); chat appends and document updates go to a
+//!   group-commit [`store::batch::Batcher`] (one per kind of write), which
+//!   stores the writes waiting from every room (up to
+//!   [`store::batch::MAX_BATCH`]) in one transaction on an executor. A
+//!   room acks and pushes only after its write committed.
 //!
 //! Who owns what:
 //! - [`session::Session`]: authentication, decoding (once, into
@@ -29,7 +47,10 @@
 //!   (which the binary's transport drains).
 //! - [`registry::Registry`]: room name → room actor; live sessions per user.
 //! - [`document::DocumentRoom`], [`chat::ChatRoom`]: ordering of their
-//!   room's operations, presence ([`presence::Presence`]), pushes.
+//!   room's operations and the pushes they cause ([`protocol::Push`]),
+//!   through their [`members::Members`] (presence, [`presence::Presence`]);
+//!   [`lifecycle`]: their mailbox and idle stop.
+//! - [`store::batch::Batcher`]: which writes share a commit.
 //! - The store: durability, version checks and `seq` assignment (the record
 //!   of truth, shared by every engine process).
 
@@ -38,12 +59,14 @@ pub mod chat;
 pub mod config;
 pub mod document;
 pub mod ids;
+pub mod lifecycle;
+pub mod members;
 pub mod model;
 pub mod observer;
 pub mod ot;
+pub mod peer;
 pub mod presence;
 pub mod protocol;
 pub mod registry;
-pub mod room;
 pub mod session;
 pub mod store;

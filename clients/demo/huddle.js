@@ -1564,7 +1564,7 @@ function withoutMember(members, userId) {
 
 
 
-/** Largest page `chat:history` returns (docs/protocol.md, "Chats"). */
+/** Largest page `chat:history` returns (docs/protocol.md, "History"). */
 const HISTORY_PAGE_MAX = 100;
 function deferred() {
     let resolve;

@@ -10,7 +10,7 @@ use futures_util::future::{ready, Ready};
 use huddle_actors::chat::{ChatRoom, PostMessage};
 use huddle_actors::document::{DocumentRoom, ShareDocument};
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId};
-use huddle_actors::protocol::fields::{self, Fields};
+use huddle_actors::protocol::fields::Fields;
 use huddle_actors::protocol::request::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_SAFE_INTEGER};
 use huddle_actors::protocol::{ErrorCode, WireError};
 use huddle_actors::registry::call_room;
@@ -125,7 +125,7 @@ async fn publish(
     let post = PostMessage {
         author: f.user_id("user_id")?,
         requester: None,
-        content: f.message_content(&limits)?,
+        content: f.message_content(&limits)?.into(),
         client_msg_id: f.client_msg_id()?,
     };
     let appended = call_room::<ChatRoom, _>(&state.deps.registry, id, post).await??;

@@ -23,7 +23,7 @@ use actix_http::ws::{CloseCode as WsCloseCode, CloseReason, Codec, Message};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use bytes::{Bytes, BytesMut};
 use huddle_actors::protocol::CloseCode;
-use huddle_actors::session::outbound::Outbound;
+use huddle_actors::peer::Outbound;
 use huddle_actors::session::socket::Outlet;
 
 /// Most bytes encoded into one chunk: bounds the copy held per connection

@@ -7,8 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, ProtocolError};
 use futures_util::StreamExt;
-use huddle_actors::protocol::{ErrorCode, WireError};
-use huddle_actors::registry::Register;
+use huddle_actors::protocol::WireError;
 use huddle_actors::session::socket::Inbound;
 use huddle_actors::session::SessionStarter;
 
@@ -39,21 +38,10 @@ pub async fn upgrade(req: HttpRequest, body: web::Payload, state: web::Data<AppS
     };
     let starter = SessionStarter::default();
     if let Some(identity) = &identity {
-        let registered = state
-            .deps
-            .registry
-            .send(Register {
-                user_id: identity.user_id.clone(),
-                session_id: starter.id(),
-                control: starter.control(),
-            })
-            .await;
-        match registered.map_err(WireError::from).and_then(|r| r) {
-            Ok(()) => {}
-            Err(e) if e.code == ErrorCode::LimitExceeded => {
-                return error_response(&e, Some(StatusCode::TOO_MANY_REQUESTS))
-            }
-            Err(e) => return error_response(&e, None),
+        // Refusals answer with their code's status: 429 past the per-user
+        // limit, 503 while shutting down.
+        if let Err(e) = starter.register(&state.deps.registry, identity).await {
+            return error_response(&e, None);
         }
     }
     let max = state.deps.settings.max_frame_bytes;

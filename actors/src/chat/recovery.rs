@@ -1,4 +1,5 @@
-//! Which messages a `chat:join` returns (docs/protocol.md, "Recovery after a reconnect").
+//! Which messages a `chat:join` returns (docs/protocol.md, "Recovery after
+//! a reconnect").
 //! Pure: the store executes the plan inside its read.
 
 use crate::ids::Seq;

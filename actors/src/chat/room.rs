@@ -1,7 +1,10 @@
-//! One actor per open chat. It serializes the chat's writes: an append runs
-//! its transaction (which assigns the gapless `seq` in the database) while
-//! the room holds its mailbox, then the room acks the sender and pushes the
-//! message to every member, the sender included, in `seq` order.
+//! One actor per open chat. It orders the chat's writes without holding its
+//! mailbox for them: an append goes to the group commit (whose transaction
+//! assigns the gapless `seq` in the database) and the room takes the next
+//! request meanwhile, so the next message can share the commit. Finished
+//! appends are released in the order they were made ([`Pipeline`]): the
+//! room acks the sender, then pushes the message to every member, the
+//! sender included, in `seq` order. A join holds the mailbox for its read.
 
 use std::sync::Arc;
 
@@ -12,11 +15,11 @@ use bytestring::ByteString;
 
 use crate::config::Settings;
 use crate::ids::{ChatId, RoomName, Seq, UserId};
-use crate::protocol::frames::{self, ChatJoined, OneMessage};
-use crate::protocol::{ErrorCode, WireError};
-use crate::registry::RoomStopped;
-use crate::room::{HasMembers, IdleStop, Leave, Members, ROOM_MAILBOX};
-use crate::session::outbound::Requester;
+use crate::protocol::frames::{ChatJoined, OneMessage};
+use crate::protocol::{ErrorCode, Push, WireError};
+use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
+use crate::members::{Leave, Members};
+use crate::peer::Requester;
 use crate::chat::pipeline::Pipeline;
 use crate::store::{Appended, ChatAccess, Db, NewMessage};
 
@@ -29,13 +32,13 @@ pub struct JoinChat {
 }
 
 /// `chat:message` (with a requester, which must have joined) or an HTTP
-/// publish (without).
+/// publish (without). `content` is shared so that a retry does not copy it.
 #[derive(Message, Clone)]
 #[rtype(result = "Result<Appended, WireError>")]
 pub struct PostMessage {
     pub author: UserId,
     pub requester: Option<Requester>,
-    pub content: String,
+    pub content: Arc<str>,
     pub client_msg_id: Option<String>,
 }
 
@@ -58,12 +61,12 @@ pub struct ChatRoom {
     joining: Option<Vec<(Seq, ByteString)>>,
     db: Db,
     settings: Arc<Settings>,
-    registry: Recipient<RoomStopped>,
+    registry: Recipient<RoomStopped<Self>>,
     idle: IdleStop,
 }
 
 impl ChatRoom {
-    pub fn new(id: ChatId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped>) -> Self {
+    pub fn new(id: ChatId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
         let members = Members::new(RoomName::Chat(id.clone()), db.observer().clone());
         ChatRoom {
             id,
@@ -82,6 +85,10 @@ impl ChatRoom {
         let empty = self.members.is_empty();
         self.idle.update(empty, self.settings.room_idle, ctx);
     }
+}
+
+impl RoomKind for ChatRoom {
+    type Id = ChatId;
 }
 
 impl HasMembers for ChatRoom {
@@ -106,7 +113,7 @@ impl Actor for ChatRoom {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.registry.do_send(RoomStopped::Chat(self.id.clone(), ctx.address()));
+        self.registry.do_send(RoomStopped { id: self.id.clone(), addr: ctx.address() });
     }
 }
 
@@ -162,16 +169,8 @@ impl Handler<PostMessage> for ChatRoom {
     type Result = ResponseActFuture<Self, Result<Appended, WireError>>;
 
     fn handle(&mut self, msg: PostMessage, _: &mut Context<Self>) -> Self::Result {
-        if let Some(req) = &msg.requester {
-            if !self.members.contains(req.peer.session_id) {
-                let refusal = not_member_error(&self.db, self.id.clone(), msg.author.clone());
-                return Box::pin(refusal.into_actor(self).map(move |e, _, _| {
-                    if let Some(req) = &msg.requester {
-                        req.fail(&e);
-                    }
-                    Err(e)
-                }));
-            }
+        if let Some(refusal) = self.refuse_non_member(msg.requester.as_ref()) {
+            return Box::pin(refusal.map(|e, _, _| Err(e)));
         }
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             let e = WireError::busy("this chat is writing as fast as it can; retry");
@@ -183,7 +182,7 @@ impl Handler<PostMessage> for ChatRoom {
         let new = NewMessage {
             chat_id: self.id.clone(),
             user_id: msg.author.clone(),
-            content: msg.content,
+            content: String::from(&*msg.content),
             client_msg_id: msg.client_msg_id,
             check_access: msg.requester.is_none(),
         };
@@ -201,6 +200,23 @@ impl Handler<PostMessage> for ChatRoom {
 }
 
 impl ChatRoom {
+    /// Answers a request that needs membership from a connection that is
+    /// not a member (it joined in vain, or was never let in) with
+    /// [`not_member_error`]; `None` for members and for the server itself
+    /// (no requester).
+    fn refuse_non_member(&self, requester: Option<&Requester>) -> Option<ResponseActFuture<Self, WireError>> {
+        let req = requester?;
+        if self.members.contains(req.peer.session_id) {
+            return None;
+        }
+        let refusal = not_member_error(&self.db, self.id.clone(), req.peer.user_id.clone());
+        let req = req.clone();
+        Some(Box::pin(refusal.into_actor(self).map(move |e, _, _| {
+            req.fail(&e);
+            e
+        })))
+    }
+
     /// Acks a finished write and pushes its message, in write order.
     fn release(&mut self, requester: Option<Requester>, outcome: Result<Appended, WireError>) {
         if let Some(req) = &requester {
@@ -212,22 +228,25 @@ impl ChatRoom {
         if let Ok(appended) = outcome {
             if appended.fresh {
                 self.pushed_seq = self.pushed_seq.max(appended.message.seq);
-                let frame = frames::push("chat:message", self.members.room(), OneMessage { message: &appended.message });
+                let frame = self.members.push(Push::ChatMessage { message: &appended.message }, None);
                 if let Some(missed) = &mut self.joining {
-                    missed.push((appended.message.seq, frame.clone()));
+                    missed.push((appended.message.seq, frame));
                 }
-                self.members.broadcast(frame, None);
             }
         }
     }
 }
 
 impl Handler<Leave> for ChatRoom {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(refusal) = self.refuse_non_member(msg.requester.as_ref()) {
+            return Box::pin(refusal.map(|_, _, _| ()));
+        }
         self.members.leave(msg);
         self.membership_changed(ctx);
+        Box::pin(actix::fut::ready(()))
     }
 }
 

@@ -21,11 +21,11 @@ use actix::{Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handle
 
 use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::model::{Document, Grant};
-use crate::protocol::frames::{self, DocumentJoined, DocumentUpdated, DocumentUpdatedAck, Shared};
-use crate::protocol::{ErrorCode, WireError};
-use crate::registry::RoomStopped;
-use crate::room::{HasMembers, IdleStop, Leave, Members, ROOM_MAILBOX};
-use crate::session::outbound::Requester;
+use crate::protocol::frames::{DocumentJoined, DocumentUpdatedAck, Shared};
+use crate::protocol::{ErrorCode, Push, WireError};
+use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
+use crate::members::{Leave, Members};
+use crate::peer::Requester;
 use crate::store::{Db, DocumentUpdate, StoreError};
 use crate::config::Settings;
 
@@ -61,7 +61,7 @@ pub struct DocumentRoom {
     members: Members,
     db: Db,
     settings: Arc<Settings>,
-    registry: Recipient<RoomStopped>,
+    registry: Recipient<RoomStopped<Self>>,
     idle: IdleStop,
     /// The newest version this room saw committed (or refused against).
     committed: Option<Version>,
@@ -72,7 +72,7 @@ pub struct DocumentRoom {
 }
 
 impl DocumentRoom {
-    pub fn new(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped>) -> Self {
+    pub fn new(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
         let members = Members::new(RoomName::Document(id.clone()), db.observer().clone());
         DocumentRoom {
             id,
@@ -105,6 +105,10 @@ impl DocumentRoom {
     }
 }
 
+impl RoomKind for DocumentRoom {
+    type Id = DocumentId;
+}
+
 impl HasMembers for DocumentRoom {
     fn members(&self) -> &Members {
         &self.members
@@ -120,7 +124,7 @@ impl Actor for DocumentRoom {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.registry.do_send(RoomStopped::Document(self.id.clone(), ctx.address()));
+        self.registry.do_send(RoomStopped { id: self.id.clone(), addr: ctx.address() });
     }
 }
 
@@ -184,12 +188,8 @@ impl Handler<UpdateDocument> for DocumentRoom {
                 }
             }
             let document = result?;
-            let frame = frames::push(
-                "documents:updated",
-                room.members.room(),
-                DocumentUpdated { document: &document, user_id: &req.peer.user_id },
-            );
-            room.members.broadcast(frame, Some(req.peer.session_id));
+            let updated = Push::DocumentsUpdated { document: &document, user_id: &req.peer.user_id };
+            room.members.push(updated, Some(req.peer.session_id));
             Ok(document.version)
         })))
     }
@@ -234,7 +234,7 @@ impl DocumentRoom {
     fn evict(&mut self, user: &UserId) {
         let room = self.members.room().clone();
         let denied = WireError::new(ErrorCode::PermissionDenied, format!("access to {room} was revoked"));
-        let frame = frames::error(None, Some(&room), &denied);
+        let frame = Push::Error(&denied).encode(&room);
         for session in self.members.sessions_of(user) {
             if let Some(peer) = self.members.remove(session) {
                 peer.deliver(frame.clone());

@@ -1,11 +1,11 @@
-//! Error codes, close codes, and the one place where every failure of the
-//! engine becomes a `{code, message, details}` body.
+//! Error codes, close codes, and [`WireError`], the `{code, message,
+//! details}` body every failure of the engine becomes. Each layer maps its
+//! own error type into it in one place: the store in `store/error.rs`,
+//! token checks in `auth.rs`, actor mailboxes here.
 
 use std::fmt;
 
 use serde::Serialize;
-
-use crate::store::StoreError;
 
 /// The protocol's error codes (docs/protocol.md, "Errors").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -192,37 +192,6 @@ impl WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl From<StoreError> for WireError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => {
-                WireError::new(ErrorCode::NotFound, format!("no such {what}"))
-            }
-            StoreError::PermissionDenied(why) => WireError::new(ErrorCode::PermissionDenied, why),
-            StoreError::AlreadyExists(what) => {
-                WireError::new(ErrorCode::AlreadyExists, format!("{what} already exists"))
-            }
-            StoreError::VersionConflict { document, current } => {
-                let mut w = WireError::new(
-                    ErrorCode::VersionConflict,
-                    format!("document {document} is at version {}", current.0),
-                );
-                w.details.current_version = Some(current.0);
-                w
-            }
-            StoreError::Invalid { field, message } => WireError::invalid(field, message),
-            // Logged once when the condition starts and once when it ends
-            // (by the store), not per request.
-            StoreError::Unavailable { reason, .. } => {
-                let mut w = WireError::busy(format!("the database is unavailable ({reason}); retry shortly"));
-                w.details.reason = Some(reason);
-                w
-            }
-            StoreError::Internal(cause) => WireError::internal("database", &cause),
-        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! Server-to-client frames. Every frame the engine writes is built here, so
-//! the `ref` echo rule and the push shape live in one place. A push is encoded
-//! once per room event and the same bytes are shared by every member.
+//! Server-to-client frames. Every frame the engine writes is encoded here,
+//! so the `ref` echo rule and the envelope live in one place: answers
+//! (`ack`, `error`) and session events are built here, room pushes in
+//! [`crate::protocol::push`].
 
 use bytestring::ByteString;
 use serde::Serialize;
@@ -20,7 +21,7 @@ struct Frame<'a, D> {
     data: D,
 }
 
-fn encode<D: Serialize>(event: &str, r#ref: Option<&Ref>, room: Option<&RoomName>, data: D) -> ByteString {
+pub(super) fn encode<D: Serialize>(event: &str, r#ref: Option<&Ref>, room: Option<&RoomName>, data: D) -> ByteString {
     match serde_json::to_string(&Frame { event, r#ref, room, data }) {
         Ok(s) => ByteString::from(s),
         // Our data types have string keys only, so this cannot happen; if it
@@ -42,11 +43,6 @@ pub fn ack<D: Serialize>(r#ref: &Ref, data: D) -> ByteString {
 /// An `error`, answering a request (`ref`) or about a room (`room`).
 pub fn error(r#ref: Option<&Ref>, room: Option<&RoomName>, e: &WireError) -> ByteString {
     encode("error", r#ref, room, e)
-}
-
-/// A push about a room.
-pub fn push<D: Serialize>(event: &str, room: &RoomName, data: D) -> ByteString {
-    encode(event, None, Some(room), data)
 }
 
 /// A push that concerns the connection, not a room (`connect`, `session_update`).
@@ -113,12 +109,6 @@ pub struct DocumentUpdatedAck<'a> {
 }
 
 #[derive(Serialize)]
-pub struct DocumentUpdated<'a> {
-    pub document: &'a Document,
-    pub user_id: &'a UserId,
-}
-
-#[derive(Serialize)]
 pub struct Shared<'a> {
     pub document_id: &'a DocumentId,
     pub user_id: &'a UserId,
@@ -153,18 +143,6 @@ pub struct OneMessage<'a> {
 pub struct History<'a> {
     pub messages: &'a [Message],
     pub has_more: bool,
-}
-
-#[derive(Serialize)]
-pub struct UserJoined<'a> {
-    pub user_id: &'a UserId,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-pub struct UserLeft<'a> {
-    pub user_id: &'a UserId,
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
-//! The wire protocol (docs/protocol.md, version 1): request decoding, frame
-//! encoding, error and close codes. The only module that touches JSON.
+//! The wire protocol, version 1 (docs/protocol.md): request decoding,
+//! pushes, frame encoding, error and close codes. The only module of this
+//! crate that touches JSON.
 
 pub mod error;
 pub mod fields;
 pub mod frames;
+pub mod push;
 pub mod request;
 
 pub use error::{CloseCode, Details, ErrorCode, WireError};
+pub use push::Push;
 pub use request::{decode, ClientRequest, DecodeError, DecodeLimits, Ref, Request};
 
 /// The protocol version announced in `connect`.

@@ -16,7 +16,7 @@ use crate::protocol::fields::{self, Fields};
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// Longest string `ref`, in characters.
 pub const MAX_REF_CHARS: usize = 64;
-/// `chat:history` page size bounds and default (docs/protocol.md, "Chats").
+/// `chat:history` page size bounds and default (docs/protocol.md, "History").
 pub const HISTORY_LIMIT_MAX: i64 = 100;
 pub const HISTORY_LIMIT_DEFAULT: i64 = 50;
 

@@ -10,12 +10,12 @@ use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
 
 use crate::chat::{not_member_error, ChatRoom, JoinChat, PostMessage};
 use crate::document::{DocumentRoom, JoinDocument, ShareDocument, UpdateDocument};
-use crate::ids::RoomName;
+use crate::ids::{ChatId, RoomName};
 use crate::model::Timestamp;
 use crate::protocol::frames::{self, ChatCreated, DocumentCreated, History, Pong, Refreshed, SessionUpdate};
 use crate::protocol::{ClientRequest, ErrorCode, Request, WireError};
-use crate::room::Leave;
-use crate::session::outbound::{Peer, Requester};
+use crate::members::Leave;
+use crate::peer::{Peer, Requester};
 use crate::session::routing::{Done, Route};
 use crate::session::Session;
 use crate::auth::AuthFailure;
@@ -78,17 +78,10 @@ impl Session {
                 self.route(ctx, event, route, self.after_join(name, req));
             }
             ClientRequest::ChatMessage { chat_id, content, client_msg_id } => {
-                let name = RoomName::Chat(chat_id.clone());
-                if !self.rooms.contains_key(&name) {
-                    let refusal = not_member_error(&self.deps.db, chat_id, user);
-                    let started = self.begin();
-                    ctx.spawn(refusal.into_actor(self).map(move |e, act, ctx| {
-                        act.fail(&req, event, &e);
-                        act.end(event, started, ctx);
-                    }));
+                if !self.in_chat(ctx, &chat_id, &req, event) {
                     return;
                 }
-                let msg = PostMessage { author: user, requester: Some(req.clone()), content, client_msg_id };
+                let msg = PostMessage { author: user, requester: Some(req.clone()), content: Arc::from(content), client_msg_id };
                 let route = Route::<ChatRoom, _> { id: chat_id, msg, remember: false };
                 self.route(ctx, event, route, fail_if_unreached(req, event));
             }
@@ -99,7 +92,9 @@ impl Session {
                 });
             }
             ClientRequest::ChatLeave { chat_id } => {
-                self.leave(ctx, RoomName::Chat(chat_id), req, "chat:leave");
+                if self.in_chat(ctx, &chat_id, &req, event) {
+                    self.leave(ctx, RoomName::Chat(chat_id), req, event);
+                }
             }
         }
     }
@@ -142,6 +137,23 @@ impl Session {
             "max_rooms_per_connection",
             format!("this connection already joined {max} rooms"),
         ))
+    }
+
+    /// Whether this connection is in the chat. If not, the request is
+    /// answered with the error of a non-member ([`not_member_error`]:
+    /// access is checked first, so a stranger to a private chat hears
+    /// `PERMISSION_DENIED`, anyone who could join `NOT_JOINED`).
+    fn in_chat(&mut self, ctx: &mut Context<Self>, chat_id: &ChatId, req: &Requester, event: &'static str) -> bool {
+        if self.rooms.contains_key(&RoomName::Chat(chat_id.clone())) {
+            return true;
+        }
+        let refusal = not_member_error(&self.deps.db, chat_id.clone(), req.peer.user_id.clone());
+        let (req, started) = (req.clone(), self.begin());
+        ctx.spawn(refusal.into_actor(self).map(move |e, act, ctx| {
+            act.fail(&req, event, &e);
+            act.end(event, started, ctx);
+        }));
+        false
     }
 
     /// Keeps the room if the join succeeded, forgets it otherwise.

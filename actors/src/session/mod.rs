@@ -10,17 +10,17 @@
 //! unregisters from the registry.
 
 mod dispatch;
-pub mod outbound;
 pub mod rate;
 mod routing;
 pub mod socket;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Recipient, SpawnHandle, StreamHandler,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, SpawnHandle, StreamHandler,
     WrapFuture,
 };
 use bytestring::ByteString;
@@ -34,10 +34,10 @@ use crate::model::Timestamp;
 use crate::observer::Observer;
 use crate::protocol::frames::{self, Connect};
 use crate::protocol::{decode, ClientRequest, CloseCode, DecodeLimits, ErrorCode, Ref, Request, WireError, PROTOCOL_VERSION};
-use crate::registry::{Register, Registry, Unregister};
+use crate::registry::{self, Registry, Unregister};
 use crate::store::Db;
 
-use self::outbound::{Control, Outbound, Peer};
+use crate::peer::{Control, Outbound, Peer};
 use self::rate::{RateLimiter, Verdict};
 use self::routing::RoomAddr;
 use self::socket::{Inbound, Outlet};
@@ -106,8 +106,10 @@ impl SessionStarter {
         self.id
     }
 
-    pub fn control(&self) -> Recipient<Control> {
-        self.ctx.address().recipient()
+    /// Registers the connection, authenticated before the upgrade, for
+    /// its user (see [`registry::register`]).
+    pub fn register(&self, registry: &Addr<Registry>, identity: &Identity) -> impl Future<Output = Result<(), WireError>> {
+        registry::register(registry, identity.user_id.clone(), self.id, self.ctx.address().recipient())
     }
 
     /// Starts the actor and returns the outlet the transport must write
@@ -374,15 +376,11 @@ impl Session {
             Ok(i) => i,
             Err(f) => return self.refuse_auth(r#ref.as_ref(), &f.into(), ctx),
         };
-        let register = self.deps.registry.send(Register {
-            user_id: identity.user_id.clone(),
-            session_id: self.id,
-            control: ctx.address().recipient(),
-        });
+        let register = registry::register(&self.deps.registry, identity.user_id.clone(), self.id, ctx.address().recipient());
         // Hold this connection's frames until the registry has answered, so
         // nothing is handled before `connect`.
         ctx.wait(register.into_actor(self).map(move |answer, act, ctx| {
-            match answer.map_err(WireError::from).and_then(|r| r) {
+            match answer {
                 Ok(()) => {
                     act.identity = Some(identity);
                     act.registered = true;
@@ -430,7 +428,9 @@ impl StreamHandler<Inbound> for Session {
                 self.close(CloseCode::InvalidUtf8, ctx);
             }
             Inbound::Broken(why) => {
-                log::info!("session {}: broken framing: {why}", self.id);
+                // Mostly a client that went away without a Close frame
+                // (an I/O error): normal life for a server, not news.
+                log::debug!("session {}: broken framing: {why}", self.id);
                 self.close(CloseCode::Policy, ctx);
             }
         }

@@ -2,21 +2,18 @@
 //! others are resolved through the registry. A request is put into the
 //! room's mailbox as soon as its address is known, so requests from one
 //! connection reach a room in the order they were sent. A room that stopped
-//! in between (idle rooms stop) is resolved again and the request resent.
+//! in between (idle rooms stop) is chased by [`route::deliver`].
 
 use actix::dev::ToEnvelope;
-use actix::{ActorFutureExt, Addr, AsyncContext, Context, Handler, MailboxError, Message, WrapFuture};
+use actix::{ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 
 use crate::chat::ChatRoom;
 use crate::document::DocumentRoom;
 use crate::ids::{ChatId, DocumentId, RoomName, SessionId};
 use crate::protocol::WireError;
-use crate::registry::{OpenRoom, Registry, RoomKind};
-use crate::room::Leave;
+use crate::registry::{route, Hosted};
+use crate::members::Leave;
 use crate::session::Session;
-
-/// How many times a request chases a room that stopped under it.
-const ROUTE_ATTEMPTS: u8 = 3;
 
 /// A joined room's actor.
 #[derive(Clone)]
@@ -39,7 +36,7 @@ impl RoomAddr {
 }
 
 /// Room kinds a session can route to.
-pub trait Routable: RoomKind {
+pub trait Routable: Hosted {
     fn name(id: &Self::Id) -> RoomName;
     fn cached(addr: &RoomAddr) -> Option<Addr<Self>>;
     fn wrap(addr: Addr<Self>) -> RoomAddr;
@@ -100,49 +97,27 @@ impl Session {
         R::Context: ToEnvelope<R, M>,
         M: Message + Clone + Send + 'static,
         M::Result: Send,
-        Registry: Handler<OpenRoom<R>>,
     {
         let started = self.begin();
         let done: Done<M::Result> = Box::new(move |act, ctx, answer| {
             done(act, ctx, answer);
             act.end(event, started, ctx);
         });
-        self.route_attempt(ctx, route, None, 1, done);
-    }
-
-    fn route_attempt<R, M>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        route: Route<R, M>,
-        stale: Option<Addr<R>>,
-        attempt: u8,
-        done: Done<M::Result>,
-    ) where
-        R: Routable + Handler<M>,
-        R::Context: ToEnvelope<R, M>,
-        M: Message + Clone + Send + 'static,
-        M::Result: Send,
-        Registry: Handler<OpenRoom<R>>,
-    {
         let name = R::name(&route.id);
-        let cached = match stale {
-            None => self.rooms.get(&name).and_then(R::cached),
-            Some(_) => None,
-        };
-        if let Some(addr) = cached {
-            self.send_to_room(ctx, addr, route, attempt, done);
+        if let Some(addr) = self.rooms.get(&name).and_then(R::cached) {
+            self.send_to_room(ctx, name, addr, route, done);
             return;
         }
-        let open = self.deps.registry.send(OpenRoom::<R> { id: route.id.clone(), stale, home: actix::Arbiter::current() });
+        let open = route::open::<R>(&self.deps.registry, route.id.clone(), None);
         // Waiting here (a registry round trip, no I/O) keeps this
         // connection's requests in order: the next frame is read only once
         // this one is in the room's mailbox.
         ctx.wait(open.into_actor(self).map(move |opened, act, ctx| match opened {
             Ok(addr) => {
                 if route.remember || act.rooms.contains_key(&name) {
-                    act.rooms.insert(name, R::wrap(addr.clone()));
+                    act.rooms.insert(name.clone(), R::wrap(addr.clone()));
                 }
-                act.send_to_room(ctx, addr, route, attempt, done);
+                act.send_to_room(ctx, name, addr, route, done);
             }
             Err(e) => done(act, ctx, Err(e.into())),
         }));
@@ -151,24 +126,24 @@ impl Session {
     fn send_to_room<R, M>(
         &mut self,
         ctx: &mut Context<Self>,
+        name: RoomName,
         addr: Addr<R>,
         route: Route<R, M>,
-        attempt: u8,
         done: Done<M::Result>,
     ) where
         R: Routable + Handler<M>,
         R::Context: ToEnvelope<R, M>,
         M: Message + Clone + Send + 'static,
         M::Result: Send,
-        Registry: Handler<OpenRoom<R>>,
     {
-        let reply = addr.send(route.msg.clone());
-        ctx.spawn(reply.into_actor(self).map(move |answer, act, ctx| match answer {
-            Ok(v) => done(act, ctx, Ok(v)),
-            Err(MailboxError::Closed) if attempt < ROUTE_ATTEMPTS => {
-                act.route_attempt(ctx, route, Some(addr), attempt + 1, done);
+        let delivered = route::deliver(&self.deps.registry, route.id, addr, route.msg);
+        ctx.spawn(delivered.into_actor(self).map(move |(answer, addr), act, ctx| {
+            // The room may have stopped and been restarted on the way:
+            // the next requests go where this one ended.
+            if let Some(kept) = act.rooms.get_mut(&name) {
+                *kept = R::wrap(addr);
             }
-            Err(e) => done(act, ctx, Err(e.into())),
+            done(act, ctx, answer);
         }));
     }
 }

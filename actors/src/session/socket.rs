@@ -7,7 +7,7 @@ use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::CloseCode;
-use crate::session::outbound::Outbound;
+use crate::peer::Outbound;
 
 /// One thing read from the connection.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ pub enum Inbound {
 /// starts. The transport writes the queued frames out in order, as fast as
 /// the connection takes them, and stops after a Close. The session never
 /// waits on it: producers `try_send` into the queue (see
-/// [`crate::session::outbound`]).
+/// [`crate::peer`]).
 pub struct Outlet {
     pub queue: mpsc::Receiver<Outbound>,
     /// A close that cannot wait for the queue (a slow consumer's): drop

@@ -6,46 +6,20 @@
 //! group-commit [`batch::Batcher`]s.
 
 pub mod batch;
+mod error;
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncContext};
 
-
 use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
 use crate::model::{Chat, Document, Grant, Message as ChatMessage, Role};
 use crate::observer::Observer;
 use crate::protocol::WireError;
 
-/// What went wrong in the store, in terms the protocol can express.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoreError {
-    /// `what` names the missing thing: "document d1".
-    NotFound(String),
-    PermissionDenied(String),
-    AlreadyExists(String),
-    VersionConflict { document: DocumentId, current: Version },
-    Invalid { field: &'static str, message: String },
-    /// A condition of the machine (disk full, database unreachable): not a
-    /// bug, safe to retry. `reason` is short and stable (`disk_full`);
-    /// `cause` is the database's own words, for the log.
-    Unavailable { reason: &'static str, cause: String },
-    /// Anything else: a bug or a corrupt database.
-    Internal(String),
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-pub type StoreResult<T> = Result<T, StoreError>;
+pub use error::{StoreError, StoreResult};
 
 /// A chat as seen by a joining member.
 #[derive(Debug, Clone, PartialEq)]

@@ -44,7 +44,7 @@ export interface DocumentSync {
   ended(error: HuddleError | null): void;
 }
 
-/** Largest page `chat:history` returns (docs/protocol.md, "Chats"). */
+/** Largest page `chat:history` returns (docs/protocol.md, "History"). */
 const HISTORY_PAGE_MAX = 100;
 
 export type Requester = <E extends RequestEvent>(

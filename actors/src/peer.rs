@@ -1,6 +1,10 @@
-//! A session's outbound path: the bounded queue of frames every producer
-//! (the session itself, rooms) writes into, and the [`Peer`] handle rooms
-//! hold. The transport drains the queue (see [`crate::session::socket::Outlet`]).
+//! How rooms and the registry reach a session. Rooms hold a [`Peer`] for
+//! each member (and a [`Requester`] for each request) and offer frames into
+//! the session's bounded outbound queue of [`Outbound`] items, which the
+//! session itself also writes into and the transport drains (see
+//! [`crate::session::socket::Outlet`]). Notices that are not frames
+//! ([`Control`]: slow consumer, eviction, and shutdown, which the registry
+//! sends) go to the session actor.
 //!
 //! Rooms never wait on a session: they `try_send` into its queue, and a full
 //! queue marks the session a slow consumer (closed with 4008) instead of

@@ -4,10 +4,14 @@
 //! `max_connections_per_user` and shutdown).
 //!
 //! Sessions ask the registry only to resolve a room; after that they talk
-//! to the room directly. A room stops itself when idle; a session that hits
-//! a stopped room's address asks again, naming the stale address.
+//! to the room directly. A room stops itself when idle; a request that hits
+//! a stopped room's address asks again, naming the stale address
+//! ([`route`], for sessions and the HTTP API alike).
+
+pub mod route;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
@@ -16,9 +20,12 @@ use crate::chat::ChatRoom;
 use crate::config::Settings;
 use crate::document::DocumentRoom;
 use crate::ids::{ChatId, DocumentId, SessionId, UserId};
+use crate::lifecycle::{RoomKind, RoomStopped};
 use crate::protocol::WireError;
-use crate::session::outbound::Control;
+use crate::peer::Control;
 use crate::store::Db;
+
+pub use route::call_room;
 
 /// Resolves a room's actor, starting it if needed. `stale`: an address the
 /// caller found stopped.
@@ -34,25 +41,29 @@ impl<R: RoomKind> Message for OpenRoom<R> {
     type Result = Addr<R>;
 }
 
-/// Both room kinds, as the registry and sessions handle them.
-pub trait RoomKind: Actor<Context = Context<Self>> {
-    type Id: Clone + Eq + std::hash::Hash + Send + Unpin + 'static;
+/// Room kinds the registry keeps: where it keeps them, and how it makes
+/// a new one.
+pub trait Hosted: RoomKind {
+    fn rooms(registry: &mut Registry) -> &mut HashMap<Self::Id, Addr<Self>>;
+    fn build(id: Self::Id, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self;
 }
 
-impl RoomKind for DocumentRoom {
-    type Id = DocumentId;
+impl Hosted for DocumentRoom {
+    fn rooms(registry: &mut Registry) -> &mut HashMap<DocumentId, Addr<Self>> {
+        &mut registry.documents
+    }
+    fn build(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
+        DocumentRoom::new(id, db, settings, registry)
+    }
 }
 
-impl RoomKind for ChatRoom {
-    type Id = ChatId;
-}
-
-/// Sent by a room when it stops.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub enum RoomStopped {
-    Document(DocumentId, Addr<DocumentRoom>),
-    Chat(ChatId, Addr<ChatRoom>),
+impl Hosted for ChatRoom {
+    fn rooms(registry: &mut Registry) -> &mut HashMap<ChatId, Addr<Self>> {
+        &mut registry.chats
+    }
+    fn build(id: ChatId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
+        ChatRoom::new(id, db, settings, registry)
+    }
 }
 
 /// An authenticated connection announces itself; refused past
@@ -63,6 +74,22 @@ pub struct Register {
     pub user_id: UserId,
     pub session_id: SessionId,
     pub control: Recipient<Control>,
+}
+
+/// Registers an authenticated connection for its user: the one way both
+/// the WebSocket route (header token, before the upgrade) and a session
+/// (first-frame `auth`) do it. Refused with `LIMIT_EXCEEDED` past
+/// `max_connections_per_user`, or `SERVER_BUSY` while shutting down; the
+/// route answers those with their HTTP statuses (429, 503), a session
+/// with close 1008 or 1001.
+pub fn register(
+    registry: &Addr<Registry>,
+    user_id: UserId,
+    session_id: SessionId,
+    control: Recipient<Control>,
+) -> impl Future<Output = Result<(), WireError>> + 'static {
+    let sent = registry.send(Register { user_id, session_id, control });
+    async move { sent.await? }
 }
 
 #[derive(Message)]
@@ -167,47 +194,26 @@ where
     addr
 }
 
-impl Handler<OpenRoom<DocumentRoom>> for Registry {
-    type Result = MessageResult<OpenRoom<DocumentRoom>>;
+impl<R: Hosted> Handler<OpenRoom<R>> for Registry {
+    type Result = MessageResult<OpenRoom<R>>;
 
-    fn handle(&mut self, msg: OpenRoom<DocumentRoom>, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: OpenRoom<R>, ctx: &mut Context<Self>) -> Self::Result {
         let (db, settings, me) = (self.db.clone(), self.settings.clone(), ctx.address().recipient());
         let arbiter = self.arbiter(msg.home);
         let id = msg.id.clone();
-        MessageResult(resolve(&mut self.documents, msg.id, msg.stale, move || {
-            DocumentRoom::start_in_arbiter(&arbiter, move |_| DocumentRoom::new(id, db, settings, me))
+        MessageResult(resolve(R::rooms(self), msg.id, msg.stale, move || {
+            R::start_in_arbiter(&arbiter, move |_| R::build(id, db, settings, me))
         }))
     }
 }
 
-impl Handler<OpenRoom<ChatRoom>> for Registry {
-    type Result = MessageResult<OpenRoom<ChatRoom>>;
-
-    fn handle(&mut self, msg: OpenRoom<ChatRoom>, ctx: &mut Context<Self>) -> Self::Result {
-        let (db, settings, me) = (self.db.clone(), self.settings.clone(), ctx.address().recipient());
-        let arbiter = self.arbiter(msg.home);
-        let id = msg.id.clone();
-        MessageResult(resolve(&mut self.chats, msg.id, msg.stale, move || {
-            ChatRoom::start_in_arbiter(&arbiter, move |_| ChatRoom::new(id, db, settings, me))
-        }))
-    }
-}
-
-impl Handler<RoomStopped> for Registry {
+impl<R: Hosted> Handler<RoomStopped<R>> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: RoomStopped, _: &mut Context<Self>) {
-        match msg {
-            RoomStopped::Document(id, addr) => {
-                if self.documents.get(&id) == Some(&addr) {
-                    self.documents.remove(&id);
-                }
-            }
-            RoomStopped::Chat(id, addr) => {
-                if self.chats.get(&id) == Some(&addr) {
-                    self.chats.remove(&id);
-                }
-            }
+    fn handle(&mut self, msg: RoomStopped<R>, _: &mut Context<Self>) {
+        let rooms = R::rooms(self);
+        if rooms.get(&msg.id) == Some(&msg.addr) {
+            rooms.remove(&msg.id);
         }
     }
 }
@@ -276,26 +282,4 @@ impl Handler<Stats> for Registry {
             chat_rooms: self.chats.values().filter(|a| a.connected()).count(),
         })
     }
-}
-
-/// Sends `msg` to a room from outside a session (the HTTP API), resolving
-/// the room through the registry and chasing it if it stopped meanwhile.
-pub async fn call_room<R, M>(registry: &Addr<Registry>, id: R::Id, msg: M) -> Result<M::Result, WireError>
-where
-    R: RoomKind + Handler<M>,
-    R::Context: actix::dev::ToEnvelope<R, M>,
-    M: Message + Clone + Send + 'static,
-    M::Result: Send,
-    Registry: Handler<OpenRoom<R>>,
-{
-    let mut stale = None;
-    for _ in 0..3 {
-        let addr = registry.send(OpenRoom::<R> { id: id.clone(), stale: stale.take(), home: Arbiter::current() }).await?;
-        match addr.send(msg.clone()).await {
-            Ok(answer) => return Ok(answer),
-            Err(actix::MailboxError::Closed) => stale = Some(addr),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(WireError::busy("the room kept restarting; retry"))
 }

@@ -1,5 +1,5 @@
-//! What document and chat rooms share: their members and how pushes reach
-//! them, leaving, and stopping when idle.
+//! The members of a room (document or chat) and how pushes reach them;
+//! leaving.
 //!
 //! A push is encoded once and the same bytes are offered to every member
 //! with `try_send`; members whose queue is full (slow consumers) or gone are
@@ -7,19 +7,16 @@
 //! stalled client never holds a room back.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Message, SpawnHandle};
+use actix::Message;
 use bytestring::ByteString;
 
 use crate::ids::{RoomName, SessionId};
 use crate::observer::Observer;
 use crate::presence::{Joined, Presence};
-use crate::protocol::frames::{self, MemberInfo, RoomOnly, UserJoined, UserLeft};
-use crate::session::outbound::{Delivery, Peer, Requester};
-
-/// Room mailboxes hold this many requests; senders wait beyond it.
-pub const ROOM_MAILBOX: usize = 4096;
+use crate::protocol::frames::{MemberInfo, RoomOnly};
+use crate::protocol::Push;
+use crate::peer::{Delivery, Peer, Requester};
 
 /// A connection leaves a room: a `*:leave` request (with a requester to
 /// ack) or a disconnect (without).
@@ -93,12 +90,7 @@ impl Members {
 
     /// Tells the others that `peer`'s user arrived.
     pub fn announce_join(&mut self, peer: &Peer) {
-        let frame = frames::push(
-            "user:joined",
-            &self.room,
-            UserJoined { user_id: &peer.user_id, name: peer.name.as_deref() },
-        );
-        self.broadcast(frame, Some(peer.session_id));
+        self.push(Push::UserJoined { user_id: &peer.user_id, name: peer.name.as_deref() }, Some(peer.session_id));
     }
 
     /// Removes a connection and, if it was its user's last one, tells the
@@ -106,15 +98,22 @@ impl Members {
     pub fn remove(&mut self, session: SessionId) -> Option<Peer> {
         let left = self.presence.leave(session)?;
         if left.last_connection {
-            let frame = frames::push("user:left", &self.room, UserLeft { user_id: &left.user_id });
-            self.broadcast(frame, None);
+            self.push(Push::UserLeft { user_id: &left.user_id }, None);
         }
         Some(left.peer)
     }
 
+    /// Encodes `push` once and offers it to every member but `except`;
+    /// returns the encoded frame.
+    pub fn push(&mut self, push: Push<'_>, except: Option<SessionId>) -> ByteString {
+        let frame = push.encode(&self.room);
+        self.broadcast(frame.clone(), except);
+        frame
+    }
+
     /// Offers `frame` to every member but `except`. Members that cannot take
     /// it are removed (which may announce `user:left`).
-    pub fn broadcast(&mut self, frame: ByteString, except: Option<SessionId>) {
+    fn broadcast(&mut self, frame: ByteString, except: Option<SessionId>) {
         let mut failed = Vec::new();
         let mut delivered = 0;
         for (session, peer) in self.presence.peers() {
@@ -147,37 +146,4 @@ impl Members {
             }
         }
     }
-}
-
-/// Stops a room that stayed empty for `after`. Rooms hold only a warm
-/// cache and presence; the database holds the state, so a stopped room is
-/// restarted on the next request at no loss.
-#[derive(Default)]
-pub struct IdleStop {
-    timer: Option<SpawnHandle>,
-}
-
-impl IdleStop {
-    /// Call after every change of membership.
-    pub fn update<A>(&mut self, empty: bool, after: Duration, ctx: &mut Context<A>)
-    where
-        A: Actor<Context = Context<A>> + HasMembers,
-    {
-        if let Some(t) = self.timer.take() {
-            ctx.cancel_future(t);
-        }
-        if empty {
-            self.timer = Some(ctx.run_later(after, |act, ctx| {
-                if act.members().is_empty() {
-                    log::debug!("{}: idle, stopping", act.members().room());
-                    ctx.stop();
-                }
-            }));
-        }
-    }
-}
-
-/// Rooms expose their members to shared helpers.
-pub trait HasMembers {
-    fn members(&self) -> &Members;
 }

@@ -1,0 +1,116 @@
+//! Server pushes: what a room tells its members without being asked. Every
+//! push event and its data are declared in [`Push`], as every request is
+//! in [`crate::protocol::ClientRequest`]. A room encodes a push once per
+//! event ([`Push::encode`]) and offers the same bytes to every member.
+
+use bytestring::ByteString;
+use serde::Serialize;
+
+use crate::ids::{RoomName, UserId};
+use crate::model::{Document, Message};
+use crate::protocol::error::WireError;
+use crate::protocol::frames;
+
+/// A push about a room. Serialized as its frame's `data`; the event name
+/// comes from [`Push::event`].
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Push<'a> {
+    /// `chat:message`: a message was stored; to every member, the sender
+    /// included.
+    ChatMessage { message: &'a Message },
+    /// `documents:updated`: a new version; to every member but its author's
+    /// connection.
+    DocumentsUpdated { document: &'a Document, user_id: &'a UserId },
+    /// `user:joined`: the first connection of a user joined.
+    UserJoined {
+        user_id: &'a UserId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<&'a str>,
+    },
+    /// `user:left`: the last connection of a user left.
+    UserLeft { user_id: &'a UserId },
+    /// `error` about the room, answering no request: the member lost access
+    /// and was removed from the room.
+    Error(&'a WireError),
+}
+
+impl Push<'_> {
+    pub fn event(&self) -> &'static str {
+        match self {
+            Push::ChatMessage { .. } => "chat:message",
+            Push::DocumentsUpdated { .. } => "documents:updated",
+            Push::UserJoined { .. } => "user:joined",
+            Push::UserLeft { .. } => "user:left",
+            Push::Error(_) => "error",
+        }
+    }
+
+    /// The frame `{"event", "room", "data"}`, to be shared by every member.
+    pub fn encode(&self, room: &RoomName) -> ByteString {
+        frames::encode(self.event(), None, Some(room), self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ChatId, DocumentId, Seq, Version};
+    use crate::model::Timestamp;
+    use crate::protocol::error::ErrorCode;
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).unwrap()
+    }
+
+    // The frames clients read today, byte for byte (field order included).
+    #[test]
+    fn pushes_encode_as_event_room_data() {
+        let chat = RoomName::Chat(ChatId::parse("general").unwrap());
+        let bob = user("bob");
+        let f = Push::UserJoined { user_id: &bob, name: Some("Bob") }.encode(&chat);
+        assert_eq!(&*f, r#"{"event":"user:joined","room":"chat:general","data":{"user_id":"bob","name":"Bob"}}"#);
+        let f = Push::UserJoined { user_id: &bob, name: None }.encode(&chat);
+        assert_eq!(&*f, r#"{"event":"user:joined","room":"chat:general","data":{"user_id":"bob"}}"#);
+        let f = Push::UserLeft { user_id: &bob }.encode(&chat);
+        assert_eq!(&*f, r#"{"event":"user:left","room":"chat:general","data":{"user_id":"bob"}}"#);
+
+        let message = Message {
+            id: "m1".into(),
+            chat_id: ChatId::parse("general").unwrap(),
+            seq: Seq(3),
+            user_id: bob.clone(),
+            content: "hi".into(),
+            created_at: Timestamp(0),
+            client_msg_id: None,
+        };
+        let f = Push::ChatMessage { message: &message }.encode(&chat);
+        assert_eq!(
+            &*f,
+            r#"{"event":"chat:message","room":"chat:general","data":{"message":{"id":"m1","chat_id":"general","seq":3,"user_id":"bob","content":"hi","created_at":"1970-01-01T00:00:00.000Z"}}}"#
+        );
+
+        let doc = DocumentId::parse("plan").unwrap();
+        let room = RoomName::Document(doc.clone());
+        let document = Document {
+            id: doc,
+            title: "Plan".into(),
+            content: "x".into(),
+            version: Version(2),
+            updated_at: Timestamp(0),
+            updated_by: bob.clone(),
+        };
+        let f = Push::DocumentsUpdated { document: &document, user_id: &bob }.encode(&room);
+        assert_eq!(
+            &*f,
+            r#"{"event":"documents:updated","room":"document:plan","data":{"document":{"id":"plan","title":"Plan","content":"x","version":2,"updated_at":"1970-01-01T00:00:00.000Z","updated_by":"bob"},"user_id":"bob"}}"#
+        );
+
+        let denied = WireError::new(ErrorCode::PermissionDenied, "access to document:plan was revoked");
+        let f = Push::Error(&denied).encode(&room);
+        assert_eq!(
+            &*f,
+            r#"{"event":"error","room":"document:plan","data":{"code":"PERMISSION_DENIED","message":"access to document:plan was revoked","details":{}}}"#
+        );
+    }
+}
