@@ -56,6 +56,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod document;
 pub mod ids;
