@@ -166,6 +166,5 @@ pub async fn heartbeat(link: Link, mut redis: ConnectionManager) {
         if let Err(e) = sent {
             link.trouble(&format!("heartbeat failed: {e}"));
         }
-        link.metrics().set_peers(link.peers().len());
     }
 }
