@@ -139,8 +139,8 @@ async fn a_killed_node_loses_nothing_acked_and_its_clients_recover_elsewhere() {
 #[tokio::test]
 async fn a_redis_restart_mid_stream_delays_pushes_but_never_gaps_or_repeats_them() {
     let Some(mut c) = Cluster::start(2, no_extra) else { return };
-    let mut members = vec![member(&c, 0, "m0", "storm").await, member(&c, 1, "m1", "storm").await];
-    let mut writers = vec![member(&c, 0, "w0", "storm").await, member(&c, 1, "w1", "storm").await];
+    let mut members = [member(&c, 0, "m0", "storm").await, member(&c, 1, "m1", "storm").await];
+    let mut writers = [member(&c, 0, "w0", "storm").await, member(&c, 1, "w1", "storm").await];
     for step in 0..60 {
         match step {
             20 => c.redis.kill(),

@@ -687,7 +687,7 @@ impl Store for SqlStore {
                 .select(MessageRow::as_select())
                 .load(n))
             .map_err(TxError::from)?;
-            Ok(rows::into_messages(found)?)
+            rows::into_messages(found)
         })
     }
 

@@ -93,7 +93,7 @@ impl Ordered {
 
     /// The next position to let out, if it is here.
     pub fn next(&mut self) -> Option<(Seq, Slot)> {
-        self.order.next().map(|(pos, slot)| (Seq(pos), slot))
+        self.order.pop_next().map(|(pos, slot)| (Seq(pos), slot))
     }
 
     /// The database holds positions up to `seq`.

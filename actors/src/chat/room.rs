@@ -24,12 +24,12 @@ use crate::config::Settings;
 use crate::ids::{ChatId, RoomName, Seq, UserId};
 use crate::protocol::frames::{ChatJoined, OneMessage};
 use crate::protocol::{ErrorCode, Push, WireError};
-use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
+use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, Members};
 use crate::peer::Requester;
 use crate::chat::order::{Ordered, Slot};
 use crate::chat::pipeline::Pipeline;
-use crate::cluster::{self, Cluster, Remote, RoomEvent, Stored};
+use crate::cluster::{self, Remote, RoomEvent, Stored};
 use crate::model::Message as ChatMessage;
 use crate::store::{Appended, ChatAccess, Db, NewMessage};
 
@@ -86,13 +86,8 @@ pub struct ChatRoom {
 }
 
 impl ChatRoom {
-    pub fn new(
-        id: ChatId,
-        db: Db,
-        settings: Arc<Settings>,
-        registry: Recipient<RoomStopped<Self>>,
-        cluster: Option<Arc<dyn Cluster>>,
-    ) -> Self {
+    pub fn new(id: ChatId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
+        let RoomDeps { db, settings, cluster } = deps;
         let members = Members::new(RoomName::Chat(id.clone()), db.observer().clone());
         ChatRoom {
             id,

@@ -67,7 +67,7 @@ impl<T> Reorder<T> {
     }
 
     /// The next position, if it is here: the caller lets it out.
-    pub fn next(&mut self) -> Option<(i64, T)> {
+    pub fn pop_next(&mut self) -> Option<(i64, T)> {
         let (&pos, _) = self.waiting.first_key_value()?;
         if pos != self.released + 1 {
             return None;
@@ -114,7 +114,7 @@ mod tests {
     use super::*;
 
     fn drain(r: &mut Reorder<&'static str>) -> Vec<(i64, &'static str)> {
-        std::iter::from_fn(|| r.next()).collect()
+        std::iter::from_fn(|| r.pop_next()).collect()
     }
 
     #[test]
@@ -184,7 +184,7 @@ mod tests {
         let arrivals = (1..=50).map(|i| (i * 37) % 50 + 1).chain((1..=50).map(|i| (i * 13) % 50 + 1));
         for pos in arrivals {
             let _ = r.offer(pos, "x");
-            out.extend(std::iter::from_fn(|| r.next()).map(|(p, _)| p));
+            out.extend(std::iter::from_fn(|| r.pop_next()).map(|(p, _)| p));
         }
         assert_eq!(out, (1..=50).collect::<Vec<_>>());
     }

@@ -27,7 +27,7 @@ use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::model::{Document, Grant};
 use crate::protocol::frames::{DocumentJoined, DocumentUpdatedAck, Shared};
 use crate::protocol::{ErrorCode, Push, WireError};
-use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
+use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, Members};
 use crate::peer::Requester;
 use crate::store::{Db, DocumentUpdate, StoreError};
@@ -80,13 +80,8 @@ pub struct DocumentRoom {
 }
 
 impl DocumentRoom {
-    pub fn new(
-        id: DocumentId,
-        db: Db,
-        settings: Arc<Settings>,
-        registry: Recipient<RoomStopped<Self>>,
-        cluster: Option<Arc<dyn Cluster>>,
-    ) -> Self {
+    pub fn new(id: DocumentId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
+        let RoomDeps { db, settings, cluster } = deps;
         let members = Members::new(RoomName::Document(id.clone()), db.observer().clone());
         DocumentRoom {
             id,

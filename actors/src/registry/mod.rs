@@ -17,19 +17,16 @@ pub mod watch;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
 
 use crate::chat::ChatRoom;
-use crate::cluster::Cluster;
-use crate::config::Settings;
 use crate::document::DocumentRoom;
 use crate::ids::{ChatId, DocumentId, SessionId, UserId};
 use crate::lifecycle::{RoomKind, RoomStopped};
+pub use crate::lifecycle::RoomDeps;
 use crate::protocol::WireError;
 use crate::peer::Control;
-use crate::store::Db;
 
 pub use route::call_room;
 
@@ -54,21 +51,12 @@ pub trait Hosted: RoomKind {
     fn build(id: Self::Id, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self;
 }
 
-/// What every room is built with.
-#[derive(Clone)]
-pub struct RoomDeps {
-    pub db: Db,
-    pub settings: Arc<Settings>,
-    /// Cluster mode only.
-    pub cluster: Option<Arc<dyn Cluster>>,
-}
-
 impl Hosted for DocumentRoom {
     fn rooms(registry: &mut Registry) -> &mut HashMap<DocumentId, Addr<Self>> {
         &mut registry.documents
     }
     fn build(id: DocumentId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
-        DocumentRoom::new(id, deps.db, deps.settings, registry, deps.cluster)
+        DocumentRoom::new(id, deps, registry)
     }
 }
 
@@ -77,7 +65,7 @@ impl Hosted for ChatRoom {
         &mut registry.chats
     }
     fn build(id: ChatId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
-        ChatRoom::new(id, deps.db, deps.settings, registry, deps.cluster)
+        ChatRoom::new(id, deps, registry)
     }
 }
 
