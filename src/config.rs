@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use huddle_actors::config::Settings;
 
 use crate::auth::JwtAlgorithm;
-use crate::db::connection::SqliteSync;
+use crate::cluster::{check_node_id, generated_node_id, ClusterConfig};
+use crate::db::connection::{SqliteSync, Target};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -43,6 +44,10 @@ pub enum Command {
 
 /// The `--database-url` help of the commands that open the database.
 const DATABASE_HELP: &str = "Database: a SQLite file path, sqlite://PATH, or postgres://...";
+/// The shortest `node_timeout_ms` taken: heartbeats go out four times per
+/// timeout, and more often than every 25 ms would be noise.
+const MIN_NODE_TIMEOUT_MS: u64 = 100;
+
 /// A SQLite file in the working directory: nothing to set up.
 pub const DEFAULT_DATABASE_URL: &str = "huddle.db";
 
@@ -176,6 +181,27 @@ pub struct Options {
     /// On SIGTERM / SIGINT, how long in-flight work may take before exit.
     #[arg(long, env = "HUDDLE_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
+
+    /// Cluster mode: the Redis that carries events between the nodes
+    /// (redis://host:port). Needs a postgres:// database shared by every
+    /// node. Unset: a single node.
+    #[arg(long, env = "HUDDLE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// This node's name in the cluster (A-Za-z0-9_.-, at most 64);
+    /// generated from the host name when unset.
+    #[arg(long, env = "HUDDLE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Cluster mode: a node not heard from for this long is dead.
+    #[arg(long, env = "HUDDLE_NODE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub node_timeout_ms: u64,
+    /// Cluster mode: how long a gap in a room's order may stay open before
+    /// it is filled from the database.
+    #[arg(long, env = "HUDDLE_GAP_WAIT_MS", default_value_t = 100)]
+    pub gap_wait_ms: u64,
+    /// Cluster mode: how often a node reads the positions of all its open
+    /// rooms from the database (one query), to repair what Redis lost.
+    #[arg(long, env = "HUDDLE_CHECK_INTERVAL_MS", default_value_t = 2000)]
+    pub check_interval_ms: u64,
 }
 
 impl Options {
@@ -194,7 +220,35 @@ impl Options {
             max_connections_per_user: self.max_connections_per_user,
             jwt_leeway_s: self.jwt_leeway_s,
             room_idle: Duration::from_millis(self.room_idle_ms),
+            gap_wait: Duration::from_millis(self.gap_wait_ms),
+            check_interval: Duration::from_millis(self.check_interval_ms.max(1)),
         }
+    }
+
+    /// Cluster mode's settings, `None` for a single node (no Redis URL).
+    /// Refuses SQLite: every node must share one database.
+    pub fn cluster(&self) -> Result<Option<ClusterConfig>, String> {
+        let Some(redis_url) = self.redis_url.as_deref().filter(|u| !u.is_empty()) else { return Ok(None) };
+        if !matches!(Target::parse(&self.database_url), Target::Postgres(_)) {
+            return Err(format!(
+                "cluster mode (HUDDLE_REDIS_URL is set) needs a PostgreSQL database that every node shares, \
+                 and DATABASE_URL is the SQLite file {}: set DATABASE_URL=postgres://..., or unset \
+                 HUDDLE_REDIS_URL to run a single node",
+                self.database_url
+            ));
+        }
+        let node_id = match &self.node_id {
+            Some(id) => {
+                check_node_id(id)?;
+                id.clone()
+            }
+            None => generated_node_id(),
+        };
+        Ok(Some(ClusterConfig {
+            redis_url: redis_url.to_owned(),
+            node_id,
+            node_timeout: Duration::from_millis(self.node_timeout_ms.max(MIN_NODE_TIMEOUT_MS)),
+        }))
     }
 
     /// The options as if nothing were set (tests start from here).

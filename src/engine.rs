@@ -10,12 +10,14 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
-use huddle_actors::registry::{Registry, Shutdown};
+use huddle_actors::cluster::Cluster;
+use huddle_actors::registry::{Registry, RoomDeps, Shutdown};
 use huddle_actors::session::SessionDeps;
 use huddle_actors::store::Db;
 use r2d2::Pool;
 
 use crate::auth::{JwtConfig, JwtVerifier};
+use crate::cluster::Link;
 use crate::config::Options;
 use crate::db::connection::{Manager, Target};
 use crate::db::store::{SqlStore, Writers};
@@ -41,6 +43,7 @@ pub struct Control {
 /// Starts the engine and its HTTP server on `listener`. Must be called
 /// inside an actix system; the returned server must be awaited.
 pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result<Running, String> {
+    let cluster = options.cluster()?;
     let target = Target::parse(&options.database_url);
     let pool = crate::db::open(&target, options.sqlite_synchronous, options.db_threads as u32 + 2)?;
     let settings = Arc::new(options.settings());
@@ -50,7 +53,16 @@ pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result
         documents: crate::db::writer(&target, options.sqlite_synchronous, &pool)?,
     };
     let db = Db::start(Arc::new(SqlStore::new(pool.clone(), writers)), options.db_threads, metrics.clone());
-    let registry = Registry::new(db.clone(), settings.clone(), options.room_threads).start();
+    let link = cluster.map(|c| Link::start(&c, metrics.clone())).transpose()?;
+    let rooms = RoomDeps {
+        db: db.clone(),
+        settings: settings.clone(),
+        cluster: link.clone().map(|l| Arc::new(l) as Arc<dyn Cluster>),
+    };
+    let registry = Registry::new(rooms, options.room_threads).start();
+    if let Some(link) = &link {
+        link.attach(registry.clone());
+    }
     let verifier = Arc::new(JwtVerifier::new(&jwt)?);
     let state = AppState {
         deps: SessionDeps {
@@ -60,6 +72,7 @@ pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result
             settings,
         },
         metrics,
+        cluster: link,
         jwt: Arc::new(jwt),
         api_key: options.api_key.clone().map(Arc::from),
         metrics_token: options.metrics_token.clone().map(Arc::from),

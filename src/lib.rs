@@ -6,9 +6,11 @@
 //! - [`db`]: diesel + r2d2 over SQLite or PostgreSQL, migrations, the SQL
 //!   store;
 //! - [`routes`]: HTTP and WebSocket endpoints; [`metrics`]: Prometheus;
+//! - [`cluster`]: cluster mode's link to the other nodes, over Redis;
 //! - [`engine`]: starting everything on a listener, and graceful shutdown.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod engine;

@@ -37,6 +37,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(options: &Options) -> Result<(), String> {
+    // A cluster on SQLite is refused before anything is created.
+    options.cluster()?;
     let secret = match (&options.jwt.jwt_secret, options.jwt.jwt_algorithm) {
         (None, JwtAlgorithm::Hs256) => {
             let path = secret::path_for(&Target::parse(&options.database_url));

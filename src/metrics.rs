@@ -24,6 +24,46 @@ pub struct Metrics {
     slow_consumers: IntCounter,
     request_seconds: HistogramVec,
     db_seconds: Histogram,
+    cluster: ClusterMetrics,
+}
+
+/// Cluster mode's metrics (zero on a single node).
+struct ClusterMetrics {
+    publishes: IntCounter,
+    publish_failures: IntCounter,
+    gap_repairs: IntCounter,
+    catch_ups: IntCounter,
+    events_dropped: IntCounter,
+    peers: IntGauge,
+}
+
+impl ClusterMetrics {
+    fn new(registry: &Registry) -> Result<ClusterMetrics, prometheus::Error> {
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let peers = IntGauge::new("cluster_peers", "Other nodes heard within node_timeout_ms")?;
+        registry.register(Box::new(peers.clone()))?;
+        Ok(ClusterMetrics {
+            publishes: counter("cluster_publishes_total", "Room events published to the other nodes")?,
+            publish_failures: counter(
+                "cluster_publish_failures_total",
+                "Room events not published (queue full, or Redis failed); the other nodes read them back",
+            )?,
+            gap_repairs: counter("cluster_gap_repairs_total", "Messages rooms read back from the database to fill a gap")?,
+            catch_ups: counter(
+                "cluster_catch_ups_total",
+                "Times every open room caught up from the database (Redis link back, or this node paused)",
+            )?,
+            events_dropped: counter(
+                "cluster_events_dropped_total",
+                "Events from other nodes dropped at a full room mailbox (read back by gap repair)",
+            )?,
+            peers,
+        })
+    }
 }
 
 impl Metrics {
@@ -56,7 +96,39 @@ impl Metrics {
         registry.register(Box::new(slow_consumers.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(db_seconds.clone()))?;
-        Ok(Metrics { registry, connections, users, rooms, requests, errors, pushes, slow_consumers, request_seconds, db_seconds })
+        let cluster = ClusterMetrics::new(&registry)?;
+        Ok(Metrics {
+            registry,
+            connections,
+            users,
+            rooms,
+            requests,
+            errors,
+            pushes,
+            slow_consumers,
+            request_seconds,
+            db_seconds,
+            cluster,
+        })
+    }
+
+    /// Room events published to the other nodes.
+    pub fn published(&self, count: u64) {
+        self.cluster.publishes.inc_by(count);
+    }
+
+    /// Room events that could not be published.
+    pub fn publish_failed(&self, count: u64) {
+        self.cluster.publish_failures.inc_by(count);
+    }
+
+    /// An event from another node that a room could not take.
+    pub fn remote_dropped(&self) {
+        self.cluster.events_dropped.inc();
+    }
+
+    pub fn set_peers(&self, count: usize) {
+        self.cluster.peers.set(count as i64);
     }
 
     /// The text exposition, with the registry's current counts.
@@ -96,5 +168,11 @@ impl Observer for Metrics {
     }
     fn db_call(&self, seconds: f64) {
         self.db_seconds.observe(seconds);
+    }
+    fn gap_repaired(&self, count: u64) {
+        self.cluster.gap_repairs.inc_by(count);
+    }
+    fn caught_up(&self) {
+        self.cluster.catch_ups.inc();
     }
 }

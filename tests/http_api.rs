@@ -200,3 +200,24 @@ async fn metrics_count_what_happens() {
     assert_eq!(http.call("GET", "/metrics", Some("m-token"), None).await.status, 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_a_users_connections_closes_them_with_4003() {
+    let server = api_server();
+    let mut first = server.client("carol").await;
+    let mut second = server.client("carol").await;
+    let mut bystander = server.client("dave").await;
+    first.ok("chat:join", json!({"chat_id": "room"})).await;
+    bystander.ok("chat:join", json!({"chat_id": "room"})).await;
+    let http = Http::new(server.http_url(""));
+    let r = http.call("DELETE", "/api/users/carol/connections", Some(KEY), None).await;
+    assert_eq!((r.status, &r.body), (200, &json!({"closed": 2})), "{}", r.text);
+    assert_eq!(first.expect_close().await, 4003);
+    assert_eq!(first.closed.as_ref().map(|c| c.1.contains("do not reconnect")), Some(true));
+    assert_eq!(second.expect_close().await, 4003);
+    assert_eq!(bystander.expect_push("user:left", "chat:room").await["user_id"], "carol");
+    let r = http.call("DELETE", "/api/users/carol/connections", Some(KEY), None).await;
+    assert_eq!(r.body, json!({"closed": 0}), "they are gone");
+    let r = http.call("DELETE", "/api/users/carol/connections", None, None).await;
+    assert_eq!(r.status, 401);
+}

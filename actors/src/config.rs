@@ -22,6 +22,17 @@ pub struct Settings {
     /// How long an empty room actor lingers before it stops, so that a
     /// reconnecting client finds it warm.
     pub room_idle: Duration,
+    /// Cluster mode: how long a gap in a room's positions may stay open
+    /// before the room fills it from the database. Events from other nodes
+    /// arrive through Redis within a millisecond or two on a LAN, and a
+    /// node's own commits within a group commit (a few ms); 100 ms leaves
+    /// room for a busy node without letting a lost event hold members back
+    /// for long.
+    pub gap_wait: Duration,
+    /// Cluster mode: how often each node reads the newest position of all
+    /// its open rooms (one query), to catch a node that died between its
+    /// commit and its publish, or a subscription gone silent.
+    pub check_interval: Duration,
 }
 
 impl Default for Settings {
@@ -40,6 +51,8 @@ impl Default for Settings {
             max_connections_per_user: 20,
             jwt_leeway_s: 5,
             room_idle: Duration::from_secs(30),
+            gap_wait: Duration::from_millis(100),
+            check_interval: Duration::from_secs(2),
         }
     }
 }

@@ -41,6 +41,14 @@
 //!   [`store::batch::MAX_BATCH`]) in one transaction on an executor. A
 //!   room acks and pushes only after its write committed.
 //!
+//! In cluster mode (the binary passes a [`cluster::Cluster`]), rooms also
+//! subscribe to their room's events from other nodes before reading where
+//! they start, publish their commits, and receive [`cluster::Remote`]
+//! events (from the binary's Redis link) and [`cluster::Stored`] positions
+//! (from the registry's periodic check, [`registry::watch`]); a chat room
+//! lets everything out through one [`cluster::reorder::Reorder`] order.
+//! Without it none of this runs.
+//!
 //! Who owns what:
 //! - [`session::Session`]: authentication, decoding (once, into
 //!   [`protocol::ClientRequest`]), per-connection limits, the outbound queue
@@ -53,9 +61,12 @@
 //! - [`store::batch::Batcher`]: which writes share a commit.
 //! - The store: durability, version checks and `seq` assignment (the record
 //!   of truth, shared by every engine process).
+//! - [`cluster`]: what rooms need from other nodes (an interface, and the
+//!   pure reorder buffer); the binary implements it over Redis.
 
 pub mod auth;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod document;
 pub mod ids;

@@ -3,11 +3,24 @@
 //! the registry, so the registry can start rooms without a cycle.
 
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Message, SpawnHandle};
 
+use crate::cluster::Cluster;
+use crate::config::Settings;
 use crate::members::Members;
+use crate::store::Db;
+
+/// What every room is built with.
+#[derive(Clone)]
+pub struct RoomDeps {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    /// Cluster mode only.
+    pub cluster: Option<Arc<dyn Cluster>>,
+}
 
 /// Room mailboxes hold this many requests; senders wait beyond it.
 pub const ROOM_MAILBOX: usize = 4096;

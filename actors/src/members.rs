@@ -113,7 +113,7 @@ impl Members {
 
     /// Offers `frame` to every member but `except`. Members that cannot take
     /// it are removed (which may announce `user:left`).
-    fn broadcast(&mut self, frame: ByteString, except: Option<SessionId>) {
+    pub fn broadcast(&mut self, frame: ByteString, except: Option<SessionId>) {
         let mut failed = Vec::new();
         let mut delivered = 0;
         for (session, peer) in self.presence.peers() {

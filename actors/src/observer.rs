@@ -19,6 +19,12 @@ pub trait Observer: Send + Sync + 'static {
     fn slow_consumer(&self) {}
     /// Seconds one store call took on its database thread.
     fn db_call(&self, _seconds: f64) {}
+    /// Cluster mode: a room filled a gap with `count` events read back
+    /// from the database.
+    fn gap_repaired(&self, _count: u64) {}
+    /// Cluster mode: every open room was told to catch up from the
+    /// database (the Redis link came back, or this node was paused).
+    fn caught_up(&self) {}
 }
 
 /// Records nothing.

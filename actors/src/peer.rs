@@ -43,6 +43,8 @@ pub enum Control {
     Evicted(RoomName),
     /// The server is stopping: close with 1001.
     Shutdown,
+    /// The HTTP API closes the user's connections: close with 4003.
+    Disconnect,
 }
 
 /// The result of offering a frame to a session.

@@ -99,12 +99,23 @@ fn pool(target: &Target, sync: SqliteSync, size: u32) -> Result<Pool<Manager>, S
         .map_err(|e| format!("cannot open {target}: {e}"))
 }
 
+/// Serializes migrations between nodes that start together on one
+/// PostgreSQL database (a cluster): an advisory lock, any fixed number.
+const MIGRATION_LOCK: i64 = 0x6875_6464_6c65; // "huddle"
+
 /// Applies pending migrations; returns how many ran.
 pub fn migrate(pool: &Pool<Manager>) -> Result<usize, String> {
+    use diesel::connection::SimpleConnection;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     let applied = match &mut *conn {
         AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
-        AnyConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+        AnyConnection::Postgresql(c) => {
+            // Held for this session until unlocked, whatever happens between.
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).map_err(|e| e.to_string())?;
+            let applied = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len());
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).map_err(|e| e.to_string())?;
+            applied
+        }
     };
     applied.map_err(|e| e.to_string())
 }

@@ -67,6 +67,11 @@ type Conn = PooledConnection<Manager>;
 /// is asked. Readiness checkers ask every few seconds; a condition that
 /// ends is also seen at the next successful write.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Chats named in one query of [`Store::chat_positions`]: SQLite allows
+/// 32,766 bound values per statement; PostgreSQL binds the list as one
+/// array, but a node with many thousand open chats still gets several
+/// short queries rather than one long one.
+const POSITIONS_PER_QUERY: usize = 1000;
 
 impl SqlStore {
     pub fn new(pool: Pool<Manager>, writers: Writers) -> SqlStore {
@@ -173,6 +178,70 @@ fn lock_chat(c: &mut AnyConnection, chat: &ChatId) -> Result<Option<ChatRow>, Tx
         return Ok(None);
     }
     load_chat(c, chat)
+}
+
+/// Locks the rows of every chat a batch writes to, in one order (sorted
+/// by id): two nodes batching appends to chats {A, B} and {B, A} would
+/// otherwise each hold one lock and wait for the other's, which PostgreSQL
+/// breaks only after `deadlock_timeout` by failing one transaction. On
+/// PostgreSQL one `SELECT ... ORDER BY id FOR UPDATE` takes them all in
+/// the order it returns them; SQLite locks the whole database at the first
+/// write, so there the order cannot matter. Chats that do not exist are
+/// absent from the answer.
+fn lock_chats<'a>(c: &mut AnyConnection, ids: &[&'a ChatId]) -> Result<HashMap<&'a ChatId, ChatRow>, TxError> {
+    let mut locked = HashMap::with_capacity(ids.len());
+    match c {
+        AnyConnection::Postgresql(pg) => {
+            let names: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+            let rows: Vec<ChatRow> = chats::table
+                .filter(chats::id.eq_any(&names))
+                .order(chats::id.asc())
+                .select(ChatRow::as_select())
+                .for_update()
+                .load(pg)?;
+            for row in rows {
+                if let Some(id) = ids.iter().find(|id| id.as_str() == row.id) {
+                    locked.insert(*id, row);
+                }
+            }
+        }
+        AnyConnection::Sqlite(_) => {
+            for id in ids {
+                if let Some(row) = lock_chat(c, id)? {
+                    locked.insert(*id, row);
+                }
+            }
+        }
+    }
+    Ok(locked)
+}
+
+/// Locks the rows of the documents a batch updates, like [`lock_chats`]
+/// and for the same reason; on SQLite, a no-op write takes the database's
+/// write lock now rather than failing "busy" when a read later turns into
+/// a write.
+fn lock_documents(c: &mut AnyConnection, batch: &[DocumentUpdate]) -> Result<(), TxError> {
+    match c {
+        AnyConnection::Postgresql(pg) => {
+            let mut ids: Vec<&str> = batch.iter().map(|u| u.document_id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            documents::table
+                .filter(documents::id.eq_any(&ids))
+                .order(documents::id.asc())
+                .select(documents::id)
+                .for_update()
+                .load::<String>(pg)?;
+        }
+        AnyConnection::Sqlite(lite) => {
+            if let Some(first) = batch.first() {
+                diesel::update(documents::table.find(first.document_id.as_str()))
+                    .set(documents::version.eq(documents::version))
+                    .execute(lite)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One update of a batch: access first, then the version check, which is
@@ -367,17 +436,17 @@ fn append_one(
 }
 
 fn append_batch(c: &mut AnyConnection, batch: &[NewMessage], at: i64, items: Items) -> Result<Vec<StoreResult<Appended>>, TxError> {
-    let mut chats: HashMap<&ChatId, Option<ChatRow>> = HashMap::new();
+    // Every chat first, in one order; outside any item's savepoint, so the
+    // locks last for the batch. Then the items, in the order they came.
+    let mut ids: Vec<&ChatId> = batch.iter().map(|m| &m.chat_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut chats = lock_chats(c, &ids)?;
     // (chat, user, client_msg_id) -> message stored earlier in this batch.
     let mut fresh_ids: HashMap<(&ChatId, &UserId, &str), Message> = HashMap::new();
     let mut out = Vec::with_capacity(batch.len());
     for m in batch {
-        if !chats.contains_key(&m.chat_id) {
-            // Outside any item's savepoint: the lock lasts for the batch.
-            let row = lock_chat(c, &m.chat_id)?;
-            chats.insert(&m.chat_id, row);
-        }
-        let Some(Some(chat)) = chats.get_mut(&m.chat_id) else {
+        let Some(chat) = chats.get_mut(&m.chat_id) else {
             out.push(Err(no_chat(&m.chat_id)));
             continue;
         };
@@ -392,9 +461,7 @@ fn append_batch(c: &mut AnyConnection, batch: &[NewMessage], at: i64, items: Ite
         out.push(outcome);
     }
     for (id, chat) in &chats {
-        if let Some(chat) = chat {
-            on_backend!(c, |n| diesel::update(chats::table.find(id.as_str())).set(chats::last_seq.eq(chat.last_seq)).execute(n))?;
-        }
+        on_backend!(c, |n| diesel::update(chats::table.find(id.as_str())).set(chats::last_seq.eq(chat.last_seq)).execute(n))?;
     }
     Ok(out)
 }
@@ -459,18 +526,15 @@ impl Store for SqlStore {
     }
 
     fn update_documents(&self, batch: &[DocumentUpdate]) -> StoreResult<Vec<StoreResult<Document>>> {
-        let Some(first) = batch.first() else { return Ok(Vec::new()) };
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         self.write(|| {
             let mut c = checkout(&self.writers.documents, &self.health)?;
             let at = now();
             isolated(|items| {
                 transaction(&mut c, |c| {
-                    // A no-op write first: SQLite takes its write lock now
-                    // rather than failing "busy" when a read later turns into
-                    // a write.
-                    diesel::update(documents::table.find(first.document_id.as_str()))
-                        .set(documents::version.eq(documents::version))
-                        .execute(c)?;
+                    lock_documents(c, batch)?;
                     batch.iter().map(|u| items.run(c, |c| update_one(c, u, at))).collect()
                 })
             })
@@ -592,6 +656,38 @@ impl Store for SqlStore {
         self.read(|| {
             let mut c = self.conn()?;
             Ok(load_chat(&mut c, id)?.map(|chat| Seq(chat.last_seq)))
+        })
+    }
+
+    fn chat_positions(&self, ids: &[ChatId]) -> StoreResult<Vec<(ChatId, Seq)>> {
+        self.read(|| {
+            let mut c = self.conn()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(POSITIONS_PER_QUERY) {
+                let names: Vec<&str> = chunk.iter().map(ChatId::as_str).collect();
+                let rows: Vec<(String, i64)> = chats::table
+                    .filter(chats::id.eq_any(&names))
+                    .select((chats::id, chats::last_seq))
+                    .load(&mut *c)
+                    .map_err(TxError::from)?;
+                out.extend(rows.into_iter().filter_map(|(id, seq)| Some((ChatId::parse(&id).ok()?, Seq(seq)))));
+            }
+            Ok(out)
+        })
+    }
+
+    fn messages_after(&self, id: &ChatId, after: Seq, limit: i64) -> StoreResult<Vec<Message>> {
+        self.read(|| {
+            let mut c = self.conn()?;
+            let found: Vec<MessageRow> = on_backend!(&mut *c, |n| messages::table
+                .filter(messages::chat_id.eq(id.as_str()))
+                .filter(messages::seq.gt(after.0))
+                .order(messages::seq.asc())
+                .limit(limit)
+                .select(MessageRow::as_select())
+                .load(n))
+            .map_err(TxError::from)?;
+            rows::into_messages(found)
         })
     }
 

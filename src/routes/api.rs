@@ -13,7 +13,7 @@ use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId};
 use huddle_actors::protocol::fields::Fields;
 use huddle_actors::protocol::request::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_SAFE_INTEGER};
 use huddle_actors::protocol::{ErrorCode, WireError};
-use huddle_actors::registry::call_room;
+use huddle_actors::registry::{call_room, DisconnectUser};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -31,7 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, limit: BodyLimit) {
             .service(web::resource("/documents/{id}").get(get_document))
             .service(web::resource("/documents/{id}/access/{user_id}").put(set_access))
             .service(web::resource("/chats").post(create_chat))
-            .service(web::resource("/chats/{id}/messages").post(publish).get(history)),
+            .service(web::resource("/chats/{id}/messages").post(publish).get(history))
+            .service(web::resource("/users/{user_id}/connections").delete(disconnect_user)),
     );
 }
 
@@ -155,4 +156,21 @@ async fn history(
     let limit = int("limit", 1, HISTORY_LIMIT_MAX)?.unwrap_or(HISTORY_LIMIT_DEFAULT);
     let page = state.deps.db.run(move |s| s.history(&id, None, before, limit)).await?;
     Ok(HttpResponse::Ok().json(json!({ "messages": page.messages, "has_more": page.has_more })))
+}
+
+/// Closes every connection of the user, on every node, with 4003. `closed`
+/// counts this node's and those of the nodes that answered in time (see
+/// `cluster::node::DISCONNECT_WAIT`).
+async fn disconnect_user(_: Authorized, state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let user_id = path_id(&path, "user_id", UserId::parse)?;
+    let elsewhere = async {
+        match &state.cluster {
+            Some(link) => link.disconnect_user(&user_id).await,
+            None => 0,
+        }
+    };
+    let here = state.deps.registry.send(DisconnectUser { user_id: user_id.clone() });
+    let (here, elsewhere) = futures_util::join!(here, elsewhere);
+    let closed = here.map_err(WireError::from)? + elsewhere;
+    Ok(HttpResponse::Ok().json(json!({ "closed": closed })))
 }

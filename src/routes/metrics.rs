@@ -20,6 +20,9 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
         Ok(s) => s,
         Err(e) => return error_response(&WireError::from(e), None),
     };
+    if let Some(link) = &state.cluster {
+        state.metrics.set_peers(link.peers().len());
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render(stats))

@@ -17,6 +17,7 @@ use actix_web::web;
 use huddle_actors::session::SessionDeps;
 
 use crate::auth::JwtConfig;
+use crate::cluster::Link;
 use crate::metrics::Metrics;
 use crate::routes::body::BodyLimit;
 pub use crate::routes::demo::NameBook;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// Set with `--demo`: the names of the people the demo gave tokens to.
     pub demo: Option<Arc<NameBook>>,
     pub metrics: Arc<Metrics>,
+    /// Cluster mode only: the link to the other nodes.
+    pub cluster: Option<Link>,
 }
 
 /// All routes (the demo's only when `demo` is on), the extractor

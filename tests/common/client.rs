@@ -214,6 +214,22 @@ impl Client {
         self.closed.as_ref().map(|c| c.0).unwrap_or(1006)
     }
 
+    /// Every frame kept or still to come, until the connection ends
+    /// (within `WAIT`); the close code is then in `closed`.
+    pub async fn until_closed(&mut self) -> Vec<Value> {
+        let mut frames: Vec<Value> = self.kept.drain(..).collect();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.closed.is_none() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.read_one()).await {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(_) => panic!("the connection did not end within {WAIT:?}"),
+            }
+        }
+        frames
+    }
+
     /// Frames kept so far that match.
     pub fn kept(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
         self.kept.iter().filter(|f| pred(f)).cloned().collect()

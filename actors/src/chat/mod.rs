@@ -1,5 +1,6 @@
 //! Chat rooms: one [`ChatRoom`] actor per open chat, and the recovery rule.
 
+mod order;
 mod pipeline;
 pub mod recovery;
 mod room;

@@ -5,11 +5,18 @@
 //! appends are released in the order they were made ([`Pipeline`]): the
 //! room acks the sender, then pushes the message to every member, the
 //! sender included, in `seq` order. A join holds the mailbox for its read.
+//!
+//! In cluster mode other nodes commit to the same chat too: the room then
+//! subscribes to the chat's events before it reads where the chat stands,
+//! publishes each of its commits, and lets out every position (its own,
+//! other nodes', rows read back to fill a gap) through one order
+//! ([`Ordered`]), so each member sees every message once, in `seq` order.
 
 use std::sync::Arc;
 
 use actix::{
-    Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient, ResponseActFuture, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient, ResponseActFuture,
+    WrapFuture,
 };
 use bytestring::ByteString;
 
@@ -17,10 +24,13 @@ use crate::config::Settings;
 use crate::ids::{ChatId, RoomName, Seq, UserId};
 use crate::protocol::frames::{ChatJoined, OneMessage};
 use crate::protocol::{ErrorCode, Push, WireError};
-use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
+use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, Members};
 use crate::peer::Requester;
+use crate::chat::order::{Ordered, Slot};
 use crate::chat::pipeline::Pipeline;
+use crate::cluster::{self, Remote, RoomEvent, Stored};
+use crate::model::Message as ChatMessage;
 use crate::store::{Appended, ChatAccess, Db, NewMessage};
 
 /// `chat:join`. Answers whether the connection is now a member.
@@ -45,6 +55,13 @@ pub struct PostMessage {
 /// Most appends one chat may have in flight; past it, SERVER_BUSY.
 pub const MAX_IN_FLIGHT: usize = 4096;
 
+/// Cluster mode: most messages a join reads back to bring a room that is
+/// behind the database up to date before it answers (the default
+/// `max_recovery`). A room further behind than this (a node paused for a
+/// long time) answers with what it has let out, and repairs the rest in
+/// the background.
+pub const JOIN_REPAIR_MAX: i64 = 1000;
+
 pub struct ChatRoom {
     id: ChatId,
     members: Members,
@@ -63,10 +80,14 @@ pub struct ChatRoom {
     settings: Arc<Settings>,
     registry: Recipient<RoomStopped<Self>>,
     idle: IdleStop,
+    /// Cluster mode only; `None` on a single node, where commits are let
+    /// out as they complete.
+    ordered: Option<Ordered>,
 }
 
 impl ChatRoom {
-    pub fn new(id: ChatId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
+    pub fn new(id: ChatId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
+        let RoomDeps { db, settings, cluster } = deps;
         let members = Members::new(RoomName::Chat(id.clone()), db.observer().clone());
         ChatRoom {
             id,
@@ -78,6 +99,7 @@ impl ChatRoom {
             settings,
             registry,
             idle: IdleStop::default(),
+            ordered: cluster.map(Ordered::new),
         }
     }
 
@@ -103,12 +125,38 @@ impl Actor for ChatRoom {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(ROOM_MAILBOX);
         self.membership_changed(ctx);
-        // Know what is stored before the first write or join is handled.
-        let id = self.id.clone();
-        let last = self.db.run(move |s| s.chat_last_seq(&id));
-        ctx.wait(last.into_actor(self).map(|last, room, _| match last {
-            Ok(seq) => room.pushed_seq = seq.unwrap_or(Seq(0)),
-            Err(e) => log::warn!("{}: cannot read last_seq: {e}", room.members.room()),
+        // Know what is stored before the first write or join is handled. In
+        // cluster mode, subscribe first: whatever is committed after the
+        // read then reaches this room as an event.
+        let subscribed = self.ordered.as_mut().map(|o| {
+            let (subscription, confirmed) =
+                cluster::subscribe(&o.cluster, self.members.room().clone(), ctx.address().recipient());
+            o.subscription = Some(subscription);
+            confirmed
+        });
+        let (id, db) = (self.id.clone(), self.db.clone());
+        let last = async move {
+            if let Some(confirmed) = subscribed {
+                confirmed.await;
+            }
+            db.run(move |s| s.chat_last_seq(&id)).await
+        };
+        ctx.wait(last.into_actor(self).map(|last, room, ctx| match last {
+            Ok(seq) => {
+                room.pushed_seq = seq.unwrap_or(Seq(0));
+                if let Some(o) = &mut room.ordered {
+                    o.start(room.pushed_seq);
+                }
+            }
+            Err(e) => {
+                log::warn!("{}: cannot read last_seq: {e}", room.members.room());
+                // Without a starting position, events of other nodes cannot
+                // be ordered: requests waiting here find the room stopped,
+                // and the next one starts it again.
+                if room.ordered.is_some() {
+                    ctx.stop();
+                }
+            }
         }));
     }
 
@@ -123,20 +171,36 @@ impl Handler<JoinChat> for ChatRoom {
     fn handle(&mut self, msg: JoinChat, _: &mut Context<Self>) -> Self::Result {
         let (id, user, since, max) =
             (self.id.clone(), msg.requester.peer.user_id.clone(), msg.since_seq, self.settings.max_recovery);
-        let opened = self.db.run(move |s| s.open_chat(&id, &user, since, max));
+        // Cluster mode: a room behind the database reads what it missed in
+        // the same call, and lets it out before it admits the joiner, whose
+        // answer then reaches as far as the database does.
+        let behind_from = self.ordered.as_ref().map(Ordered::released);
+        let opened = self.db.run(move |s| {
+            let snapshot = s.open_chat(&id, &user, since, max)?;
+            let behind = match behind_from {
+                Some(released) if snapshot.last_seq > released => {
+                    s.messages_after(&id, released, (snapshot.last_seq.0 - released.0).min(JOIN_REPAIR_MAX))?
+                }
+                _ => Vec::new(),
+            };
+            Ok((snapshot, behind))
+        });
         // A member re-joining hears these pushes as a member already.
         let rejoin = self.members.contains(msg.requester.peer.session_id);
         self.joining = Some(Vec::new());
         AtomicResponse::new(Box::pin(opened.into_actor(self).map(move |result, room, ctx| {
             let req = msg.requester;
-            let missed = room.joining.take().unwrap_or_default();
             match result {
-                Ok(mut snapshot) => {
-                    // Messages stored but not pushed yet will be pushed to
-                    // the new member: leave them out of the answer.
-                    if room.in_flight.is_empty() {
+                Ok((mut snapshot, behind)) => {
+                    if room.ordered.is_some() {
+                        room.repaired(Some(snapshot.last_seq), behind);
+                        room.let_out(ctx);
+                    } else if room.in_flight.is_empty() {
+                        // Messages stored but not pushed yet will be pushed
+                        // to the new member: leave them out of the answer.
                         room.pushed_seq = room.pushed_seq.max(snapshot.last_seq);
                     }
+                    let missed = room.joining.take().unwrap_or_default();
                     let upto = room.pushed_seq.min(snapshot.last_seq);
                     snapshot.messages.retain(|m| m.seq <= upto);
                     room.members.admit(&req, |name, members| {
@@ -157,6 +221,7 @@ impl Handler<JoinChat> for ChatRoom {
                     true
                 }
                 Err(e) => {
+                    room.joining = None;
                     req.fail(&e);
                     false
                 }
@@ -190,9 +255,9 @@ impl Handler<PostMessage> for ChatRoom {
         // commit. Acks and pushes still go out in the order of the writes.
         let ticket = self.in_flight.start(msg.requester);
         let stored = self.db.append(new);
-        Box::pin(stored.into_actor(self).map(move |result: Result<Appended, WireError>, room, _| {
+        Box::pin(stored.into_actor(self).map(move |result: Result<Appended, WireError>, room, ctx| {
             for (requester, outcome) in room.in_flight.complete(ticket, result.clone()) {
-                room.release(requester, outcome);
+                room.release(requester, outcome, ctx);
             }
             result
         }))
@@ -217,8 +282,12 @@ impl ChatRoom {
         })))
     }
 
-    /// Acks a finished write and pushes its message, in write order.
-    fn release(&mut self, requester: Option<Requester>, outcome: Result<Appended, WireError>) {
+    /// Acks a finished write and pushes its message, in write order (in
+    /// cluster mode: in `seq` order with the other nodes' messages).
+    fn release(&mut self, requester: Option<Requester>, outcome: Result<Appended, WireError>, ctx: &mut Context<Self>) {
+        if self.ordered.is_some() {
+            return self.release_ordered(requester, outcome, ctx);
+        }
         if let Some(req) = &requester {
             match &outcome {
                 Ok(a) => req.ack(OneMessage { message: &a.message }),
@@ -261,6 +330,156 @@ pub fn not_member_error(db: &Db, chat: ChatId, user: UserId) -> impl std::future
             Ok(ChatAccess::Denied) => WireError::new(ErrorCode::PermissionDenied, format!("{room} is private")),
             Ok(ChatAccess::Allowed | ChatAccess::Unknown) => WireError::not_joined(&room),
             Err(e) => e,
+        }
+    }
+}
+
+/// Cluster mode: one order for this node's commits, other nodes' events
+/// and rows read back from the database.
+impl ChatRoom {
+    /// A finished write of this node: published to the other nodes at
+    /// once, let out in `seq` order.
+    fn release_ordered(&mut self, requester: Option<Requester>, outcome: Result<Appended, WireError>, ctx: &mut Context<Self>) {
+        let Some(ordered) = &mut self.ordered else { return };
+        let appended = match outcome {
+            Ok(appended) => appended,
+            Err(e) => {
+                if let Some(req) = requester {
+                    req.fail(&e);
+                }
+                return;
+            }
+        };
+        let seq = appended.message.seq;
+        let frame = Push::ChatMessage { message: &appended.message }.encode(self.members.room());
+        if appended.fresh {
+            // Before anything else: a node that dies right after its commit
+            // leaves the other nodes to find the message by their check.
+            ordered.publish(self.members.room(), seq, frame.clone());
+        }
+        // A retry of an idempotent send brings nothing new, but answers at
+        // the position of the original, which may still be on its way here.
+        let acks = requester.map(|req| vec![(req, appended.message)]).unwrap_or_default();
+        ordered.offer(seq, Slot { frame, acks });
+        self.let_out(ctx);
+    }
+
+    /// Lets out every position that is next, then looks for a gap to
+    /// repair.
+    fn let_out(&mut self, ctx: &mut Context<Self>) {
+        self.release_ready();
+        self.schedule_repair(self.settings.gap_wait, ctx);
+    }
+
+    /// Lets out every position that is next: acks, then the push.
+    fn release_ready(&mut self) {
+        let Some(ordered) = &mut self.ordered else { return };
+        while let Some((seq, mut slot)) = ordered.next() {
+            slot.ack();
+            self.pushed_seq = seq;
+            self.members.broadcast(slot.frame.clone(), None);
+            if let Some(missed) = &mut self.joining {
+                missed.push((seq, slot.frame));
+            }
+        }
+    }
+
+    /// Takes rows read back from the database (`stored`: the newest
+    /// position it holds, when known) and lets out what they complete.
+    fn repaired(&mut self, stored: Option<Seq>, rows: Vec<ChatMessage>) {
+        let Some(ordered) = &mut self.ordered else { return };
+        if let Some(stored) = stored {
+            ordered.note_stored(stored);
+        }
+        if !rows.is_empty() {
+            self.db.observer().gap_repaired(rows.len() as u64);
+        }
+        for message in rows {
+            let frame = Push::ChatMessage { message: &message }.encode(self.members.room());
+            ordered.offer(message.seq, Slot::push(frame));
+        }
+        self.release_ready();
+    }
+
+    /// Fills the first gap after `wait`, unless a repair is already coming
+    /// or nothing is missing.
+    fn schedule_repair(&mut self, wait: std::time::Duration, ctx: &mut Context<Self>) {
+        let Some(ordered) = &mut self.ordered else { return };
+        if ordered.repairing || ordered.missing().is_none() {
+            return;
+        }
+        ordered.repairing = true;
+        ctx.run_later(wait, |room, ctx| room.repair(ctx));
+    }
+
+    /// Reads the first gap's messages from the database (on an executor:
+    /// the room goes on meanwhile).
+    fn repair(&mut self, ctx: &mut Context<Self>) {
+        let Some(ordered) = &mut self.ordered else { return };
+        let Some((after, limit)) = ordered.missing() else {
+            ordered.repairing = false;
+            return;
+        };
+        if !self.in_flight.is_empty() && !ordered.postponed {
+            // This room's own appends may be the missing rows: give their
+            // outcomes one more wait to arrive, so that their acks come
+            // before their pushes.
+            ordered.postponed = true;
+            ctx.run_later(self.settings.gap_wait, |room, ctx| room.repair(ctx));
+            return;
+        }
+        ordered.postponed = false;
+        let id = self.id.clone();
+        let read = self.db.run(move |s| s.messages_after(&id, after, limit));
+        ctx.spawn(read.into_actor(self).map(move |rows, room, ctx| {
+            let room_name = room.members.room().clone();
+            let Some(ordered) = &mut room.ordered else { return };
+            ordered.repairing = false;
+            match rows {
+                Ok(rows) if rows.is_empty() => {
+                    let skipped = ordered.give_up_gap();
+                    log::warn!("{room_name}: {skipped} announced messages after seq {} are not in the database; skipped", after.0);
+                    room.let_out(ctx);
+                }
+                Ok(rows) => {
+                    // A full read means more of the same gap: read on
+                    // without waiting.
+                    let wait = if rows.len() as i64 == limit { std::time::Duration::ZERO } else { room.settings.gap_wait };
+                    room.repaired(None, rows);
+                    room.schedule_repair(wait, ctx);
+                }
+                Err(e) => {
+                    log::warn!("{room_name}: cannot fill a gap after seq {}: {e}", after.0);
+                    room.schedule_repair(room.settings.gap_wait, ctx);
+                }
+            }
+        }));
+    }
+}
+
+impl Handler<Remote> for ChatRoom {
+    type Result = ();
+
+    fn handle(&mut self, msg: Remote, ctx: &mut Context<Self>) {
+        let Some(ordered) = &mut self.ordered else { return };
+        match msg.0 {
+            RoomEvent::ChatMessage { seq, frame } => {
+                ordered.offer(seq, Slot::push(frame));
+                self.let_out(ctx);
+            }
+            // Chats have no access to revoke.
+            RoomEvent::Revoked { .. } => {}
+        }
+    }
+}
+
+impl Handler<Stored> for ChatRoom {
+    type Result = ();
+
+    fn handle(&mut self, msg: Stored, ctx: &mut Context<Self>) {
+        if let Some(ordered) = &mut self.ordered {
+            ordered.note_stored(msg.0);
+            self.schedule_repair(self.settings.gap_wait, ctx);
         }
     }
 }

@@ -13,6 +13,10 @@
 //! losers no longer queue behind the winner's commit one by one. Newer
 //! versions always go to the database, which may know of writes by other
 //! engine processes.
+//!
+//! In cluster mode the room subscribes to its document's events, and a
+//! revoked access is published so that every node removes the user's
+//! connections from its room.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,11 +27,12 @@ use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::model::{Document, Grant};
 use crate::protocol::frames::{DocumentJoined, DocumentUpdatedAck, Shared};
 use crate::protocol::{ErrorCode, Push, WireError};
-use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
+use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, Members};
 use crate::peer::Requester;
 use crate::store::{Db, DocumentUpdate, StoreError};
 use crate::config::Settings;
+use crate::cluster::{self, Cluster, Remote, RoomEvent, Subscription};
 
 /// `documents:join`. Answers whether the connection is now a member.
 #[derive(Message, Clone)]
@@ -69,10 +74,14 @@ pub struct DocumentRoom {
     /// share through this room. Only their stale updates are refused
     /// here: anyone else hears the store's verdict, `PERMISSION_DENIED`.
     editors: HashSet<SessionId>,
+    /// Cluster mode only: the other nodes, and this room's subscription to
+    /// its events (held while the room runs).
+    cluster: Option<(Arc<dyn Cluster>, Option<Subscription>)>,
 }
 
 impl DocumentRoom {
-    pub fn new(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
+    pub fn new(id: DocumentId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
+        let RoomDeps { db, settings, cluster } = deps;
         let members = Members::new(RoomName::Document(id.clone()), db.observer().clone());
         DocumentRoom {
             id,
@@ -83,6 +92,7 @@ impl DocumentRoom {
             idle: IdleStop::default(),
             committed: None,
             editors: HashSet::new(),
+            cluster: cluster.map(|c| (c, None)),
         }
     }
 
@@ -121,6 +131,11 @@ impl Actor for DocumentRoom {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(ROOM_MAILBOX);
         self.membership_changed(ctx);
+        if let Some((cluster, subscription)) = &mut self.cluster {
+            let (sub, confirmed) = cluster::subscribe(cluster, self.members.room().clone(), ctx.address().recipient());
+            *subscription = Some(sub);
+            ctx.wait(confirmed.into_actor(self));
+        }
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
@@ -221,6 +236,9 @@ impl Handler<ShareDocument> for DocumentRoom {
             if msg.grant == Grant::Revoke {
                 room.evict(&msg.user_id);
                 room.membership_changed(ctx);
+                if let Some((cluster, _)) = &room.cluster {
+                    cluster.publish(room.members.room(), RoomEvent::Revoked { user: msg.user_id.clone() });
+                }
             }
             Ok(())
         })))
@@ -240,6 +258,23 @@ impl DocumentRoom {
                 peer.deliver(frame.clone());
                 peer.evicted(room.clone());
             }
+        }
+    }
+}
+
+impl Handler<Remote> for DocumentRoom {
+    type Result = ();
+
+    fn handle(&mut self, msg: Remote, ctx: &mut Context<Self>) {
+        match msg.0 {
+            RoomEvent::Revoked { user } => {
+                for session in self.members.sessions_of(&user) {
+                    self.editors.remove(&session);
+                }
+                self.evict(&user);
+                self.membership_changed(ctx);
+            }
+            RoomEvent::ChatMessage { .. } => {}
         }
     }
 }

@@ -78,6 +78,8 @@ pub enum CloseCode {
     Internal,
     HeartbeatTimeout,
     Unauthenticated,
+    /// Closed by the server's HTTP API (`DELETE /api/users/{id}/connections`).
+    Disconnected,
     SlowConsumer,
     RateAbuse,
 }
@@ -93,6 +95,7 @@ impl CloseCode {
             CloseCode::Internal => 1011,
             CloseCode::HeartbeatTimeout => 4000,
             CloseCode::Unauthenticated => 4001,
+            CloseCode::Disconnected => 4003,
             CloseCode::SlowConsumer => 4008,
             CloseCode::RateAbuse => 4029,
         }
@@ -109,6 +112,7 @@ impl CloseCode {
             CloseCode::Internal => "internal error",
             CloseCode::HeartbeatTimeout => "heartbeat timeout",
             CloseCode::Unauthenticated => "unauthenticated",
+            CloseCode::Disconnected => "disconnected by the server; do not reconnect with the same token",
             CloseCode::SlowConsumer => "slow consumer: reconnect and recover",
             CloseCode::RateAbuse => "rate limit abuse",
         }

@@ -7,23 +7,26 @@
 //! to the room directly. A room stops itself when idle; a request that hits
 //! a stopped room's address asks again, naming the stale address
 //! ([`route`], for sessions and the HTTP API alike).
+//!
+//! In cluster mode the registry also runs the periodic check of its open
+//! chats' positions ([`watch`]), and closes a user's connections when the
+//! HTTP API (of any node) asks.
 
 pub mod route;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
 
 use crate::chat::ChatRoom;
-use crate::config::Settings;
 use crate::document::DocumentRoom;
 use crate::ids::{ChatId, DocumentId, SessionId, UserId};
 use crate::lifecycle::{RoomKind, RoomStopped};
+pub use crate::lifecycle::RoomDeps;
 use crate::protocol::WireError;
 use crate::peer::Control;
-use crate::store::Db;
 
 pub use route::call_room;
 
@@ -45,15 +48,15 @@ impl<R: RoomKind> Message for OpenRoom<R> {
 /// a new one.
 pub trait Hosted: RoomKind {
     fn rooms(registry: &mut Registry) -> &mut HashMap<Self::Id, Addr<Self>>;
-    fn build(id: Self::Id, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self;
+    fn build(id: Self::Id, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self;
 }
 
 impl Hosted for DocumentRoom {
     fn rooms(registry: &mut Registry) -> &mut HashMap<DocumentId, Addr<Self>> {
         &mut registry.documents
     }
-    fn build(id: DocumentId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
-        DocumentRoom::new(id, db, settings, registry)
+    fn build(id: DocumentId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
+        DocumentRoom::new(id, deps, registry)
     }
 }
 
@@ -61,8 +64,8 @@ impl Hosted for ChatRoom {
     fn rooms(registry: &mut Registry) -> &mut HashMap<ChatId, Addr<Self>> {
         &mut registry.chats
     }
-    fn build(id: ChatId, db: Db, settings: Arc<Settings>, registry: Recipient<RoomStopped<Self>>) -> Self {
-        ChatRoom::new(id, db, settings, registry)
+    fn build(id: ChatId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
+        ChatRoom::new(id, deps, registry)
     }
 }
 
@@ -104,6 +107,15 @@ pub struct Unregister {
 #[rtype(result = "usize")]
 pub struct Shutdown;
 
+/// Closes every connection of a user on this node with 4003 (the HTTP
+/// API's `DELETE /api/users/{user_id}/connections`, from this node or
+/// another); answers how many were closed.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct DisconnectUser {
+    pub user_id: UserId,
+}
+
 /// Counts for `/metrics`.
 #[derive(Message)]
 #[rtype(result = "RegistryStats")]
@@ -118,8 +130,7 @@ pub struct RegistryStats {
 }
 
 pub struct Registry {
-    db: Db,
-    settings: Arc<Settings>,
+    rooms: RoomDeps,
     /// Threads that run room actors. Empty: a room runs on the thread of
     /// the connection that opened it, so that its pushes to members on
     /// that thread wake no other thread (on one core, every push would
@@ -135,11 +146,10 @@ pub struct Registry {
 impl Registry {
     /// Creates the registry and `room_threads` arbiters for rooms (none:
     /// rooms run on connection threads).
-    pub fn new(db: Db, settings: Arc<Settings>, room_threads: usize) -> Registry {
+    pub fn new(rooms: RoomDeps, room_threads: usize) -> Registry {
         let arbiters = (0..room_threads).map(|_| Arbiter::new().handle()).collect();
         Registry {
-            db,
-            settings,
+            rooms,
             arbiters,
             next_arbiter: 0,
             documents: HashMap::new(),
@@ -164,6 +174,9 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Every session asks here first; let them queue rather than fail.
         ctx.set_mailbox_capacity(4096);
+        if self.rooms.cluster.is_some() {
+            ctx.run_interval(self.rooms.settings.check_interval, |registry, ctx| registry.check_positions(ctx));
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -198,11 +211,11 @@ impl<R: Hosted> Handler<OpenRoom<R>> for Registry {
     type Result = MessageResult<OpenRoom<R>>;
 
     fn handle(&mut self, msg: OpenRoom<R>, ctx: &mut Context<Self>) -> Self::Result {
-        let (db, settings, me) = (self.db.clone(), self.settings.clone(), ctx.address().recipient());
+        let (deps, me) = (self.rooms.clone(), ctx.address().recipient());
         let arbiter = self.arbiter(msg.home);
         let id = msg.id.clone();
         MessageResult(resolve(R::rooms(self), msg.id, msg.stale, move || {
-            R::start_in_arbiter(&arbiter, move |_| R::build(id, db, settings, me))
+            R::start_in_arbiter(&arbiter, move |_| R::build(id, deps, me))
         }))
     }
 }
@@ -225,7 +238,7 @@ impl Handler<Register> for Registry {
         if self.shutting_down {
             return Err(WireError::busy("the server is shutting down; reconnect shortly"));
         }
-        let limit = self.settings.max_connections_per_user;
+        let limit = self.rooms.settings.max_connections_per_user;
         let sessions = self.users.entry(msg.user_id.clone()).or_default();
         if sessions.len() >= limit {
             let e = WireError::limit(
@@ -268,6 +281,19 @@ impl Handler<Shutdown> for Registry {
             }
         }
         told
+    }
+}
+
+impl Handler<DisconnectUser> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, msg: DisconnectUser, _: &mut Context<Self>) -> usize {
+        // Each session unregisters itself when it stops.
+        let Some(sessions) = self.users.get(&msg.user_id) else { return 0 };
+        for control in sessions.values() {
+            control.do_send(Control::Disconnect);
+        }
+        sessions.len()
     }
 }
 

@@ -451,6 +451,10 @@ impl Handler<Control> for Session {
             Control::Evicted(room) => {
                 self.rooms.remove(&room);
             }
+            Control::Disconnect => {
+                log::info!("session {}: disconnected by the HTTP API", self.id);
+                self.close(CloseCode::Disconnected, ctx);
+            }
             Control::Shutdown => {
                 self.draining = true;
                 if self.inflight == 0 || self.peer.is_none() {

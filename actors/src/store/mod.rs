@@ -101,6 +101,13 @@ pub trait Store: Send + Sync + 'static {
     fn chat_access(&self, id: &ChatId, user: &UserId) -> StoreResult<ChatAccess>;
     /// The chat's newest seq, `None` if it does not exist.
     fn chat_last_seq(&self, id: &ChatId) -> StoreResult<Option<Seq>>;
+    /// The newest seq of each chat in `ids` that exists (cluster mode's
+    /// periodic check: one query for all of a node's open chats).
+    fn chat_positions(&self, ids: &[ChatId]) -> StoreResult<Vec<(ChatId, Seq)>>;
+    /// Up to `limit` messages with seq above `after`, ascending (cluster
+    /// mode: filling a gap). No access check: the room's members were
+    /// checked when they joined.
+    fn messages_after(&self, id: &ChatId, after: Seq, limit: i64) -> StoreResult<Vec<ChatMessage>>;
     /// Appends messages in one transaction, in order: each gets its chat's
     /// next seq, or is answered with the stored original for a repeated
     /// `client_msg_id`; each succeeds or fails on its own. `Err` only when

@@ -1,0 +1,95 @@
+//! What a room needs from the other nodes of a cluster, as an interface
+//! ([`Cluster`]); the binary implements it over Redis (`src/cluster/`).
+//! Without cluster mode there is no implementation at all: rooms hold
+//! `None` and run exactly as on a single node.
+//!
+//! The database stays the record of order (chat `seq`, document
+//! `version`); the cluster only carries events between nodes, at most
+//! once. A room therefore:
+//! - subscribes to its room's events *before* it reads its starting
+//!   position, so that nothing committed after the read can be missed;
+//! - publishes each of its commits after the commit, never failing an ack
+//!   when the publish fails;
+//! - merges its own commits and the events of other nodes through one
+//!   [`reorder::Reorder`] buffer;
+//! - repairs a gap from the database when it stays open for `gap_wait`,
+//!   and when the periodic check or a reconnect of the link
+//!   ([`Stored`]) says the database is ahead.
+
+pub mod reorder;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix::{Message, Recipient};
+use bytestring::ByteString;
+
+use crate::ids::{RoomName, Seq, UserId};
+
+/// An event of one room, published by the node where it happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RoomEvent {
+    /// A chat message was committed at `seq`; `frame` is its push, as
+    /// members receive it (encoded once, by the committing node).
+    ChatMessage { seq: Seq, frame: ByteString },
+    /// A user lost access to the room (a document share revoked): every
+    /// node removes that user's connections from the room.
+    Revoked { user: UserId },
+}
+
+/// An event of the room from another node, delivered to the room actor.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Remote(pub RoomEvent);
+
+/// The database's newest position of a room (a chat's `last_seq`), from
+/// the periodic check or a catch-up after the link came back. A room that
+/// is behind repairs from the database.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Stored(pub Seq);
+
+/// The interface rooms use. Implementations must not block: `publish`
+/// queues (a bounded queue; a full one drops, counts and carries on, since
+/// the commit is the truth and repair covers the rest).
+pub trait Cluster: Send + Sync + 'static {
+    /// Starts delivering the room's events from other nodes to `inbox`;
+    /// returns the subscription's id at once, and a future that resolves
+    /// once the subscription is confirmed, or when it could not be in time
+    /// (the link is down): the room then relies on the periodic check and
+    /// on the catch-up that follows the link's return, and the
+    /// subscription is made when the link is back. Rooms call
+    /// [`subscribe`], which wraps the id in a [`Subscription`].
+    fn subscribe(&self, room: RoomName, inbox: Recipient<Remote>) -> (u64, Confirmed);
+
+    /// Ends the subscription `id` of `room` (called by [`Subscription`]'s
+    /// drop). A newer subscription of the same room is left alone.
+    fn unsubscribe(&self, room: &RoomName, id: u64);
+
+    /// Sends a committed event to the other nodes, without waiting.
+    fn publish(&self, room: &RoomName, event: RoomEvent);
+}
+
+/// Resolves when a subscription is in place (or given up for now).
+pub type Confirmed = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Subscribes `inbox` to `room`'s events: the guard that ends the
+/// subscription when dropped, and the future of its confirmation.
+pub fn subscribe(cluster: &Arc<dyn Cluster>, room: RoomName, inbox: Recipient<Remote>) -> (Subscription, Confirmed) {
+    let (id, confirmed) = cluster.subscribe(room.clone(), inbox);
+    (Subscription { room, id, cluster: cluster.clone() }, confirmed)
+}
+
+/// A room's subscription; ends when dropped (the room stopped).
+pub struct Subscription {
+    room: RoomName,
+    id: u64,
+    cluster: Arc<dyn Cluster>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.cluster.unsubscribe(&self.room, self.id);
+    }
+}

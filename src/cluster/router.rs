@@ -1,0 +1,43 @@
+//! Everything Redis pushes to this node arrives here (on the link's
+//! thread, from the connection's reader): a room's event goes to that
+//! room's actor, node-level messages to [`node`], and the news that the
+//! connection dropped to the subscriptions task. Nothing here waits: a
+//! room whose mailbox is full misses the event (counted), which its gap
+//! repair reads back.
+
+use bytes::Bytes;
+use huddle_actors::cluster::Remote;
+use redis::{PushInfo, PushKind, Value};
+
+use crate::cluster::{node, wire, Link};
+
+pub fn route(link: &Link, push: PushInfo) {
+    match push.kind {
+        PushKind::Disconnection => link.trouble("Redis closed the connection"),
+        PushKind::Message => {
+            let mut data = push.data.into_iter();
+            let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) = (data.next(), data.next()) else {
+                return;
+            };
+            let (Ok(channel), bytes) = (String::from_utf8(channel), Bytes::from(payload)) else { return };
+            let Some(header) = wire::decode(&bytes) else {
+                log::debug!("cluster: a message on {channel} that is not ours; ignored");
+                return;
+            };
+            if header.origin == link.node() {
+                // Our own, already delivered here when it was committed.
+                return;
+            }
+            if channel.starts_with(wire::ROOM_PREFIX) {
+                let Some(inbox) = link.inner.subscriptions.inbox(&channel) else { return };
+                let Some(event) = wire::decode_event(&header, bytes.clone()) else { return };
+                if inbox.try_send(Remote(event)).is_err() {
+                    link.metrics().remote_dropped();
+                }
+            } else {
+                node::incoming(link, &header, &bytes[header.body_at..]);
+            }
+        }
+        _ => {}
+    }
+}
