@@ -55,6 +55,7 @@
 //!   of truth, shared by every engine process).
 
 pub mod auth;
+pub mod awareness;
 pub mod chat;
 pub mod config;
 pub mod document;

@@ -1,12 +1,12 @@
 //! What a session does with each decoded request: answer it itself
 //! (`ping`, `auth:refresh`), run it on the store (creations, history), or
 //! route it to the room that owns the ordering (joins, updates, messages,
-//! leaves, shares). Rooms answer routed requests themselves, on the same
+//! leaves, shares, presence lists, awareness). Rooms answer routed requests themselves, on the same
 //! queue as their pushes, so an `ack` always precedes the pushes it causes.
 
 use std::sync::Arc;
 
-use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
 
 use crate::chat::{not_member_error, ChatRoom, JoinChat, PostMessage};
 use crate::document::{DocumentRoom, JoinDocument, ShareDocument, UpdateDocument};
@@ -14,7 +14,7 @@ use crate::ids::{ChatId, RoomName};
 use crate::model::Timestamp;
 use crate::protocol::frames::{self, ChatCreated, DocumentCreated, History, Pong, Refreshed, SessionUpdate};
 use crate::protocol::{ClientRequest, ErrorCode, Request, WireError};
-use crate::members::Leave;
+use crate::members::{Leave, ListPresence, SetAwareness};
 use crate::peer::{Peer, Requester};
 use crate::session::routing::{Done, Route};
 use crate::session::Session;
@@ -95,6 +95,44 @@ impl Session {
                 if self.in_chat(ctx, &chat_id, &req, event) {
                     self.leave(ctx, RoomName::Chat(chat_id), req, event);
                 }
+            }
+
+            ClientRequest::PresenceList { room, after_user_id, limit } => {
+                let msg = ListPresence { requester: req.clone(), after_user_id, limit };
+                self.route_to_joined(ctx, room, req, event, msg);
+            }
+            ClientRequest::AwarenessSet { room, state } => {
+                let msg = SetAwareness { requester: req.clone(), state };
+                self.route_to_joined(ctx, room, req, event, msg);
+            }
+        }
+    }
+
+    /// Routes a request that needs membership to the room it names (either
+    /// kind), if this connection joined it; otherwise answers it as a
+    /// non-member's: for a chat, access first ([`Session::in_chat`]), for a
+    /// document `NOT_JOINED`. The room checks membership again (it has the
+    /// last word) and answers.
+    fn route_to_joined<M>(&mut self, ctx: &mut Context<Self>, room: RoomName, req: Requester, event: &'static str, msg: M)
+    where
+        M: Message<Result = ()> + Clone + Send + 'static,
+        ChatRoom: Handler<M>,
+        DocumentRoom: Handler<M>,
+    {
+        match room {
+            RoomName::Chat(chat_id) => {
+                if self.in_chat(ctx, &chat_id, &req, event) {
+                    let route = Route::<ChatRoom, _> { id: chat_id, msg, remember: false };
+                    self.route(ctx, event, route, fail_if_unreached(req, event));
+                }
+            }
+            RoomName::Document(document_id) => {
+                let name = RoomName::Document(document_id.clone());
+                if !self.rooms.contains_key(&name) {
+                    return self.fail(&req, event, &WireError::not_joined(name));
+                }
+                let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
+                self.route(ctx, event, route, fail_if_unreached(req, event));
             }
         }
     }
