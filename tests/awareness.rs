@@ -105,9 +105,9 @@ async fn states_are_listed_in_join_acks_and_cleared_on_leave_and_on_drop() {
         let cleared = bob.expect_push("awareness", room).await;
         assert_eq!(cleared, json!({"session_id": carols, "user_id": "carol", "state": null}));
         // A connection that never set a state leaves without a word.
-        let mut dave = server.client("carol").await;
-        join(&mut dave, room).await;
-        leave(&mut dave, room).await;
+        let mut carol_again = server.client("carol").await;
+        join(&mut carol_again, room).await;
+        leave(&mut carol_again, room).await;
         bob.ok("ping", json!({})).await;
         assert!(bob.kept(|f| f["event"] == "awareness").is_empty());
     }

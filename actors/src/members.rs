@@ -39,22 +39,21 @@ pub struct Leave {
     pub requester: Option<Requester>,
 }
 
-/// `presence:list`: a page of the room's users. The room answers a
-/// non-member first.
+/// A request a member makes of the room's members; the room answers a
+/// non-member itself and hands the others to [`Members::answer`].
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct ListPresence {
+pub struct MemberRequest {
     pub requester: Requester,
-    pub after_user_id: Option<UserId>,
-    pub limit: usize,
+    pub ask: Ask,
 }
 
-/// `awareness:set`. The room answers a non-member first.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct SetAwareness {
-    pub requester: Requester,
-    pub state: Option<AwarenessState>,
+#[derive(Clone, Debug)]
+pub enum Ask {
+    /// `presence:list`: a page of the room's users.
+    List { after_user_id: Option<UserId>, limit: usize },
+    /// `awareness:set` (`None` clears).
+    SetAwareness(Option<AwarenessState>),
 }
 
 /// A room's timer rang: the room passes it to [`Members::tick`].
@@ -269,24 +268,31 @@ impl Members {
         }
     }
 
-    /// Answers `presence:list` from a member: the users after
-    /// `after_user_id`, as they are now.
-    pub fn list(&mut self, msg: ListPresence) {
-        let page = self.presence.page(msg.after_user_id.as_ref(), msg.limit);
-        // The page ends at its last user, or runs to the end of the room.
-        let through = if page.has_more { page.last } else { None };
-        self.diffs.looked_at(msg.after_user_id.as_ref(), through);
-        let member_count = self.presence.member_count();
-        msg.requester.ack(PresencePage { members: page.members, has_more: page.has_more, member_count });
+    /// Answers a member's request.
+    pub fn answer(&mut self, msg: MemberRequest) {
+        match msg.ask {
+            Ask::List { after_user_id, limit } => self.list(&msg.requester, after_user_id.as_ref(), limit),
+            Ask::SetAwareness(state) => self.set_awareness(&msg.requester, state),
+        }
     }
 
-    /// Answers `awareness:set` from a member, and pushes the state to the
-    /// others now or when the timer rings.
-    pub fn set_awareness(&mut self, msg: SetAwareness) {
-        let peer = &msg.requester.peer;
+    /// `presence:list`: the users after `after`, as they are now.
+    fn list(&mut self, req: &Requester, after: Option<&UserId>, limit: usize) {
+        let page = self.presence.page(after, limit);
+        // The page ends at its last user, or runs to the end of the room.
+        let through = if page.has_more { page.last } else { None };
+        self.diffs.looked_at(after, through);
+        let member_count = self.presence.member_count();
+        req.ack(PresencePage { members: page.members, has_more: page.has_more, member_count });
+    }
+
+    /// `awareness:set`: acked, and pushed to the others now or when the
+    /// timer rings.
+    fn set_awareness(&mut self, req: &Requester, state: Option<AwarenessState>) {
+        let peer = &req.peer;
         let session = peer.session_id;
-        let set = self.awareness.set(session, &peer.user_id, msg.state);
-        msg.requester.ack(Empty {});
+        let set = self.awareness.set(session, &peer.user_id, state);
+        req.ack(Empty {});
         if set == Set::Now {
             if let Some(update) = self.awareness.current(session) {
                 self.push(Push::Awareness(&update), Some(session));

@@ -18,7 +18,7 @@ use crate::ids::{ChatId, RoomName, Seq, UserId};
 use crate::protocol::frames::{ChatJoined, OneMessage};
 use crate::protocol::{ErrorCode, Push, WireError};
 use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
-use crate::members::{Leave, ListPresence, Members, SetAwareness, Tick};
+use crate::members::{Leave, MemberRequest, Members, Tick};
 use crate::peer::Requester;
 use crate::chat::pipeline::Pipeline;
 use crate::store::{Appended, ChatAccess, Db, NewMessage};
@@ -251,26 +251,14 @@ impl Handler<Leave> for ChatRoom {
     }
 }
 
-impl Handler<ListPresence> for ChatRoom {
+impl Handler<MemberRequest> for ChatRoom {
     type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, msg: ListPresence, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: MemberRequest, _: &mut Context<Self>) -> Self::Result {
         if let Some(refusal) = self.refuse_non_member(Some(&msg.requester)) {
             return Box::pin(refusal.map(|_, _, _| ()));
         }
-        self.members.list(msg);
-        Box::pin(actix::fut::ready(()))
-    }
-}
-
-impl Handler<SetAwareness> for ChatRoom {
-    type Result = ResponseActFuture<Self, ()>;
-
-    fn handle(&mut self, msg: SetAwareness, _: &mut Context<Self>) -> Self::Result {
-        if let Some(refusal) = self.refuse_non_member(Some(&msg.requester)) {
-            return Box::pin(refusal.map(|_, _, _| ()));
-        }
-        self.members.set_awareness(msg);
+        self.members.answer(msg);
         Box::pin(actix::fut::ready(()))
     }
 }

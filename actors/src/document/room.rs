@@ -24,7 +24,7 @@ use crate::model::{Document, Grant};
 use crate::protocol::frames::{DocumentJoined, DocumentUpdatedAck, Shared};
 use crate::protocol::{ErrorCode, Push, WireError};
 use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
-use crate::members::{Leave, ListPresence, Members, SetAwareness, Tick};
+use crate::members::{Leave, MemberRequest, Members, Tick};
 use crate::peer::Requester;
 use crate::store::{Db, DocumentUpdate, StoreError};
 use crate::config::Settings;
@@ -255,24 +255,12 @@ impl Handler<Leave> for DocumentRoom {
     }
 }
 
-impl Handler<ListPresence> for DocumentRoom {
+impl Handler<MemberRequest> for DocumentRoom {
     type Result = ();
 
-    fn handle(&mut self, msg: ListPresence, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: MemberRequest, _: &mut Context<Self>) {
         if self.members.contains(msg.requester.peer.session_id) {
-            self.members.list(msg);
-        } else {
-            msg.requester.fail(&WireError::not_joined(self.members.room()));
-        }
-    }
-}
-
-impl Handler<SetAwareness> for DocumentRoom {
-    type Result = ();
-
-    fn handle(&mut self, msg: SetAwareness, _: &mut Context<Self>) {
-        if self.members.contains(msg.requester.peer.session_id) {
-            self.members.set_awareness(msg);
+            self.members.answer(msg);
         } else {
             msg.requester.fail(&WireError::not_joined(self.members.room()));
         }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
 
 use crate::chat::{not_member_error, ChatRoom, JoinChat, PostMessage};
 use crate::document::{DocumentRoom, JoinDocument, ShareDocument, UpdateDocument};
@@ -14,7 +14,7 @@ use crate::ids::{ChatId, RoomName};
 use crate::model::Timestamp;
 use crate::protocol::frames::{self, ChatCreated, DocumentCreated, History, Pong, Refreshed, SessionUpdate};
 use crate::protocol::{ClientRequest, ErrorCode, Request, WireError};
-use crate::members::{Leave, ListPresence, SetAwareness};
+use crate::members::{Ask, Leave, MemberRequest};
 use crate::peer::{Peer, Requester};
 use crate::session::routing::{Done, Route};
 use crate::session::Session;
@@ -98,27 +98,21 @@ impl Session {
             }
 
             ClientRequest::PresenceList { room, after_user_id, limit } => {
-                let msg = ListPresence { requester: req.clone(), after_user_id, limit };
-                self.route_to_joined(ctx, room, req, event, msg);
+                self.route_to_joined(ctx, room, req, event, Ask::List { after_user_id, limit });
             }
             ClientRequest::AwarenessSet { room, state } => {
-                let msg = SetAwareness { requester: req.clone(), state };
-                self.route_to_joined(ctx, room, req, event, msg);
+                self.route_to_joined(ctx, room, req, event, Ask::SetAwareness(state));
             }
         }
     }
 
-    /// Routes a request that needs membership to the room it names (either
-    /// kind), if this connection joined it; otherwise answers it as a
-    /// non-member's: for a chat, access first ([`Session::in_chat`]), for a
-    /// document `NOT_JOINED`. The room checks membership again (it has the
-    /// last word) and answers.
-    fn route_to_joined<M>(&mut self, ctx: &mut Context<Self>, room: RoomName, req: Requester, event: &'static str, msg: M)
-    where
-        M: Message<Result = ()> + Clone + Send + 'static,
-        ChatRoom: Handler<M>,
-        DocumentRoom: Handler<M>,
-    {
+    /// Routes a request of a member to the room it names (either kind), if
+    /// this connection joined it; otherwise answers it as a non-member's:
+    /// for a chat, access first ([`Session::in_chat`]), for a document
+    /// `NOT_JOINED`. The room checks membership again (it has the last
+    /// word) and answers.
+    fn route_to_joined(&mut self, ctx: &mut Context<Self>, room: RoomName, req: Requester, event: &'static str, ask: Ask) {
+        let msg = MemberRequest { requester: req.clone(), ask };
         match room {
             RoomName::Chat(chat_id) => {
                 if self.in_chat(ctx, &chat_id, &req, event) {
