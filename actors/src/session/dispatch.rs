@@ -1,8 +1,9 @@
 //! What a session does with each decoded request: answer it itself
 //! (`ping`, `auth:refresh`), run it on the store (creations, history), or
 //! route it to the room that owns the ordering (joins, updates, messages,
-//! leaves, shares, presence lists, awareness). Rooms answer routed requests themselves, on the same
-//! queue as their pushes, so an `ack` always precedes the pushes it causes.
+//! leaves, shares, presence lists, awareness). Rooms answer routed requests
+//! themselves, on the same queue as their pushes, so an `ack` always
+//! precedes the pushes it causes.
 
 use std::sync::Arc;
 
