@@ -167,6 +167,24 @@ pub struct Options {
     /// How long an empty room actor stays warm, in milliseconds.
     #[arg(long, env = "HUDDLE_ROOM_IDLE_MS", default_value_t = 30_000)]
     pub room_idle_ms: u64,
+    /// Users (and awareness states) listed in a join ack; presence:list
+    /// pages the rest.
+    #[arg(long, env = "HUDDLE_PRESENCE_MAX_LISTED", default_value_t = 100)]
+    pub presence_max_listed: usize,
+    /// Users in a room above which presence is sent as presence:diff
+    /// batches instead of one user:joined / user:left per change.
+    #[arg(long, env = "HUDDLE_PRESENCE_MAX_INSTANT", default_value_t = 100)]
+    pub presence_max_instant: usize,
+    /// At most one presence:diff per room per this many milliseconds.
+    #[arg(long, env = "HUDDLE_PRESENCE_INTERVAL_MS", default_value_t = 1000)]
+    pub presence_interval_ms: u64,
+    /// Largest awareness state, in bytes as serialized.
+    #[arg(long, env = "HUDDLE_MAX_AWARENESS_BYTES", default_value_t = 1024)]
+    pub max_awareness_bytes: usize,
+    /// At most one awareness push per connection and room per this many
+    /// milliseconds.
+    #[arg(long, env = "HUDDLE_AWARENESS_INTERVAL_MS", default_value_t = 50)]
+    pub awareness_interval_ms: u64,
 
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "HUDDLE_WORKERS", default_value_t = 0)]
@@ -222,6 +240,11 @@ impl Options {
             room_idle: Duration::from_millis(self.room_idle_ms),
             gap_wait: Duration::from_millis(self.gap_wait_ms),
             check_interval: Duration::from_millis(self.check_interval_ms.max(1)),
+            presence_max_listed: self.presence_max_listed,
+            presence_max_instant: self.presence_max_instant,
+            presence_interval: Duration::from_millis(self.presence_interval_ms.max(1)),
+            max_awareness_bytes: self.max_awareness_bytes,
+            awareness_interval: Duration::from_millis(self.awareness_interval_ms.max(1)),
         }
     }
 

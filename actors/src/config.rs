@@ -33,6 +33,18 @@ pub struct Settings {
     /// its open rooms (one query), to catch a node that died between its
     /// commit and its publish, or a subscription gone silent.
     pub check_interval: Duration,
+    /// Users (and awareness states) a join ack lists; `presence:list`
+    /// pages the rest.
+    pub presence_max_listed: usize,
+    /// Users in a room above which presence goes out as `presence:diff`
+    /// batches instead of one `user:joined` / `user:left` per change.
+    pub presence_max_instant: usize,
+    /// At most one `presence:diff` per room per interval.
+    pub presence_interval: Duration,
+    /// Largest awareness state, in bytes as serialized.
+    pub max_awareness_bytes: usize,
+    /// At most one `awareness` push per connection and room per interval.
+    pub awareness_interval: Duration,
 }
 
 impl Default for Settings {
@@ -53,6 +65,14 @@ impl Default for Settings {
             room_idle: Duration::from_secs(30),
             gap_wait: Duration::from_millis(100),
             check_interval: Duration::from_secs(2),
+            // The contract's defaults (docs/protocol.md, "Large rooms" and
+            // "Awareness"); the lead picks the production values from the
+            // benchmark sweep (BENCHMARKS.md).
+            presence_max_listed: 100,
+            presence_max_instant: 100,
+            presence_interval: Duration::from_millis(1000),
+            max_awareness_bytes: 1024,
+            awareness_interval: Duration::from_millis(50),
         }
     }
 }
@@ -62,6 +82,7 @@ impl Settings {
         DecodeLimits {
             max_document_bytes: self.max_document_bytes,
             max_message_chars: self.max_message_chars,
+            max_awareness_bytes: self.max_awareness_bytes,
         }
     }
 }

@@ -178,6 +178,20 @@ pub enum RoomName {
     Chat(ChatId),
 }
 
+impl RoomName {
+    /// A room's wire name, `document:<id>` or `chat:<id>`; the reason it is
+    /// not one otherwise (the caller names the field).
+    pub fn parse(s: &str) -> Result<RoomName, InvalidId> {
+        const WHAT: &str = "must be a room name: document:<document_id> or chat:<chat_id>";
+        let room = match s.split_once(':') {
+            Some(("document", id)) => DocumentId::parse(id).map(RoomName::Document),
+            Some(("chat", id)) => ChatId::parse(id).map(RoomName::Chat),
+            _ => return Err(InvalidId(WHAT)),
+        };
+        room.map_err(|_| InvalidId(WHAT))
+    }
+}
+
 impl fmt::Display for RoomName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -222,5 +236,15 @@ mod tests {
         assert_eq!(chat.to_string(), "chat:general");
         let doc = RoomName::Document(DocumentId::parse("d1").unwrap());
         assert_eq!(serde_json::to_string(&doc).unwrap(), "\"document:d1\"");
+    }
+
+    #[test]
+    fn room_names_parse_from_their_wire_form_only() {
+        assert_eq!(RoomName::parse("chat:general").unwrap(), RoomName::Chat(ChatId::parse("general").unwrap()));
+        // Ids may contain colons themselves.
+        assert_eq!(RoomName::parse("document:a:b").unwrap(), RoomName::Document(DocumentId::parse("a:b").unwrap()));
+        for bad in ["general", "chat:", "chat", "Chat:general", "documents:plan", "chat:with space", ""] {
+            assert!(RoomName::parse(bad).is_err(), "{bad}");
+        }
     }
 }

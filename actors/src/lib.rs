@@ -56,8 +56,12 @@
 //! - [`registry::Registry`]: room name → room actor; live sessions per user.
 //! - [`document::DocumentRoom`], [`chat::ChatRoom`]: ordering of their
 //!   room's operations and the pushes they cause ([`protocol::Push`]),
-//!   through their [`members::Members`] (presence, [`presence::Presence`]);
-//!   [`lifecycle`]: their mailbox and idle stop.
+//!   through their [`members::Members`] (presence, [`presence::Presence`],
+//!   batched into `presence:diff`s by [`presence::diff`] in large rooms;
+//!   [`awareness`] states); [`lifecycle`]: their mailbox and idle stop.
+//!   A room's only timers besides the idle stop are the presence and
+//!   awareness batches: `Members` has a [`members::Tick`] sent to its own
+//!   room, and only while something waits.
 //! - [`store::batch::Batcher`]: which writes share a commit.
 //! - The store: durability, version checks and `seq` assignment (the record
 //!   of truth, shared by every engine process).
@@ -65,6 +69,7 @@
 //!   pure reorder buffer); the binary implements it over Redis.
 
 pub mod auth;
+pub mod awareness;
 pub mod chat;
 pub mod cluster;
 pub mod config;

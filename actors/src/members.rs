@@ -1,22 +1,34 @@
-//! The members of a room (document or chat) and how pushes reach them;
-//! leaving.
+//! The members of a room (document or chat) and how pushes reach them:
+//! joining and leaving, presence (instant `user:joined` / `user:left`, or
+//! `presence:diff` batches in large rooms), `presence:list`, and awareness.
 //!
 //! A push is encoded once and the same bytes are offered to every member
 //! with `try_send`; members whose queue is full (slow consumers) or gone are
-//! removed on the spot, and the others hear `user:left` for them, so a
-//! stalled client never holds a room back.
+//! removed on the spot, and the others hear that they left, so a stalled
+//! client never holds a room back.
+//!
+//! The state lives in plain structs with their own tests
+//! ([`Presence`], [`DiffLog`], [`Awareness`]); this file moves their
+//! answers onto the wire. Batched presence and coalesced awareness need a
+//! timer: `Members` asks its room to be sent a [`Tick`] later, only while
+//! something is pending, and the room hands it back to [`Members::tick`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix::Message;
+use actix::{Message, WeakRecipient};
 use bytestring::ByteString;
 
-use crate::ids::{RoomName, SessionId};
+use crate::awareness::{Awareness, Set, Update};
+use crate::config::Settings;
+use crate::ids::{RoomName, SessionId, UserId};
 use crate::observer::Observer;
-use crate::presence::{Joined, Presence};
-use crate::protocol::frames::{MemberInfo, RoomOnly};
-use crate::protocol::Push;
 use crate::peer::{Delivery, Peer, Requester};
+use crate::presence::diff::{Diff, DiffLog, Recorded};
+use crate::presence::{Joined, Presence};
+use crate::protocol::frames::{Empty, PresencePage, PresenceSnapshot, RoomOnly};
+use crate::protocol::{AwarenessState, Push, WireError};
 
 /// A connection leaves a room: a `*:leave` request (with a requester to
 /// ack) or a disconnect (without).
@@ -27,16 +39,87 @@ pub struct Leave {
     pub requester: Option<Requester>,
 }
 
+/// A request a member makes of the room's members; the room answers a
+/// non-member itself and hands the others to [`Members::answer`].
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct MemberRequest {
+    pub requester: Requester,
+    pub ask: Ask,
+}
+
+#[derive(Clone, Debug)]
+pub enum Ask {
+    /// `presence:list`: a page of the room's users.
+    List { after_user_id: Option<UserId>, limit: usize },
+    /// `awareness:set` (`None` clears).
+    SetAwareness(Option<AwarenessState>),
+}
+
+/// A room's timer rang: the room passes it to [`Members::tick`].
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub enum Tick {
+    /// Send the open `presence:diff` batch.
+    Presence,
+    /// Push the awareness states that waited.
+    Awareness,
+}
+
+/// What the room keeps for each connection.
+struct Slot {
+    peer: Peer,
+    /// The presence clock when this connection's view of the room was taken
+    /// (its join ack): the batch it joined in tells it only what changed
+    /// after.
+    seen_at: u64,
+}
+
+/// The settings `Members` follows (docs/protocol.md, "Large rooms",
+/// "Awareness").
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_listed: usize,
+    max_instant: usize,
+    presence_interval: Duration,
+    awareness_interval: Duration,
+}
+
 /// The members of one room and the pushes that keep them informed.
 pub struct Members {
     room: RoomName,
-    presence: Presence<Peer>,
+    presence: Presence<Slot>,
+    diffs: DiffLog,
+    awareness: Awareness,
+    limits: Limits,
     observer: Arc<dyn Observer>,
+    /// Where [`Tick`]s go: the room, once started ([`Members::ring_at`]).
+    alarm: Option<WeakRecipient<Tick>>,
 }
 
 impl Members {
-    pub fn new(room: RoomName, observer: Arc<dyn Observer>) -> Members {
-        Members { room, presence: Presence::default(), observer }
+    pub fn new(room: RoomName, observer: Arc<dyn Observer>, settings: &Settings) -> Members {
+        let limits = Limits {
+            max_listed: settings.presence_max_listed,
+            max_instant: settings.presence_max_instant,
+            presence_interval: settings.presence_interval,
+            awareness_interval: settings.awareness_interval,
+        };
+        Members {
+            room,
+            presence: Presence::default(),
+            diffs: DiffLog::default(),
+            awareness: Awareness::default(),
+            limits,
+            observer,
+            alarm: None,
+        }
+    }
+
+    /// Where to send [`Tick`]s: the room, which calls this when it starts.
+    /// A weak address, so the timers never keep a stopped room alive.
+    pub fn ring_at(&mut self, room: WeakRecipient<Tick>) {
+        self.alarm = Some(room);
     }
 
     pub fn room(&self) -> &RoomName {
@@ -55,52 +138,92 @@ impl Members {
         self.presence.connection_count()
     }
 
-    pub fn list(&self) -> Vec<MemberInfo> {
-        self.presence.members()
-    }
-
-    pub fn sessions_of(&self, user: &crate::ids::UserId) -> Vec<SessionId> {
-        self.presence.sessions_of(user)
-    }
-
-    /// Adds a connection; returns whether the user is new to the room. The
-    /// caller acks first, then calls [`Members::announce_join`].
-    pub fn add(&mut self, peer: Peer) -> bool {
-        // Drop connections that died without saying so, so that `members`
-        // never lists ghosts.
-        let gone: Vec<SessionId> = self.presence.peers().filter(|(_, p)| p.is_gone()).map(|(s, _)| s).collect();
-        for s in gone {
-            self.remove(s);
-        }
-        let (session, user, name) = (peer.session_id, peer.user_id.clone(), peer.name.clone());
-        self.presence.join(session, user, name, peer) == Joined::FirstConnection
+    pub fn sessions_of(&self, user: &UserId) -> Vec<SessionId> {
+        self.presence.sessions_of(user).to_vec()
     }
 
     /// Admits the requester: adds it, acks with `ack` (given the room and
-    /// the member list, the newcomer included), then tells the others if
-    /// its user is new to the room.
-    pub fn admit(&mut self, req: &Requester, ack: impl FnOnce(&RoomName, &[MemberInfo])) {
-        let first = self.add(req.peer.clone());
-        let members = self.list();
-        ack(&self.room, &members);
-        if first {
-            self.announce_join(&req.peer);
+    /// what it shows of the members: the first `presence_max_listed` users,
+    /// the newcomer among them if it sorts there, their count, the others'
+    /// awareness states), then tells the others if its user is new to the
+    /// room and the room announces changes at once.
+    pub fn admit(&mut self, req: &Requester, ack: impl FnOnce(&RoomName, PresenceSnapshot<'_>)) {
+        self.prune_listed();
+        let peer = &req.peer;
+        let (session, user, name) = (peer.session_id, peer.user_id.clone(), peer.name.clone());
+        let slot = Slot { peer: peer.clone(), seen_at: 0 };
+        let announce = match self.presence.join(session, user.clone(), name.clone(), slot) {
+            Joined::FirstConnection => self.record(&user, name.as_ref(), true),
+            Joined::AnotherConnection | Joined::AlreadyMember => false,
+        };
+        let clock = self.diffs.clock();
+        if let Some(slot) = self.presence.slot_mut(session) {
+            slot.seen_at = clock;
+        }
+        let max = self.limits.max_listed;
+        ack(
+            &self.room,
+            PresenceSnapshot {
+                members: self.presence.page(None, max).members,
+                member_count: self.presence.member_count(),
+                awareness: self.awareness.listing(session, max),
+            },
+        );
+        if announce {
+            self.push(Push::UserJoined { user_id: &user, name: name.as_deref() }, Some(session));
         }
     }
 
-    /// Tells the others that `peer`'s user arrived.
-    pub fn announce_join(&mut self, peer: &Peer) {
-        self.push(Push::UserJoined { user_id: &peer.user_id, name: peer.name.as_deref() }, Some(peer.session_id));
+    /// Connections that died without saying so are dropped from the part
+    /// of the room a join ack lists, so that no ack lists a ghost. (Their
+    /// `Leave` is on its way; elsewhere in the room it, or the next push
+    /// that finds them gone, removes them.) Each ghost is removed once, so
+    /// this costs a join O(`presence_max_listed`) checks.
+    fn prune_listed(&mut self) {
+        loop {
+            let gone: Vec<SessionId> = self
+                .presence
+                .listed_slots(self.limits.max_listed)
+                .filter(|(_, slot)| slot.peer.is_gone())
+                .map(|(s, _)| s)
+                .collect();
+            if gone.is_empty() {
+                return;
+            }
+            for s in gone {
+                self.remove(s);
+            }
+        }
     }
 
-    /// Removes a connection and, if it was its user's last one, tells the
-    /// others. Returns the removed peer.
+    /// Records a user's change of presence; true when it is to be announced
+    /// now (an instant event), false when a batch carries it.
+    fn record(&mut self, user: &UserId, name: Option<&Arc<str>>, joined: bool) -> bool {
+        let above = self.presence.member_count() > self.limits.max_instant;
+        match self.diffs.record(user, name, joined, above) {
+            Recorded::Instant => true,
+            Recorded::Batched { opened } => {
+                if opened {
+                    self.ring(Tick::Presence, self.limits.presence_interval);
+                }
+                false
+            }
+        }
+    }
+
+    /// Removes a connection: the others hear its awareness state cleared
+    /// (if they could have seen one) and, if it was its user's last
+    /// connection, that the user left. Returns the removed peer.
     pub fn remove(&mut self, session: SessionId) -> Option<Peer> {
         let left = self.presence.leave(session)?;
-        if left.last_connection {
+        if let Some(user_id) = self.awareness.leave(session) {
+            let cleared = Update { session_id: session, user_id, state: None };
+            self.push(Push::Awareness(&cleared), None);
+        }
+        if left.last_connection && self.record(&left.user_id, None, false) {
             self.push(Push::UserLeft { user_id: &left.user_id }, None);
         }
-        Some(left.peer)
+        Some(left.slot.peer)
     }
 
     /// Encodes `push` once and offers it to every member but `except`;
@@ -111,16 +234,20 @@ impl Members {
         frame
     }
 
-    /// Offers `frame` to every member but `except`. Members that cannot take
-    /// it are removed (which may announce `user:left`).
+    /// Offers an already encoded frame (a push another node encoded, or one
+    /// kept for later) to every member but `except`.
     pub fn broadcast(&mut self, frame: ByteString, except: Option<SessionId>) {
+        self.deliver_each(|session, _| (Some(session) != except).then(|| frame.clone()));
+    }
+
+    /// Offers each member the frame `frame_for` gives it (if any). Members
+    /// that cannot take it are removed (which may announce that they left).
+    fn deliver_each(&mut self, mut frame_for: impl FnMut(SessionId, &Slot) -> Option<ByteString>) {
         let mut failed = Vec::new();
         let mut delivered = 0;
-        for (session, peer) in self.presence.peers() {
-            if Some(session) == except {
-                continue;
-            }
-            match peer.deliver(frame.clone()) {
+        for (session, slot) in self.presence.slots() {
+            let Some(frame) = frame_for(session, slot) else { continue };
+            match slot.peer.deliver(frame) {
                 Delivery::Queued => delivered += 1,
                 Delivery::Full => {
                     log::info!("{}: session {session} is a slow consumer; removed", self.room);
@@ -135,15 +262,100 @@ impl Members {
         }
     }
 
-    /// Handles a [`Leave`]: acks it (`{room}`) and announces `user:left`.
+    /// Handles a [`Leave`]: acks it (`{room}`) and tells the others.
     pub fn leave(&mut self, leave: Leave) {
         let was_member = self.remove(leave.session_id).is_some();
         if let Some(req) = leave.requester {
             if was_member {
                 req.ack(RoomOnly { room: &self.room });
             } else {
-                req.fail(&crate::protocol::WireError::not_joined(&self.room));
+                req.fail(&WireError::not_joined(&self.room));
             }
         }
+    }
+
+    /// Answers a member's request.
+    pub fn answer(&mut self, msg: MemberRequest) {
+        match msg.ask {
+            Ask::List { after_user_id, limit } => self.list(&msg.requester, after_user_id.as_ref(), limit),
+            Ask::SetAwareness(state) => self.set_awareness(&msg.requester, state),
+        }
+    }
+
+    /// `presence:list`: the users after `after`, as they are now.
+    fn list(&mut self, req: &Requester, after: Option<&UserId>, limit: usize) {
+        let page = self.presence.page(after, limit);
+        // The page ends at its last user, or runs to the end of the room.
+        let through = if page.has_more { page.last } else { None };
+        self.diffs.looked_at(after, through);
+        let member_count = self.presence.member_count();
+        req.ack(PresencePage { members: page.members, has_more: page.has_more, member_count });
+    }
+
+    /// `awareness:set`: acked, and pushed to the others now or when the
+    /// timer rings.
+    fn set_awareness(&mut self, req: &Requester, state: Option<AwarenessState>) {
+        let peer = &req.peer;
+        let session = peer.session_id;
+        let set = self.awareness.set(session, &peer.user_id, state);
+        req.ack(Empty {});
+        if set == Set::Now {
+            if let Some(update) = self.awareness.current(session) {
+                self.push(Push::Awareness(&update), Some(session));
+            }
+            self.awareness.pushed(session);
+            self.ring(Tick::Awareness, self.limits.awareness_interval);
+        }
+    }
+
+    /// A timer the room was asked for rang.
+    pub fn tick(&mut self, tick: Tick) {
+        match tick {
+            Tick::Presence => self.send_diffs(),
+            Tick::Awareness => {
+                for update in self.awareness.tick() {
+                    self.push(Push::Awareness(&update), Some(update.session_id));
+                }
+                if self.awareness.ticking() {
+                    self.ring(Tick::Awareness, self.limits.awareness_interval);
+                }
+            }
+        }
+    }
+
+    /// Sends the open batch: one shared frame for the members that were in
+    /// the room before it opened, and for each later view (a newcomer's
+    /// ack) the changes after it, encoded once per view.
+    fn send_diffs(&mut self) {
+        let Some(window) = self.diffs.take() else { return };
+        let room = self.room.clone();
+        let member_count = self.presence.member_count();
+        let encode = |diff: Diff<'_>| {
+            (!diff.is_empty()).then(|| Push::PresenceDiff { joined: &diff.joined, left: &diff.left, member_count }.encode(&room))
+        };
+        let shared = encode(window.shared());
+        let mut later: HashMap<u64, Option<ByteString>> = HashMap::new();
+        let opened_at = window.opened_at();
+        self.deliver_each(|_, slot| {
+            if slot.seen_at <= opened_at {
+                return shared.clone();
+            }
+            later.entry(slot.seen_at).or_insert_with(|| encode(window.since(slot.seen_at))).clone()
+        });
+    }
+
+    /// Asks the room for `tick` after `after`. Only one of each kind is
+    /// ever outstanding: `Members` asks again only once the last one rang.
+    fn ring(&self, tick: Tick, after: Duration) {
+        let Some(alarm) = self.alarm.clone() else {
+            log::error!("{}: no timer to ring ({tick:?}); the room did not call ring_at", self.room);
+            return;
+        };
+        actix::spawn(async move {
+            actix::clock::sleep(after).await;
+            if let Some(room) = alarm.upgrade() {
+                room.do_send(tick);
+            }
+        });
     }
 }

@@ -6,7 +6,7 @@ use huddle_actors::protocol::{decode, DecodeLimits, ErrorCode};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-const LIMITS: DecodeLimits = DecodeLimits { max_document_bytes: 64, max_message_chars: 16 };
+const LIMITS: DecodeLimits = DecodeLimits { max_document_bytes: 64, max_message_chars: 16, max_awareness_bytes: 64 };
 
 const EVENTS: &[&str] = &[
     "auth", "auth:refresh", "ping", "documents:create", "documents:join", "documents:update",

@@ -33,6 +33,7 @@ const ui = {
   docText: $('doc-text'),
   docVersion: $('doc-version'),
   docMembers: $('doc-members'),
+  docCount: $('doc-count'),
   docStatus: $('doc-status'),
   conflict: $('conflict'),
   conflictText: $('conflict-text'),
@@ -41,6 +42,7 @@ const ui = {
   useTheirs: $('use-theirs'),
   keepMine: $('keep-mine'),
   chatMembers: $('chat-members'),
+  chatCount: $('chat-count'),
   chatMessages: $('chat-messages'),
   chatOffline: $('chat-offline'),
   chatForm: $('chat-form'),
@@ -190,8 +192,8 @@ function listen(c) {
   c.on('state', renderStatus);
   c.on('room_state', (room) => {
     for (const m of room.members) learnName(m.user_id, m.name);
-    if (room.room === DOC_ROOM) renderMembers(ui.docMembers, room);
-    if (room.room === CHAT_ROOM) renderMembers(ui.chatMembers, room);
+    if (room.room === DOC_ROOM) renderMembers(ui.docMembers, ui.docCount, room);
+    if (room.room === CHAT_ROOM) renderMembers(ui.chatMembers, ui.chatCount, room);
   });
   c.on('user:joined', (u) => learnName(u.user_id, u.name));
   c.on('room_joined', (joined) => {
@@ -228,7 +230,13 @@ function renderStatus(state) {
 
 ui.retry.addEventListener('click', () => client?.reconnectNow());
 
-function renderMembers(list, room) {
+/**
+ * The people in a room: the count is exact; in a large room the list shows
+ * only those the server listed (the first by id) and the changes since.
+ */
+function renderMembers(list, count, room) {
+  count.textContent = room.status === 'joined' ? `${room.memberCount} here` : '';
+  count.dataset.count = String(room.memberCount);
   list.replaceChildren(
     ...room.members.map((m) => {
       const li = document.createElement('li');

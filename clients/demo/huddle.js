@@ -1474,81 +1474,53 @@ class AwarenessManager {
     }
 }
 
-// ---- state.ts ----
-// What the client knows right now: connection status, session, and per-room
-// members, last seq, document version, loading and error. Snapshots are
-// immutable: every change builds a new object and is announced, so a UI can
-// compare by reference and never sees a half-applied update.
-/** Holds the snapshot and announces every change through `announce`. */
-class StateStore {
-    announce;
-    current = {
-        status: 'idle',
-        session: null,
-        reconnectAttempt: 0,
-        error: null,
-        rooms: {},
-    };
-    constructor(announce) {
-        this.announce = announce;
-    }
-    get() {
-        return this.current;
-    }
-    room(room) {
-        return this.current.rooms[room];
-    }
-    patch(patch) {
-        let changed = false;
-        for (const key of Object.keys(patch)) {
-            if (this.current[key] !== patch[key])
-                changed = true;
-        }
-        if (!changed)
-            return;
-        this.current = freeze({ ...this.current, ...patch });
-        this.announce(this.current, null);
-    }
-    /** Replaces one room's state; `undefined` removes it. */
-    setRoom(room, next) {
-        const rooms = { ...this.current.rooms };
-        if (next === undefined) {
-            if (!(room in rooms))
-                return;
-            delete rooms[room];
-        }
-        else {
-            rooms[room] = freeze(next);
-        }
-        this.current = freeze({ ...this.current, rooms: freeze(rooms) });
-        if (next !== undefined)
-            this.announce(this.current, rooms[room] ?? null);
-        else
-            this.announce(this.current, null);
-    }
-    /** Applies `change` to a room that exists; does nothing otherwise. */
-    updateRoom(room, change) {
-        const prev = this.current.rooms[room];
-        if (prev === undefined)
-            return;
-        this.setRoom(room, change(prev));
-    }
+// ---- presence.ts ----
+// Who is in a room, as the client keeps it: the members a join listed, kept
+// up to date by `user:joined` / `user:left` (small rooms) and `presence:diff`
+// (rooms above the server's `presence_max_instant`), plus pages fetched with
+// `presence:list`. Everything here is a pure function over a member list kept
+// in user id order (the server's order); the room manager applies them.
+//
+// The server's rules make these set operations safe to apply in any room:
+// a diff may name a user the list already has (or lacks), and applying it
+// must leave the list as the server has it.
+/** Code-unit order, as the server sorts user ids (its strings compare byte-wise; UTF-16 differs only outside the BMP). */
+function compare(a, b) {
+    return a < b ? -1 : a > b ? 1 : 0;
 }
-function freeze(value) {
-    return Object.freeze(value);
-}
-/** Members after `user:joined`. */
+/** Members after `user:joined` (or a diff's joined entry): added once, in order. */
 function withMember(members, userId, name) {
     if (members.some((m) => m.user_id === userId))
         return [...members];
     const member = { user_id: userId, connections: 1 };
     if (name !== undefined)
         member.name = name;
-    return [...members, member];
+    const at = members.findIndex((m) => compare(m.user_id, userId) > 0);
+    return at < 0 ? [...members, member] : [...members.slice(0, at), member, ...members.slice(at)];
 }
 /** Members after `user:left`. */
 function withoutMember(members, userId) {
     return members.filter((m) => m.user_id !== userId);
+}
+/** Members after a `presence:diff`: its `left` removed, its `joined` added. */
+function applyDiff(members, diff) {
+    const left = new Set(diff.left);
+    let next = members.filter((m) => !left.has(m.user_id));
+    for (const user of diff.joined)
+        next = withMember(next, user.user_id, user.name);
+    return next;
+}
+/**
+ * Members after a page of `presence:list` that started after `after` (from
+ * the first user when `undefined`): the page is the truth for its range of
+ * user ids (up to its last user, or to the end when it has no more), so
+ * members in that range that the page lacks are gone.
+ */
+function mergePage(members, page, after) {
+    const last = page.members[page.members.length - 1]?.user_id;
+    const inRange = (id) => (after === undefined || compare(id, after) > 0) && (!page.has_more || last === undefined || compare(id, last) <= 0);
+    const kept = members.filter((m) => !inRange(m.user_id));
+    return [...kept, ...page.members].sort((a, b) => compare(a.user_id, b.user_id));
 }
 
 // ---- rooms.ts ----
@@ -1559,7 +1531,8 @@ function withoutMember(members, userId) {
 // announced and fetches what is missing, so each message is announced exactly
 // once and in seq order. Documents rejoin by reloading their state, or, when
 // a DocumentBinding is attached (binding.ts), with `since_version` and the
-// binding's recovery. Awareness states live beside the rooms (awareness.ts).
+// binding's recovery. Awareness states live beside the rooms (awareness.ts);
+// the member lists follow presence.ts's rules.
 
 
 
@@ -1619,6 +1592,7 @@ class RoomManager {
             id,
             status: 'joining',
             members: [],
+            memberCount: 0,
             awareness: [],
             loading: true,
             error: null,
@@ -1652,6 +1626,7 @@ class RoomManager {
             id,
             status: 'joining',
             members: [],
+            memberCount: 0,
             awareness: [],
             loading: true,
             error: null,
@@ -1697,6 +1672,26 @@ class RoomManager {
             if (this.entries.get(entry.room) === entry)
                 this.documentJoined(entry, ack, true);
         }, (error) => this.joinFailed(entry, error));
+    }
+    /**
+     * One page of a joined room's users, in user id order, after `afterUserId`
+     * (from the first without it); `limit` 1 to 1000 (default 100). The page
+     * is merged into the room's `members`, so paging to the end (`has_more`
+     * false) leaves the whole list there, kept up to date by the pushes.
+     */
+    async presenceList(room, options = {}) {
+        const data = { room };
+        if (options.afterUserId !== undefined)
+            data.after_user_id = options.afterUserId;
+        if (options.limit !== undefined)
+            data.limit = options.limit;
+        const page = await this.request('presence:list', data, { offline: 'reject' });
+        this.state.updateRoom(room, (prev) => ({
+            ...prev,
+            members: mergePage(prev.members, page, options.afterUserId),
+            memberCount: page.member_count,
+        }));
+        return page;
     }
     /** Last seq announced for a chat, `null` if unknown. */
     lastSeq(chatId) {
@@ -1790,15 +1785,34 @@ class RoomManager {
                 return true;
             }
             case 'user:joined': {
+                // Instant events are exact: one more user, one fewer.
                 const data = frame.data;
-                this.state.updateRoom(room, (prev) => ({ ...prev, members: withMember(prev.members, data.user_id, data.name) }));
+                this.state.updateRoom(room, (prev) => ({
+                    ...prev,
+                    members: withMember(prev.members, data.user_id, data.name),
+                    memberCount: prev.memberCount + 1,
+                }));
                 this.emit('user:joined', { ...data, room });
                 return true;
             }
             case 'user:left': {
                 const data = frame.data;
-                this.state.updateRoom(room, (prev) => ({ ...prev, members: withoutMember(prev.members, data.user_id) }));
+                this.state.updateRoom(room, (prev) => ({
+                    ...prev,
+                    members: withoutMember(prev.members, data.user_id),
+                    memberCount: Math.max(0, prev.memberCount - 1),
+                }));
                 this.emit('user:left', { ...data, room });
+                return true;
+            }
+            case 'presence:diff': {
+                const data = frame.data;
+                this.state.updateRoom(room, (prev) => ({
+                    ...prev,
+                    members: applyDiff(prev.members, data),
+                    memberCount: data.member_count,
+                }));
+                this.emit('presence:diff', { ...data, room });
                 return true;
             }
             case 'error': {
@@ -1877,6 +1891,7 @@ class RoomManager {
             loading: false,
             error: null,
             members: ack.members,
+            memberCount: ack.member_count ?? ack.members.length,
             // A recovered rejoin's changes are what matters; keep the last
             // document if a server leaves it out there.
             document: ack.document ?? prev.document,
@@ -1892,6 +1907,7 @@ class RoomManager {
             document: ack.document,
             role: ack.role,
             members: ack.members,
+            memberCount: ack.member_count ?? ack.members.length,
             rejoin,
             recovered: ack.recovered === true,
         });
@@ -1905,6 +1921,7 @@ class RoomManager {
             loading: false,
             error: null,
             members: ack.members,
+            memberCount: ack.member_count ?? ack.members.length,
         }));
         this.awareness.joined(entry.room, ack.awareness);
         this.emit('room_joined', {
@@ -1912,6 +1929,7 @@ class RoomManager {
             room: entry.room,
             id: entry.id,
             members: ack.members,
+            memberCount: ack.member_count ?? ack.members.length,
             lastSeq: ack.last_seq,
             recovered: ack.recovered,
             rejoin,
@@ -1957,7 +1975,7 @@ class RoomManager {
         if (!entry.joined.settled)
             entry.joined.reject(error);
         this.ended(entry, error);
-        this.state.updateRoom(entry.room, (prev) => ({ ...prev, status: 'error', loading: false, error, members: [] }));
+        this.state.updateRoom(entry.room, (prev) => ({ ...prev, status: 'error', loading: false, error, members: [], memberCount: 0 }));
     }
     /** A room stops being wanted: its binding and awareness stop with it. */
     ended(entry, error) {
@@ -2402,6 +2420,70 @@ function isOffline() {
     return nav !== undefined && nav.onLine === false;
 }
 
+// ---- state.ts ----
+// What the client knows right now: connection status, session, and per-room
+// members, last seq, document version, loading and error. Snapshots are
+// immutable: every change builds a new object and is announced, so a UI can
+// compare by reference and never sees a half-applied update.
+/** Holds the snapshot and announces every change through `announce`. */
+class StateStore {
+    announce;
+    current = {
+        status: 'idle',
+        session: null,
+        reconnectAttempt: 0,
+        error: null,
+        rooms: {},
+    };
+    constructor(announce) {
+        this.announce = announce;
+    }
+    get() {
+        return this.current;
+    }
+    room(room) {
+        return this.current.rooms[room];
+    }
+    patch(patch) {
+        let changed = false;
+        for (const key of Object.keys(patch)) {
+            if (this.current[key] !== patch[key])
+                changed = true;
+        }
+        if (!changed)
+            return;
+        this.current = freeze({ ...this.current, ...patch });
+        this.announce(this.current, null);
+    }
+    /** Replaces one room's state; `undefined` removes it. */
+    setRoom(room, next) {
+        const rooms = { ...this.current.rooms };
+        if (next === undefined) {
+            if (!(room in rooms))
+                return;
+            delete rooms[room];
+        }
+        else {
+            rooms[room] = freeze(next);
+        }
+        this.current = freeze({ ...this.current, rooms: freeze(rooms) });
+        if (next !== undefined)
+            this.announce(this.current, rooms[room] ?? null);
+        else
+            this.announce(this.current, null);
+    }
+    /** Applies `change` to a room that exists; does nothing otherwise. */
+    updateRoom(room, change) {
+        const prev = this.current.rooms[room];
+        if (prev === undefined)
+            return;
+        this.setRoom(room, change(prev));
+    }
+}
+function freeze(value) {
+    return Object.freeze(value);
+}
+
 // ---- tokens.ts ----
 // The token manager: where the JWT comes from, when it is refreshed, and what
 // a 4001 means. A fixed token can only be used until it expires; a provider
@@ -2713,6 +2795,31 @@ class HuddleClient {
     leaveChat(chatId) {
         return this.rooms.leaveChat(chatId);
     }
+    // ---- presence ------------------------------------------------------------------------
+    /**
+     * One page of a joined room's users (`document:<id>` or `chat:<id>`), in
+     * user id order, after `afterUserId`; `limit` 1 to 1000, default 100. The
+     * page is merged into `state.rooms[room].members`.
+     */
+    presenceList(room, options) {
+        return this.rooms.presenceList(room, options);
+    }
+    /**
+     * Every user present in a joined room: pages `presence:list` to the end
+     * (`pageSize` users a request, 1 to 1000). A join lists only the first
+     * users of a large room; call this when the whole list is wanted (to show
+     * it, say), and `state.rooms[room].members` holds it from then on.
+     */
+    async loadMembers(room, pageSize = 1000) {
+        let after;
+        for (;;) {
+            const page = await this.rooms.presenceList(room, after === undefined ? { limit: pageSize } : { afterUserId: after, limit: pageSize });
+            after = page.members[page.members.length - 1]?.user_id;
+            if (!page.has_more || after === undefined)
+                break;
+        }
+        return this.store.room(room)?.members ?? [];
+    }
     // ---- awareness -----------------------------------------------------------------------
     /**
      * Shares this connection's state in a joined room (`document:<id>` or
@@ -2853,4 +2960,4 @@ function defaultWebSocket() {
 // @huddle/client: the public surface. Everything an application needs is
 // re-exported here; the files behind it each own one concept.
 
-export { DocumentBinding, HuddleClient, createClient, HuddleError, isRetryable, TypedEmitter, newClientMsgId, applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, replaceAllOp, transformOp, CloseCode, PROTOCOL_VERSION, parseRoomName, roomName, DEFAULT_RECONNECT, backoffDelay };
+export { DocumentBinding, HuddleClient, createClient, HuddleError, isRetryable, TypedEmitter, newClientMsgId, applyDiff, mergePage, withMember, withoutMember, applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, replaceAllOp, transformOp, CloseCode, PROTOCOL_VERSION, parseRoomName, roomName, DEFAULT_RECONNECT, backoffDelay };

@@ -82,6 +82,10 @@ impl Client {
         self.connect["data"]["user_id"].as_str().unwrap_or_default()
     }
 
+    pub fn session_id(&self) -> &str {
+        self.connect["data"]["session_id"].as_str().unwrap_or_default()
+    }
+
     pub async fn send(&mut self, frame: Value) {
         self.ws.send(Message::Text(frame.to_string().into())).await.expect("send");
     }

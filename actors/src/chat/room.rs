@@ -25,7 +25,7 @@ use crate::ids::{ChatId, RoomName, Seq, UserId};
 use crate::protocol::frames::{ChatJoined, OneMessage};
 use crate::protocol::{ErrorCode, Push, WireError};
 use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
-use crate::members::{Leave, Members};
+use crate::members::{Leave, MemberRequest, Members, Tick};
 use crate::peer::Requester;
 use crate::chat::order::{Ordered, Slot};
 use crate::chat::pipeline::Pipeline;
@@ -88,7 +88,7 @@ pub struct ChatRoom {
 impl ChatRoom {
     pub fn new(id: ChatId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
         let RoomDeps { db, settings, cluster } = deps;
-        let members = Members::new(RoomName::Chat(id.clone()), db.observer().clone());
+        let members = Members::new(RoomName::Chat(id.clone()), db.observer().clone(), &settings);
         ChatRoom {
             id,
             members,
@@ -124,6 +124,7 @@ impl Actor for ChatRoom {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(ROOM_MAILBOX);
+        self.members.ring_at(ctx.address().downgrade().into());
         self.membership_changed(ctx);
         // Know what is stored before the first write or join is handled. In
         // cluster mode, subscribe first: whatever is committed after the
@@ -203,10 +204,10 @@ impl Handler<JoinChat> for ChatRoom {
                     let missed = room.joining.take().unwrap_or_default();
                     let upto = room.pushed_seq.min(snapshot.last_seq);
                     snapshot.messages.retain(|m| m.seq <= upto);
-                    room.members.admit(&req, |name, members| {
+                    room.members.admit(&req, |name, presence| {
                         req.ack(ChatJoined {
                             room: name,
-                            members,
+                            presence,
                             last_seq: upto,
                             messages: &snapshot.messages,
                             recovered: snapshot.recovered,
@@ -316,6 +317,28 @@ impl Handler<Leave> for ChatRoom {
         self.members.leave(msg);
         self.membership_changed(ctx);
         Box::pin(actix::fut::ready(()))
+    }
+}
+
+impl Handler<MemberRequest> for ChatRoom {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: MemberRequest, _: &mut Context<Self>) -> Self::Result {
+        if let Some(refusal) = self.refuse_non_member(Some(&msg.requester)) {
+            return Box::pin(refusal.map(|_, _, _| ()));
+        }
+        self.members.answer(msg);
+        Box::pin(actix::fut::ready(()))
+    }
+}
+
+impl Handler<Tick> for ChatRoom {
+    type Result = ();
+
+    fn handle(&mut self, tick: Tick, ctx: &mut Context<Self>) {
+        self.members.tick(tick);
+        // Pushes may have removed slow consumers.
+        self.membership_changed(ctx);
     }
 }
 

@@ -28,7 +28,7 @@ use crate::model::{Document, Grant};
 use crate::protocol::frames::{DocumentJoined, DocumentUpdatedAck, Shared};
 use crate::protocol::{ErrorCode, Push, WireError};
 use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
-use crate::members::{Leave, Members};
+use crate::members::{Leave, MemberRequest, Members, Tick};
 use crate::peer::Requester;
 use crate::store::{Db, DocumentUpdate, StoreError};
 use crate::config::Settings;
@@ -82,7 +82,7 @@ pub struct DocumentRoom {
 impl DocumentRoom {
     pub fn new(id: DocumentId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
         let RoomDeps { db, settings, cluster } = deps;
-        let members = Members::new(RoomName::Document(id.clone()), db.observer().clone());
+        let members = Members::new(RoomName::Document(id.clone()), db.observer().clone(), &settings);
         DocumentRoom {
             id,
             members,
@@ -130,6 +130,7 @@ impl Actor for DocumentRoom {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(ROOM_MAILBOX);
+        self.members.ring_at(ctx.address().downgrade().into());
         self.membership_changed(ctx);
         if let Some((cluster, subscription)) = &mut self.cluster {
             let (sub, confirmed) = cluster::subscribe(cluster, self.members.room().clone(), ctx.address().recipient());
@@ -159,8 +160,8 @@ impl Handler<JoinDocument> for DocumentRoom {
                     } else {
                         room.editors.remove(&req.peer.session_id);
                     }
-                    room.members.admit(&req, |name, members| {
-                        req.ack(DocumentJoined { room: name, role, document: &document, members })
+                    room.members.admit(&req, |name, presence| {
+                        req.ack(DocumentJoined { room: name, role, document: &document, presence })
                     });
                     room.membership_changed(ctx);
                     true
@@ -285,6 +286,28 @@ impl Handler<Leave> for DocumentRoom {
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
         self.editors.remove(&msg.session_id);
         self.members.leave(msg);
+        self.membership_changed(ctx);
+    }
+}
+
+impl Handler<MemberRequest> for DocumentRoom {
+    type Result = ();
+
+    fn handle(&mut self, msg: MemberRequest, _: &mut Context<Self>) {
+        if self.members.contains(msg.requester.peer.session_id) {
+            self.members.answer(msg);
+        } else {
+            msg.requester.fail(&WireError::not_joined(self.members.room()));
+        }
+    }
+}
+
+impl Handler<Tick> for DocumentRoom {
+    type Result = ();
+
+    fn handle(&mut self, tick: Tick, ctx: &mut Context<Self>) {
+        self.members.tick(tick);
+        // Pushes may have removed slow consumers.
         self.membership_changed(ctx);
     }
 }

@@ -4,10 +4,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::ids::{ChatId, DocumentId, InvalidId, UserId};
+use crate::ids::{ChatId, DocumentId, InvalidId, RoomName, UserId};
 use crate::model::{Grant, Role};
 use crate::protocol::error::{ErrorCode, WireError};
-use crate::protocol::request::DecodeLimits;
+use crate::protocol::request::{AwarenessState, DecodeLimits};
 
 /// Longest `client_msg_id`, in characters.
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
@@ -107,6 +107,30 @@ impl<'a> Fields<'a> {
 
     pub fn user_id(&self, name: &'static str) -> Result<UserId, WireError> {
         self.id(name, UserId::parse)
+    }
+
+    pub fn opt_user_id(&self, name: &'static str) -> Result<Option<UserId>, WireError> {
+        if self.get(name).is_none() {
+            return Ok(None);
+        }
+        self.user_id(name).map(Some)
+    }
+
+    /// `room`: a room's full name, `chat:<id>` or `document:<id>`.
+    pub fn room(&self) -> Result<RoomName, WireError> {
+        self.id("room", RoomName::parse)
+    }
+
+    /// `state`: a JSON object within `max_awareness_bytes`, or `null`
+    /// (clear). Unlike other optional fields, leaving it out is an error:
+    /// `null` says "clear" on purpose.
+    pub fn awareness_state(&self, limits: &DecodeLimits) -> Result<Option<AwarenessState>, WireError> {
+        match self.0.get("state") {
+            None => Err(WireError::invalid("state", "state is required: a JSON object, or null to clear")),
+            Some(Value::Null) => Ok(None),
+            Some(Value::Object(object)) => AwarenessState::from_object(object, limits.max_awareness_bytes).map(Some),
+            Some(_) => Err(WireError::invalid("state", "state must be a JSON object, or null to clear")),
+        }
     }
 
     pub fn user_ids(&self, name: &'static str) -> Result<Vec<UserId>, WireError> {

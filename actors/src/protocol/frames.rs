@@ -6,8 +6,10 @@
 use bytestring::ByteString;
 use serde::Serialize;
 
+use crate::awareness;
 use crate::ids::{DocumentId, RoomName, Seq, SessionId, UserId, Version};
 use crate::model::{Chat, Document, Grant, Message, Role, Timestamp};
+use crate::presence::Listing;
 use crate::protocol::error::WireError;
 use crate::protocol::request::Ref;
 
@@ -85,21 +87,35 @@ pub struct DocumentCreated<'a> {
     pub document: &'a Document,
 }
 
-/// One user present in a room.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MemberInfo {
-    pub user_id: UserId,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub connections: usize,
+/// What a join ack shows of the room: the first `presence_max_listed`
+/// users (`members`), how many there are, and the other connections'
+/// awareness states.
+#[derive(Serialize)]
+pub struct PresenceSnapshot<'a> {
+    pub members: Listing<'a>,
+    pub member_count: usize,
+    pub awareness: awareness::Listing<'a>,
 }
+
+/// The ack of `presence:list`.
+#[derive(Serialize)]
+pub struct PresencePage<'a> {
+    pub members: Listing<'a>,
+    pub has_more: bool,
+    pub member_count: usize,
+}
+
+/// An ack with nothing to say: `{}`.
+#[derive(Serialize)]
+pub struct Empty {}
 
 #[derive(Serialize)]
 pub struct DocumentJoined<'a> {
     pub room: &'a RoomName,
     pub role: Role,
     pub document: &'a Document,
-    pub members: &'a [MemberInfo],
+    #[serde(flatten)]
+    pub presence: PresenceSnapshot<'a>,
 }
 
 #[derive(Serialize)]
@@ -128,7 +144,8 @@ pub struct ChatCreated<'a> {
 #[derive(Serialize)]
 pub struct ChatJoined<'a> {
     pub room: &'a RoomName,
-    pub members: &'a [MemberInfo],
+    #[serde(flatten)]
+    pub presence: PresenceSnapshot<'a>,
     pub last_seq: Seq,
     pub messages: &'a [Message],
     pub recovered: bool,

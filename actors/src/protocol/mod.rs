@@ -10,7 +10,7 @@ pub mod request;
 
 pub use error::{CloseCode, Details, ErrorCode, WireError};
 pub use push::Push;
-pub use request::{decode, ClientRequest, DecodeError, DecodeLimits, Ref, Request};
+pub use request::{decode, AwarenessState, ClientRequest, DecodeError, DecodeLimits, Ref, Request};
 
 /// The protocol version announced in `connect`.
 pub const PROTOCOL_VERSION: u8 = 1;

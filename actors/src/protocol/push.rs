@@ -6,8 +6,10 @@
 use bytestring::ByteString;
 use serde::Serialize;
 
+use crate::awareness::Update;
 use crate::ids::{RoomName, UserId};
 use crate::model::{Document, Message};
+use crate::presence::diff::JoinedUser;
 use crate::protocol::error::WireError;
 use crate::protocol::frames;
 
@@ -30,6 +32,12 @@ pub enum Push<'a> {
     },
     /// `user:left`: the last connection of a user left.
     UserLeft { user_id: &'a UserId },
+    /// `presence:diff`: in a large room, the users who joined and left
+    /// since the last one, and how many are present now.
+    PresenceDiff { joined: &'a [JoinedUser<'a>], left: &'a [&'a UserId], member_count: usize },
+    /// `awareness`: a connection's state changed (`null`: cleared, or the
+    /// connection left).
+    Awareness(&'a Update),
     /// `error` about the room, answering no request: the member lost access
     /// and was removed from the room.
     Error(&'a WireError),
@@ -42,6 +50,8 @@ impl Push<'_> {
             Push::DocumentsUpdated { .. } => "documents:updated",
             Push::UserJoined { .. } => "user:joined",
             Push::UserLeft { .. } => "user:left",
+            Push::PresenceDiff { .. } => "presence:diff",
+            Push::Awareness(_) => "awareness",
             Push::Error(_) => "error",
         }
     }
@@ -74,6 +84,13 @@ mod tests {
         assert_eq!(&*f, r#"{"event":"user:joined","room":"chat:general","data":{"user_id":"bob"}}"#);
         let f = Push::UserLeft { user_id: &bob }.encode(&chat);
         assert_eq!(&*f, r#"{"event":"user:left","room":"chat:general","data":{"user_id":"bob"}}"#);
+        let carol = user("carol");
+        let joined = [JoinedUser { user_id: &bob, name: Some("Bob") }, JoinedUser { user_id: &carol, name: None }];
+        let f = Push::PresenceDiff { joined: &joined, left: &[&carol], member_count: 101 }.encode(&chat);
+        assert_eq!(
+            &*f,
+            r#"{"event":"presence:diff","room":"chat:general","data":{"joined":[{"user_id":"bob","name":"Bob"},{"user_id":"carol"}],"left":["carol"],"member_count":101}}"#
+        );
 
         let message = Message {
             id: "m1".into(),

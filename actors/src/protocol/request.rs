@@ -3,10 +3,14 @@
 //! frame can be wrong ends here as an `INVALID_INPUT` (or
 //! `PAYLOAD_TOO_LARGE`) naming the field; nothing past this module sees JSON.
 
-use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
+use crate::ids::{ChatId, DocumentId, RoomName, Seq, UserId, Version};
 use crate::model::Grant;
 use crate::protocol::error::{ErrorCode, WireError};
 use crate::protocol::fields::{self, Fields};
@@ -19,6 +23,11 @@ pub const MAX_REF_CHARS: usize = 64;
 /// `chat:history` page size bounds and default (docs/protocol.md, "History").
 pub const HISTORY_LIMIT_MAX: i64 = 100;
 pub const HISTORY_LIMIT_DEFAULT: i64 = 50;
+/// `presence:list` page size bounds and default (docs/protocol.md, "Large
+/// rooms"): a page of 1,000 members is about 60 KB of JSON, well inside a
+/// frame and quick to walk.
+pub const PRESENCE_LIMIT_MAX: i64 = 1000;
+pub const PRESENCE_LIMIT_DEFAULT: i64 = 100;
 
 /// The request correlation id, echoed on the one response to the request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -28,11 +37,64 @@ pub enum Ref {
     Int(u64),
 }
 
+/// A connection's awareness state in a room: a JSON object chosen by the
+/// client, kept as the compact JSON text it was validated as. It is parsed
+/// once, here, and embedded in every frame that carries it as is; rooms
+/// only hold and share it (a clone is one reference count).
+#[derive(Clone)]
+pub struct AwarenessState(Arc<RawValue>);
+
+impl AwarenessState {
+    /// The state as JSON text (compact, keys sorted).
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl fmt::Debug for AwarenessState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AwarenessState({})", self.json())
+    }
+}
+
+impl PartialEq for AwarenessState {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Serialize for AwarenessState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl AwarenessState {
+    /// Validates a state: serialized compactly it must fit in `max_bytes`
+    /// (`PAYLOAD_TOO_LARGE` otherwise, field `state`, as for the other
+    /// sizes of the protocol).
+    pub(super) fn from_object(object: &Map<String, Value>, max_bytes: usize) -> Result<AwarenessState, WireError> {
+        let raw = serde_json::value::to_raw_value(object)
+            .map_err(|e| WireError::invalid("state", format!("state cannot be encoded: {e}")))?;
+        let len = raw.get().len();
+        if len > max_bytes {
+            let mut e = WireError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("state is {len} bytes as serialized; max_awareness_bytes is {max_bytes}"),
+            );
+            e.details.field = Some("state".into());
+            return Err(e);
+        }
+        Ok(AwarenessState(Arc::from(raw)))
+    }
+}
+
 /// Limits that decide whether a well-formed value is acceptable.
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeLimits {
     pub max_document_bytes: usize,
     pub max_message_chars: usize,
+    pub max_awareness_bytes: usize,
 }
 
 /// A decoded frame.
@@ -95,6 +157,16 @@ pub enum ClientRequest {
     ChatLeave {
         chat_id: ChatId,
     },
+    PresenceList {
+        room: RoomName,
+        after_user_id: Option<UserId>,
+        limit: usize,
+    },
+    /// `state: None` clears the connection's state.
+    AwarenessSet {
+        room: RoomName,
+        state: Option<AwarenessState>,
+    },
 }
 
 impl ClientRequest {
@@ -114,6 +186,8 @@ impl ClientRequest {
             ClientRequest::ChatMessage { .. } => "chat:message",
             ClientRequest::ChatHistory { .. } => "chat:history",
             ClientRequest::ChatLeave { .. } => "chat:leave",
+            ClientRequest::PresenceList { .. } => "presence:list",
+            ClientRequest::AwarenessSet { .. } => "awareness:set",
         }
     }
 }
@@ -229,6 +303,14 @@ fn decode_body(envelope: &Map<String, Value>, limits: &DecodeLimits) -> Result<C
                 .unwrap_or(HISTORY_LIMIT_DEFAULT),
         },
         "chat:leave" => ClientRequest::ChatLeave { chat_id: data.chat_id()? },
+        "presence:list" => ClientRequest::PresenceList {
+            room: data.room()?,
+            after_user_id: data.opt_user_id("after_user_id")?,
+            limit: data
+                .opt_int("limit", 1, PRESENCE_LIMIT_MAX as u64)?
+                .unwrap_or(PRESENCE_LIMIT_DEFAULT) as usize,
+        },
+        "awareness:set" => ClientRequest::AwarenessSet { room: data.room()?, state: data.awareness_state(limits)? },
         other => {
             let shown: String = other.chars().take(64).collect();
             return Err(WireError::invalid("event", format!("unknown event \"{shown}\"")));
@@ -244,6 +326,7 @@ mod tests {
     const LIMITS: DecodeLimits = DecodeLimits {
         max_document_bytes: 16,
         max_message_chars: 5,
+        max_awareness_bytes: 24,
     };
 
     fn field_of(frame: &str) -> (Option<Ref>, ErrorCode, Option<String>) {
@@ -353,6 +436,54 @@ mod tests {
         assert!(decode(r#"{"event":"chat:message","data":{"chat_id":"c","content":"ééééé"}}"#, &LIMITS).is_ok());
         let (_, code, _) = field_of(r#"{"event":"documents:create","data":{"document_id":"d","content":"0123456789abcdefg"}}"#);
         assert_eq!(code, ErrorCode::PayloadTooLarge);
+    }
+
+    #[test]
+    fn presence_and_awareness_name_the_room_in_full() {
+        let r = decode(r#"{"event":"presence:list","data":{"room":"chat:general","after_user_id":"bob","limit":2}}"#, &LIMITS)
+            .unwrap();
+        assert_eq!(
+            r.body,
+            ClientRequest::PresenceList {
+                room: RoomName::Chat(ChatId::parse("general").unwrap()),
+                after_user_id: Some(UserId::parse("bob").unwrap()),
+                limit: 2
+            }
+        );
+        let r = decode(r#"{"event":"presence:list","data":{"room":"document:plan"}}"#, &LIMITS).unwrap();
+        assert!(matches!(r.body, ClientRequest::PresenceList { limit: 100, after_user_id: None, .. }));
+        for (frame, field) in [
+            (r#"{"event":"presence:list","data":{"room":"general"}}"#, "room"),
+            (r#"{"event":"presence:list","data":{"chat_id":"general"}}"#, "room"),
+            (r#"{"event":"presence:list","data":{"room":"chat:g","limit":0}}"#, "limit"),
+            (r#"{"event":"presence:list","data":{"room":"chat:g","limit":1001}}"#, "limit"),
+            (r#"{"event":"presence:list","data":{"room":"chat:g","after_user_id":""}}"#, "after_user_id"),
+            (r#"{"event":"awareness:set","data":{"room":"plan","state":null}}"#, "room"),
+            (r#"{"event":"awareness:set","data":{"room":"document:plan"}}"#, "state"),
+            (r#"{"event":"awareness:set","data":{"room":"document:plan","state":[1]}}"#, "state"),
+            (r#"{"event":"awareness:set","data":{"room":"document:plan","state":"x"}}"#, "state"),
+        ] {
+            let (_, code, got) = field_of(frame);
+            assert_eq!((code, got.as_deref()), (ErrorCode::InvalidInput, Some(field)), "{frame}");
+        }
+    }
+
+    #[test]
+    fn awareness_states_are_kept_as_compact_json_within_the_limit() {
+        let r = decode(r#"{"event":"awareness:set","data":{"room":"chat:c","state":{ "b" : [1, 2], "a": "é" }}}"#, &LIMITS)
+            .unwrap();
+        let ClientRequest::AwarenessSet { state: Some(state), .. } = r.body else { panic!("{:?}", r.body) };
+        assert_eq!(state.json(), r#"{"a":"é","b":[1,2]}"#);
+        assert_eq!(serde_json::to_string(&state).unwrap(), state.json());
+        let r = decode(r#"{"event":"awareness:set","data":{"room":"chat:c","state":null}}"#, &LIMITS).unwrap();
+        assert!(matches!(r.body, ClientRequest::AwarenessSet { state: None, .. }));
+        // 24 bytes is the limit, counted on the compact form, not as sent.
+        let fits = r#"{"event":"awareness:set","data":{"room":"chat:c","state":{"k":   "0123456789abcdef"}}}"#;
+        assert!(decode(fits, &LIMITS).is_ok());
+        let (_, code, field) = field_of(r#"{"event":"awareness:set","data":{"room":"chat:c","state":{"k":"0123456789abcdefg"}}}"#);
+        assert_eq!((code, field.as_deref()), (ErrorCode::PayloadTooLarge, Some("state")));
+        let (_, code, field) = field_of(r#"{"event":"awareness:set","data":{"room":"chat:c","state":{"k":"a\u0000"}}}"#);
+        assert_eq!((code, field.as_deref()), (ErrorCode::InvalidInput, Some("state")));
     }
 
     #[test]

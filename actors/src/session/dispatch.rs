@@ -1,8 +1,9 @@
 //! What a session does with each decoded request: answer it itself
 //! (`ping`, `auth:refresh`), run it on the store (creations, history), or
 //! route it to the room that owns the ordering (joins, updates, messages,
-//! leaves, shares). Rooms answer routed requests themselves, on the same
-//! queue as their pushes, so an `ack` always precedes the pushes it causes.
+//! leaves, shares, presence lists, awareness). Rooms answer routed requests
+//! themselves, on the same queue as their pushes, so an `ack` always
+//! precedes the pushes it causes.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use crate::ids::{ChatId, RoomName};
 use crate::model::Timestamp;
 use crate::protocol::frames::{self, ChatCreated, DocumentCreated, History, Pong, Refreshed, SessionUpdate};
 use crate::protocol::{ClientRequest, ErrorCode, Request, WireError};
-use crate::members::Leave;
+use crate::members::{Ask, Leave, MemberRequest};
 use crate::peer::{Peer, Requester};
 use crate::session::routing::{Done, Route};
 use crate::session::Session;
@@ -95,6 +96,38 @@ impl Session {
                 if self.in_chat(ctx, &chat_id, &req, event) {
                     self.leave(ctx, RoomName::Chat(chat_id), req, event);
                 }
+            }
+
+            ClientRequest::PresenceList { room, after_user_id, limit } => {
+                self.route_to_joined(ctx, room, req, event, Ask::List { after_user_id, limit });
+            }
+            ClientRequest::AwarenessSet { room, state } => {
+                self.route_to_joined(ctx, room, req, event, Ask::SetAwareness(state));
+            }
+        }
+    }
+
+    /// Routes a request of a member to the room it names (either kind), if
+    /// this connection joined it; otherwise answers it as a non-member's:
+    /// for a chat, access first ([`Session::in_chat`]), for a document
+    /// `NOT_JOINED`. The room checks membership again (it has the last
+    /// word) and answers.
+    fn route_to_joined(&mut self, ctx: &mut Context<Self>, room: RoomName, req: Requester, event: &'static str, ask: Ask) {
+        let msg = MemberRequest { requester: req.clone(), ask };
+        match room {
+            RoomName::Chat(chat_id) => {
+                if self.in_chat(ctx, &chat_id, &req, event) {
+                    let route = Route::<ChatRoom, _> { id: chat_id, msg, remember: false };
+                    self.route(ctx, event, route, fail_if_unreached(req, event));
+                }
+            }
+            RoomName::Document(document_id) => {
+                let name = RoomName::Document(document_id.clone());
+                if !self.rooms.contains_key(&name) {
+                    return self.fail(&req, event, &WireError::not_joined(name));
+                }
+                let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
+                self.route(ctx, event, route, fail_if_unreached(req, event));
             }
         }
     }

@@ -21,7 +21,9 @@ import type {
   DocumentJoinAck,
   HistoryAck,
   IncomingFrame,
+  Member,
   Message,
+  PresencePage,
   RequestData,
   RequestEvent,
   Role,
@@ -250,6 +252,33 @@ export class HuddleClient {
 
   leaveChat(chatId: string): Promise<void> {
     return this.rooms.leaveChat(chatId);
+  }
+
+  // ---- presence ------------------------------------------------------------------------
+
+  /**
+   * One page of a joined room's users (`document:<id>` or `chat:<id>`), in
+   * user id order, after `afterUserId`; `limit` 1 to 1000, default 100. The
+   * page is merged into `state.rooms[room].members`.
+   */
+  presenceList(room: RoomName, options?: { afterUserId?: string; limit?: number }): Promise<PresencePage> {
+    return this.rooms.presenceList(room, options);
+  }
+
+  /**
+   * Every user present in a joined room: pages `presence:list` to the end
+   * (`pageSize` users a request, 1 to 1000). A join lists only the first
+   * users of a large room; call this when the whole list is wanted (to show
+   * it, say), and `state.rooms[room].members` holds it from then on.
+   */
+  async loadMembers(room: RoomName, pageSize = 1000): Promise<readonly Member[]> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.rooms.presenceList(room, after === undefined ? { limit: pageSize } : { afterUserId: after, limit: pageSize });
+      after = page.members[page.members.length - 1]?.user_id;
+      if (!page.has_more || after === undefined) break;
+    }
+    return this.store.room(room)?.members ?? [];
   }
 
   // ---- awareness -----------------------------------------------------------------------

@@ -45,7 +45,10 @@ export type RoomJoined =
       id: string;
       document: Document;
       role: Role;
+      /** The first users by id (at most the server's `presence_max_listed`). */
       members: Member[];
+      /** Users present, listed or not. */
+      memberCount: number;
       /** True when this is the automatic rejoin after a reconnect. */
       rejoin: boolean;
       /** True when a `since_version` rejoin returned every missed change (bound documents). */
@@ -56,6 +59,7 @@ export type RoomJoined =
       room: RoomName;
       id: string;
       members: Member[];
+      memberCount: number;
       lastSeq: number;
       recovered: boolean;
       rejoin: boolean;
@@ -80,6 +84,8 @@ export interface HuddleEvents {
   awareness: RoomPush<'awareness'>;
   'user:joined': RoomPush<'user:joined'>;
   'user:left': RoomPush<'user:left'>;
+  /** Presence of a large room, batched (instead of `user:joined` / `user:left`); the room's state has it applied. */
+  'presence:diff': RoomPush<'presence:diff'>;
   /** A push this version of the library does not know (forward compatibility). */
   push: { event: string; room?: string; data: Record<string, unknown> };
 }

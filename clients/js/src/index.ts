@@ -19,6 +19,7 @@ export type {
   RoomPush,
 } from './events.js';
 export { newClientMsgId } from './messages.js';
+export { applyDiff, mergePage, withMember, withoutMember } from './presence.js';
 export type { HistoryOptions, SendOptions } from './messages.js';
 export { applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, replaceAllOp, transformOp } from './ot.js';
 export type { OpComponent, OpSide, TextOp } from './ot.js';
@@ -35,8 +36,10 @@ export type {
   DocumentJoinAck,
   ErrorDetails,
   HistoryAck,
+  JoinedUser,
   Member,
   Message,
+  PresencePage,
   PushMap,
   Ref,
   RequestData,

@@ -102,6 +102,19 @@ export interface Member {
   connections: number;
 }
 
+/** A user in a `presence:diff`'s `joined`. */
+export interface JoinedUser {
+  user_id: string;
+  name?: string;
+}
+
+/** The ack of `presence:list`: one page of a room's users, in user id order. */
+export interface PresencePage {
+  members: Member[];
+  has_more: boolean;
+  member_count: number;
+}
+
 /** One version of a document's history: the operation that made it. */
 export interface DocumentChange {
   version: number;
@@ -145,7 +158,10 @@ export interface DocumentJoinAck {
   room: RoomName;
   role: Role;
   document: Document;
+  /** The first `presence_max_listed` users (by user id); `presence:list` pages the rest. */
   members: Member[];
+  /** Users present, listed or not. */
+  member_count: number;
   /** With `since_version`: the versions after it, when the server still has them. */
   changes?: DocumentChange[];
   /** True when `changes` holds every version after `since_version`. */
@@ -156,7 +172,10 @@ export interface DocumentJoinAck {
 
 export interface ChatJoinAck {
   room: RoomName;
+  /** The first `presence_max_listed` users (by user id); `presence:list` pages the rest. */
   members: Member[];
+  /** Users present, listed or not. */
+  member_count: number;
   last_seq: number;
   messages: Message[];
   recovered: boolean;
@@ -214,6 +233,7 @@ export interface RequestMap {
     ack: HistoryAck;
   };
   'chat:leave': { data: { chat_id: string }; ack: { room: RoomName } };
+  'presence:list': { data: { room: RoomName; after_user_id?: string; limit?: number }; ack: PresencePage };
 }
 
 export type RequestEvent = keyof RequestMap;
@@ -231,6 +251,12 @@ export interface PushMap {
   awareness: { session_id: string; user_id: string; state: AwarenessState | null };
   'user:joined': { user_id: string; name?: string };
   'user:left': { user_id: string };
+  /**
+   * In a room above the server's `presence_max_instant` users, instead of
+   * `user:joined` / `user:left`: who came and went since the last one, and
+   * how many are present now. Apply it as set operations.
+   */
+  'presence:diff': { joined: JoinedUser[]; left: string[]; member_count: number };
 }
 
 // ---- frames --------------------------------------------------------------

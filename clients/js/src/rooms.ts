@@ -5,7 +5,8 @@
 // announced and fetches what is missing, so each message is announced exactly
 // once and in seq order. Documents rejoin by reloading their state, or, when
 // a DocumentBinding is attached (binding.ts), with `since_version` and the
-// binding's recovery. Awareness states live beside the rooms (awareness.ts).
+// binding's recovery. Awareness states live beside the rooms (awareness.ts);
+// the member lists follow presence.ts's rules.
 
 import { AwarenessManager } from './awareness.js';
 import type { AwarenessRoomStatus } from './awareness.js';
@@ -19,13 +20,14 @@ import type {
   DocumentJoinAck,
   IncomingFrame,
   Message,
+  PresencePage,
   PushMap,
   RequestData,
   RequestEvent,
   RoomName,
 } from './protocol.js';
 import type { RequestOptions } from './requests.js';
-import { withMember, withoutMember } from './state.js';
+import { applyDiff, mergePage, withMember, withoutMember } from './presence.js';
 import type { ChatRoomState, DocumentRoomState, RoomState, StateStore } from './state.js';
 
 /**
@@ -143,6 +145,7 @@ export class RoomManager {
       id,
       status: 'joining',
       members: [],
+      memberCount: 0,
       awareness: [],
       loading: true,
       error: null,
@@ -175,6 +178,7 @@ export class RoomManager {
       id,
       status: 'joining',
       members: [],
+      memberCount: 0,
       awareness: [],
       loading: true,
       error: null,
@@ -223,6 +227,25 @@ export class RoomManager {
       },
       (error: HuddleError) => this.joinFailed(entry, error),
     );
+  }
+
+  /**
+   * One page of a joined room's users, in user id order, after `afterUserId`
+   * (from the first without it); `limit` 1 to 1000 (default 100). The page
+   * is merged into the room's `members`, so paging to the end (`has_more`
+   * false) leaves the whole list there, kept up to date by the pushes.
+   */
+  async presenceList(room: RoomName, options: { afterUserId?: string; limit?: number } = {}): Promise<PresencePage> {
+    const data: RequestData<'presence:list'> = { room };
+    if (options.afterUserId !== undefined) data.after_user_id = options.afterUserId;
+    if (options.limit !== undefined) data.limit = options.limit;
+    const page = await this.request('presence:list', data, { offline: 'reject' });
+    this.state.updateRoom<RoomState>(room, (prev) => ({
+      ...prev,
+      members: mergePage(prev.members, page, options.afterUserId),
+      memberCount: page.member_count,
+    }));
+    return page;
   }
 
   /** Last seq announced for a chat, `null` if unknown. */
@@ -315,15 +338,34 @@ export class RoomManager {
         return true;
       }
       case 'user:joined': {
+        // Instant events are exact: one more user, one fewer.
         const data = frame.data as unknown as PushMap['user:joined'];
-        this.state.updateRoom<RoomState>(room, (prev) => ({ ...prev, members: withMember(prev.members, data.user_id, data.name) }));
+        this.state.updateRoom<RoomState>(room, (prev) => ({
+          ...prev,
+          members: withMember(prev.members, data.user_id, data.name),
+          memberCount: prev.memberCount + 1,
+        }));
         this.emit('user:joined', { ...data, room });
         return true;
       }
       case 'user:left': {
         const data = frame.data as unknown as PushMap['user:left'];
-        this.state.updateRoom<RoomState>(room, (prev) => ({ ...prev, members: withoutMember(prev.members, data.user_id) }));
+        this.state.updateRoom<RoomState>(room, (prev) => ({
+          ...prev,
+          members: withoutMember(prev.members, data.user_id),
+          memberCount: Math.max(0, prev.memberCount - 1),
+        }));
         this.emit('user:left', { ...data, room });
+        return true;
+      }
+      case 'presence:diff': {
+        const data = frame.data as unknown as PushMap['presence:diff'];
+        this.state.updateRoom<RoomState>(room, (prev) => ({
+          ...prev,
+          members: applyDiff(prev.members, data),
+          memberCount: data.member_count,
+        }));
+        this.emit('presence:diff', { ...data, room });
         return true;
       }
       case 'error': {
@@ -405,6 +447,7 @@ export class RoomManager {
       loading: false,
       error: null,
       members: ack.members,
+      memberCount: ack.member_count ?? ack.members.length,
       // A recovered rejoin's changes are what matters; keep the last
       // document if a server leaves it out there.
       document: ack.document ?? prev.document,
@@ -420,6 +463,7 @@ export class RoomManager {
       document: ack.document,
       role: ack.role,
       members: ack.members,
+      memberCount: ack.member_count ?? ack.members.length,
       rejoin,
       recovered: ack.recovered === true,
     });
@@ -433,6 +477,7 @@ export class RoomManager {
       loading: false,
       error: null,
       members: ack.members,
+      memberCount: ack.member_count ?? ack.members.length,
     }));
     this.awareness.joined(entry.room, ack.awareness);
     this.emit('room_joined', {
@@ -440,6 +485,7 @@ export class RoomManager {
       room: entry.room,
       id: entry.id,
       members: ack.members,
+      memberCount: ack.member_count ?? ack.members.length,
       lastSeq: ack.last_seq,
       recovered: ack.recovered,
       rejoin,
@@ -480,7 +526,7 @@ export class RoomManager {
     this.entries.delete(entry.room);
     if (!entry.joined.settled) entry.joined.reject(error);
     this.ended(entry, error);
-    this.state.updateRoom<RoomState>(entry.room, (prev) => ({ ...prev, status: 'error', loading: false, error, members: [] }));
+    this.state.updateRoom<RoomState>(entry.room, (prev) => ({ ...prev, status: 'error', loading: false, error, members: [], memberCount: 0 }));
   }
 
   /** A room stops being wanted: its binding and awareness stop with it. */

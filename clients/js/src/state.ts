@@ -44,8 +44,14 @@ interface RoomBase {
   room: RoomName;
   id: string;
   status: RoomStatus;
-  /** Users present, as of the last join and the pushes since. */
+  /**
+   * Users known to be present, in user id order: the join ack's (at most the
+   * server's `presence_max_listed`), those presence pushes announced since,
+   * and pages loaded with `presenceList` / `loadMembers`.
+   */
   members: readonly Member[];
+  /** Users present, listed in `members` or not (the server's `member_count`). */
+  memberCount: number;
   /** The other connections' awareness states, as of the last join and the pushes since. */
   awareness: readonly AwarenessEntry[];
   /** True while a join or rejoin is in flight. */
@@ -139,15 +145,3 @@ function freeze<T extends object>(value: T): T {
   return Object.freeze(value);
 }
 
-/** Members after `user:joined`. */
-export function withMember(members: readonly Member[], userId: string, name: string | undefined): Member[] {
-  if (members.some((m) => m.user_id === userId)) return [...members];
-  const member: Member = { user_id: userId, connections: 1 };
-  if (name !== undefined) member.name = name;
-  return [...members, member];
-}
-
-/** Members after `user:left`. */
-export function withoutMember(members: readonly Member[], userId: string): Member[] {
-  return members.filter((m) => m.user_id !== userId);
-}

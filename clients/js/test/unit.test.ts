@@ -1,12 +1,13 @@
 // Unit tests of the client's decisions, against a scripted fake socket:
 // backoff, which close codes reconnect at once, the 4001 rule, request
-// settlement, and the per-chat delivery line (dedupe and gap filling).
+// settlement, the per-chat delivery line (dedupe and gap filling), and the
+// member-list rules of presence.ts.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { DEFAULT_RECONNECT, HuddleClient, HuddleError, TypedEmitter, backoffDelay } from '../src/index.js';
-import type { Message } from '../src/index.js';
+import { DEFAULT_RECONNECT, HuddleClient, HuddleError, TypedEmitter, applyDiff, backoffDelay, mergePage, withMember } from '../src/index.js';
+import type { Member, Message } from '../src/index.js';
 import { fakeServer } from './fake-socket.js';
 import type { FakeServer } from './fake-socket.js';
 import { collect, until, waitFor } from './helpers.js';
@@ -217,5 +218,29 @@ describe('events', () => {
     emitter.emit('a', 2);
     assert.deepEqual(once, [1]);
     assert.deepEqual(stream, ['a:1', 'b:x', 'a:2']);
+  });
+});
+
+describe('member lists', () => {
+  const m = (id: string): Member => ({ user_id: id, connections: 1 });
+  const ids = (list: readonly Member[]): string[] => list.map((x) => x.user_id);
+
+  test('joins keep user id order and happen once; diffs are set operations', () => {
+    assert.deepEqual(ids(withMember([m('a'), m('c')], 'b', 'B')), ['a', 'b', 'c']);
+    assert.deepEqual(ids(withMember([m('a')], 'a', undefined)), ['a']);
+    const next = applyDiff([m('a'), m('b'), m('d')], { joined: [{ user_id: 'c', name: 'C' }, { user_id: 'a' }], left: ['b', 'x'] });
+    assert.deepEqual(ids(next), ['a', 'c', 'd']);
+    assert.equal(next[1]?.name, 'C');
+  });
+
+  test('a page is the truth for its range of user ids', () => {
+    const known = [m('a'), m('c'), m('e'), m('g'), m('k')];
+    // After "a", up to its last user "f": c is gone, d and f are there; g and k are outside.
+    const page = { members: [m('d'), m('e'), m('f')], has_more: true, member_count: 9 };
+    assert.deepEqual(ids(mergePage(known, page, 'a')), ['a', 'd', 'e', 'f', 'g', 'k']);
+    // The last page runs to the end of the room.
+    const last = { members: [m('h')], has_more: false, member_count: 4 };
+    assert.deepEqual(ids(mergePage(known, last, 'f')), ['a', 'c', 'e', 'h']);
+    assert.deepEqual(ids(mergePage(known, { members: [], has_more: false, member_count: 0 }, undefined)), []);
   });
 });

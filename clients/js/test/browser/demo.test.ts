@@ -2,8 +2,9 @@
 // `huddle serve --demo`. They see each other, share edits and chat; one goes
 // offline, misses messages and edits, comes back, and is shown exactly what
 // it missed, once, with the conflicting edit offered rather than lost. A
-// third person who comes after one has left still sees that one's name, and
-// a refused sign-in shows the server's reason.
+// third person who comes after one has left still sees that one's name, the
+// rooms show how many people are in them, and a refused sign-in shows the
+// server's reason.
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM_PATH) driven by
 // playwright-core; screenshots go to clients/js/test-results/.
@@ -143,6 +144,10 @@ describe('demo page', () => {
     await a.waitForSelector('#doc-members li:text-is("Bob")');
     await a.waitForSelector('#chat-members li:text-is("Bob")');
     await b.waitForSelector('#doc-members li:text-is("Alice")');
+    for (const page of [a, b]) {
+      await page.waitForSelector('#doc-count:text-is("2 here")');
+      await page.waitForSelector('#chat-count:text-is("2 here")');
+    }
 
     // Alice types; Bob sees the text and the new version
     const startVersion = Number((await b.textContent('#doc-version'))?.replace(/^v/, ''));
@@ -207,11 +212,14 @@ describe('demo page', () => {
     // Bob closes his window: he is no longer in the rooms' presence
     await b.close();
     await a.waitForSelector('#chat-members li:text-is("Bob")', { state: 'detached' });
+    await a.waitForSelector('#chat-count:text-is("1 here")');
     // Carol comes later and reads Bob's messages and Bob's version
     const carol = await browser.newContext({ viewport: { width: 1100, height: 720 } });
     const c = await carol.newPage();
     c.setDefaultTimeout(UI_TIMEOUT_MS);
     await signIn(c, baseUrl, 'Carol');
+    await c.waitForSelector('#chat-count:text-is("2 here")');
+    await a.waitForSelector('#chat-count:text-is("2 here")');
     await seesMessage(c, 'Hi Alice, reading your agenda');
     await c.waitForFunction((t) => {
       const li = [...document.querySelectorAll('#chat-messages li[data-seq]')].find((e) => e.querySelector('.text')?.textContent === t);
