@@ -15,7 +15,7 @@ use diesel::{Connection, PgConnection};
 use huddle::db::connection::{SqliteSync, Target};
 use huddle::db::store::{SqlStore, Writers};
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
-use huddle_actors::store::{DocumentUpdate, NewMessage, Store, StoreError};
+use huddle_actors::store::{ChangeSet, CommitOutcome, NewChange, NewMessage, Store, StoreError};
 use serde_json::json;
 
 fn start(db: &TempDatabase) -> TestServer {
@@ -128,19 +128,23 @@ fn an_item_postgres_refuses_fails_alone_and_the_batch_commits() {
     let page = store.history(&a, None, None, 10).unwrap();
     assert_eq!(page.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), vec!["one", "two", "three"]);
 
-    let d = DocumentId::parse("d").unwrap();
     let owner = UserId::parse("owner").unwrap();
+    let (d, e) = (DocumentId::parse("d").unwrap(), DocumentId::parse("e").unwrap());
     store.create_document(&d, "", "", &owner).unwrap();
-    let update = |content: &str, v: i64| DocumentUpdate {
-        document_id: d.clone(),
-        user_id: owner.clone(),
+    store.create_document(&e, "", "", &owner).unwrap();
+    let set = |id: &DocumentId, ops: &str, content: &str| ChangeSet {
+        document_id: id.clone(),
+        base: Version(0),
+        changes: vec![NewChange { user_id: owner.clone(), ops: ops.into(), op_id: None }],
         content: Arc::from(content),
-        version: Version(v),
+        snapshots: Vec::new(),
     };
-    let out = store.update_documents(&[update("v1", 1), update("\0", 2), update("v2", 2)]).unwrap();
+    let out = store.commit_changes(&[set(&d, "[\"v1\"]", "v1"), set(&e, "[\"\\u0000\"]", "\0")]).unwrap();
+    assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
     assert!(matches!(out[1], Err(StoreError::Internal(_))), "{:?}", out[1]);
-    assert_eq!(out[2].as_ref().unwrap().content, "v2");
-    assert_eq!(store.document(&d).unwrap().version, Version(2));
+    assert_eq!(store.document(&d).unwrap().version, Version(1));
+    assert_eq!(store.document(&e).unwrap().version, Version(0));
+    assert!(store.document_history(&e, None, Version(0), 10).unwrap().changes.is_empty());
     // Readiness is about the machine, not about one item.
     assert_eq!(store.ping(), Ok(()));
 }
