@@ -408,7 +408,7 @@ impl Store for SqlStore {
     fn document_role(&self, id: &DocumentId, user: &UserId) -> StoreResult<Role> {
         self.read(|| {
             let mut c = self.conn()?;
-            Ok(access(&mut c, id, user)??)
+            access(&mut c, id, user)?
         })
     }
 

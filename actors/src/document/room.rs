@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use crate::config::Settings;
 use crate::document::pending::{Answer, Pending, Reply, Slots};
 use crate::document::timeline::{Draft, Edit, EditRef, Rejection, Timeline, WindowLimits, WINDOW_CHARS};
-use crate::ids::{DocumentId, RoomName, UserId, Version};
+use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::lifecycle::{HasMembers, IdleStop, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, Members};
 use crate::model::{Change, Document, Grant, Role, Timestamp};
@@ -55,8 +55,11 @@ pub const MAX_GROUP: usize = 256;
 pub const MAX_WAITING: usize = 4096;
 /// How many times an edit's group may be prepared again (the document
 /// moved under it, or another edit of it was refused) before the edit is
-/// answered `SERVER_BUSY`: each time, another process made progress.
-const MAX_REDO: u8 = 8;
+/// answered `SERVER_BUSY` (nothing of it was stored; safe to retry). Each
+/// time, another engine process committed to the document first: a
+/// document written through several processes at once can keep one
+/// process's edits losing that race, and this bounds how long they wait.
+const MAX_REDO: u8 = 32;
 /// Changes read per store call while catching up with versions another
 /// engine process committed.
 const CATCH_UP_PAGE: i64 = DOCUMENT_HISTORY_LIMIT_MAX;
@@ -119,6 +122,17 @@ pub struct DocumentRoom {
     /// Edits waiting for a store read before they may queue (an edit
     /// right, an old `op_id`).
     checking: usize,
+    /// Edits waiting for their author's edit rights to be read, by author:
+    /// one read per author at a time, and the author's edits queue in the
+    /// order they came.
+    rights_checks: HashMap<UserId, Vec<Pending>>,
+    /// Edits whose commit failed without saying whether it happened (a
+    /// connection lost during COMMIT): `(author, op_id)` → the connection
+    /// that sent it. If the changes read while catching up show it was
+    /// committed, it is not pushed back to that connection, which will
+    /// hear the original ack when it sends it again. At most
+    /// [`MAX_WAITING`] entries.
+    uncertain: HashMap<(UserId, String), SessionId>,
     slots: Slots,
     /// Users known to have edit rights (from their join, a share through
     /// this room, or a check): their edits need no read. The commit checks
@@ -140,6 +154,8 @@ impl DocumentRoom {
             waiting: VecDeque::new(),
             committing: None,
             checking: 0,
+            rights_checks: HashMap::new(),
+            uncertain: HashMap::new(),
             slots: Slots::default(),
             editors: HashSet::new(),
         }
@@ -196,23 +212,39 @@ impl DocumentRoom {
     }
 
     /// Edit rights: known, or read from the store (without holding the
-    /// mailbox).
+    /// mailbox). An author's edits that arrive while its rights are read
+    /// wait behind the read, in order.
     fn check_rights(&mut self, pending: Pending, ctx: &mut Context<Self>) {
+        if let Some(behind) = self.rights_checks.get_mut(&pending.user) {
+            self.checking += 1;
+            return behind.push(pending);
+        }
         if self.editors.contains(&pending.user) {
             return self.queue(pending, ctx);
         }
         self.checking += 1;
         let (id, user) = (self.id.clone(), pending.user.clone());
-        let role = self.db.run(move |s| s.document_role(&id, &user));
+        self.rights_checks.insert(user.clone(), vec![pending]);
+        let role = self.db.run({
+            let user = user.clone();
+            move |s| s.document_role(&id, &user)
+        });
         ctx.spawn(role.into_actor(self).map(move |role, room, ctx| {
-            room.checking -= 1;
-            match role {
+            let checked = room.rights_checks.remove(&user).unwrap_or_default();
+            room.checking -= checked.len();
+            let refusal = match role {
                 Ok(role) if role.can_edit() => {
-                    room.editors.insert(pending.user.clone());
-                    room.queue(pending, ctx);
+                    room.editors.insert(user);
+                    None
                 }
-                Ok(_) => pending.fail(&StoreError::PermissionDenied(format!("viewers may not edit document {}", room.id)).into()),
-                Err(e) => pending.fail(&e),
+                Ok(_) => Some(StoreError::PermissionDenied(format!("viewers may not edit document {}", room.id)).into()),
+                Err(e) => Some(e),
+            };
+            for pending in checked {
+                match &refusal {
+                    None => room.queue(pending, ctx),
+                    Some(e) => pending.fail(e),
+                }
             }
             room.activity_changed(ctx);
         }));
@@ -343,18 +375,29 @@ impl DocumentRoom {
                 self.redo(rest);
             }
             Err(e) => {
-                // Nothing was stored: the edits the draft had refused keep
-                // their own answer.
+                // Nothing was stored, or (rarely) the store cannot tell:
+                // the edits the draft had refused keep their own answer.
                 let current = self.timeline.as_ref().map_or(Version(0), Timeline::version);
                 for (pending, rejection) in group.into_iter().zip(draft.rejections()) {
                     match rejection {
                         Some(rejection) => self.reject(pending, Some(&rejection), current),
-                        None => pending.fail(&e),
+                        None => {
+                            self.remember_uncertain(&pending);
+                            pending.fail(&e);
+                        }
                     }
                 }
             }
         }
         self.submit(ctx);
+    }
+
+    fn remember_uncertain(&mut self, pending: &Pending) {
+        let (Some(op_id), Some(session)) = (&pending.op_id, pending.session()) else { return };
+        if self.uncertain.len() >= MAX_WAITING {
+            self.uncertain.clear();
+        }
+        self.uncertain.insert((pending.user.clone(), op_id.clone()), session);
     }
 
     /// Puts a group back at the head of the queue, to be prepared again.
@@ -414,12 +457,14 @@ impl DocumentRoom {
         }));
     }
 
-    /// One change committed elsewhere: into the timeline, and to every member.
+    /// One change committed elsewhere (or by a commit whose outcome was
+    /// unknown): into the timeline, and to the members.
     fn integrate(&mut self, change: Change) -> Result<(), crate::ot::OpError> {
         let Some(timeline) = self.timeline.as_mut() else { return Ok(()) };
         let (version, ops, user) = (change.version, change.ops.clone(), change.user_id.clone());
+        let sender = change.op_id.as_ref().and_then(|op_id| self.uncertain.remove(&(user.clone(), op_id.clone())));
         timeline.integrate(change, self.settings.max_document_bytes)?;
-        self.members.push(Push::DocumentsOp { document_id: &self.id, version, ops: &ops, user_id: &user }, None);
+        self.members.push(Push::DocumentsOp { document_id: &self.id, version, ops: &ops, user_id: &user }, sender);
         Ok(())
     }
 

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use crate::ids::{UserId, Version};
 use crate::model::{Change, Document, Timestamp};
-use crate::ot::{self, Component, OpError, Operation, Side};
+use crate::ot::{self, OpError, Operation, Side};
 use crate::protocol::WireError;
 use crate::store::{self, snapshot_due, NewChange};
 
@@ -281,12 +281,10 @@ impl Timeline {
             self.len = len;
         }
         let mut entries = Vec::new();
-        for outcome in &outcomes {
-            if let Ok(staged) = outcome {
-                self.document.version = staged.version;
-                self.document.updated_at = at;
-                self.document.updated_by = staged.user_id.clone();
-            }
+        if let Some(last) = outcomes.iter().flatten().last() {
+            self.document.version = last.version;
+            self.document.updated_at = at;
+            self.document.updated_by = last.user_id.clone();
         }
         for (i, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
@@ -412,14 +410,7 @@ impl Draft {
 /// committed first wins ties), or `None` once that costs more than
 /// [`MAX_REBASE_WORK`].
 fn rebase<'a>(op: &Operation, over: impl Iterator<Item = &'a Operation>) -> Option<Operation> {
-    let inserted: usize = op
-        .components()
-        .iter()
-        .map(|c| match c {
-            Component::Insert(text) => text.as_str().len(),
-            Component::Keep(_) | Component::Delete(_) => 0,
-        })
-        .sum();
+    let inserted = op.inserted_bytes();
     let mut work = 0_usize;
     let mut rebased: Option<Operation> = None;
     for b in over {

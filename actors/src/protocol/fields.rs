@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::ids::{ChatId, DocumentId, InvalidId, UserId};
 use crate::model::{Grant, Role};
-use crate::ot::{Component, Operation};
+use crate::ot::Operation;
 use crate::protocol::error::{ErrorCode, WireError};
 use crate::protocol::request::DecodeLimits;
 
@@ -191,15 +191,7 @@ impl<'a> Fields<'a> {
     pub fn ops(&self, limits: &DecodeLimits) -> Result<Operation, WireError> {
         let value = self.get("ops").ok_or_else(|| WireError::invalid("ops", "ops is required"))?;
         let op = Operation::from_json(value)?;
-        let inserted: usize = op
-            .components()
-            .iter()
-            .map(|c| match c {
-                Component::Insert(text) => text.as_str().len(),
-                Component::Keep(_) | Component::Delete(_) => 0,
-            })
-            .sum();
-        if inserted > limits.max_document_bytes {
+        if op.inserted_bytes() > limits.max_document_bytes {
             return Err(crate::ot::OpError::TooLarge { max: limits.max_document_bytes }.into());
         }
         Ok(op)
