@@ -200,8 +200,10 @@ impl Timeline {
 
     /// The changes after `version`, ascending (empty unless floor <= version).
     fn after(&self, version: Version) -> impl Iterator<Item = &Change> + '_ {
-        let skip = usize::try_from(version.0 - self.floor().0).unwrap_or(usize::MAX);
-        self.entries.iter().skip(skip).map(|e| &e.change)
+        let skip = usize::try_from(version.0 - self.floor().0).unwrap_or(usize::MAX).min(self.entries.len());
+        // `range`, not `iter().skip()`: an operation on a recent version
+        // starts near the end of a window of up to `max_recovery` changes.
+        self.entries.range(skip..).map(|e| &e.change)
     }
 
     /// The changes a `since_version` join recovers: every change after
