@@ -143,7 +143,9 @@ pub struct Options {
     /// slow consumer (4008).
     #[arg(long, env = "HUDDLE_MAX_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub max_outbound_queue: usize,
-    /// Messages replayed by a join with since_seq.
+    /// Messages replayed by a join with since_seq; document changes replayed
+    /// by a join with since_version, and how many recent changes a document
+    /// room keeps to rebase operations over.
     #[arg(long, env = "HUDDLE_MAX_RECOVERY", default_value_t = 1000)]
     pub max_recovery: u32,
     /// WebSocket Ping interval; connections silent for twice this are closed.

@@ -52,6 +52,8 @@ async fn nul_is_refused_everywhere(server: &TestServer) {
         ("documents:update", json!({"document_id": "d", "content": "\0", "version": 1}), "content"),
         ("documents:share", json!({"document_id": "d", "user_id": "b\0b", "role": "viewer"}), "user_id"),
         ("chat:create", json!({"chat_id": "c2", "members": ["b\0b"]}), "members"),
+        ("documents:op", json!({"document_id": "d", "base_version": 0, "ops": ["a\0"]}), "ops"),
+        ("documents:op", json!({"document_id": "d", "base_version": 0, "ops": ["a"], "op_id": "o\0"}), "op_id"),
     ] {
         let e = alice.fails(event, data.clone(), "INVALID_INPUT").await;
         assert_eq!(e["details"]["field"], field, "{event} {data}: {e}");
@@ -111,6 +113,8 @@ async fn nul_is_refused_everywhere(server: &TestServer) {
     }
     let r = http.call("PUT", "/api/documents/d/access/b%00b", Some(KEY), Some(json!({"role": "viewer"}).to_string())).await;
     assert_eq!((r.status, r.body["details"]["field"].clone()), (400, json!("user_id")), "{}", r.text);
+    let r = http.call("GET", "/api/documents/d%00/history", Some(KEY), None).await;
+    assert_eq!((r.status, r.body["details"]["field"].clone()), (400, json!("document_id")), "{}", r.text);
     let r = post("/api/chats/c/messages", json!({"user_id": "u", "content": "after"})).await;
     assert_eq!((r.status, r.body["message"]["seq"].clone()), (201, json!(21)), "{}", r.text);
     let page = bob.ok("chat:history", json!({"chat_id": "c", "limit": 100})).await;

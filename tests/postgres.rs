@@ -15,7 +15,7 @@ use diesel::{Connection, PgConnection};
 use huddle::db::connection::{SqliteSync, Target};
 use huddle::db::store::{SqlStore, Writers};
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
-use huddle_actors::store::{DocumentUpdate, NewMessage, Store, StoreError};
+use huddle_actors::store::{ChangeSet, CommitOutcome, NewChange, NewMessage, Store, StoreError};
 use serde_json::json;
 
 fn start(db: &TempDatabase) -> TestServer {
@@ -128,19 +128,74 @@ fn an_item_postgres_refuses_fails_alone_and_the_batch_commits() {
     let page = store.history(&a, None, None, 10).unwrap();
     assert_eq!(page.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), vec!["one", "two", "three"]);
 
-    let d = DocumentId::parse("d").unwrap();
     let owner = UserId::parse("owner").unwrap();
+    let (d, e) = (DocumentId::parse("d").unwrap(), DocumentId::parse("e").unwrap());
     store.create_document(&d, "", "", &owner).unwrap();
-    let update = |content: &str, v: i64| DocumentUpdate {
-        document_id: d.clone(),
-        user_id: owner.clone(),
+    store.create_document(&e, "", "", &owner).unwrap();
+    let set = |id: &DocumentId, ops: &str, content: &str| ChangeSet {
+        document_id: id.clone(),
+        base: Version(0),
+        changes: vec![NewChange { user_id: owner.clone(), ops: ops.into(), op_id: None }],
         content: Arc::from(content),
-        version: Version(v),
+        snapshots: Vec::new(),
     };
-    let out = store.update_documents(&[update("v1", 1), update("\0", 2), update("v2", 2)]).unwrap();
+    let out = store.commit_changes(&[set(&d, "[\"v1\"]", "v1"), set(&e, "[\"\\u0000\"]", "\0")]).unwrap();
+    assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
     assert!(matches!(out[1], Err(StoreError::Internal(_))), "{:?}", out[1]);
-    assert_eq!(out[2].as_ref().unwrap().content, "v2");
-    assert_eq!(store.document(&d).unwrap().version, Version(2));
+    assert_eq!(store.document(&d).unwrap().version, Version(1));
+    assert_eq!(store.document(&e).unwrap().version, Version(0));
+    assert!(store.document_history(&e, None, Version(0), 10).unwrap().changes.is_empty());
     // Readiness is about the machine, not about one item.
     assert_eq!(store.ping(), Ok(()));
+}
+
+/// Document history on PostgreSQL, at the store: a change set is stored
+/// whole or not at all (the document moved, an author without rights, an
+/// op_id stored already), and the reads behind history, snapshots and a
+/// room's timeline give the same answers as on SQLite.
+#[test]
+fn change_sets_history_and_snapshots_on_postgres() {
+    use huddle_actors::model::{Grant, Role};
+    use huddle_actors::store::Refusal;
+
+    let Some(db) = TempDatabase::create() else { return };
+    let pool = huddle::db::open(&Target::parse(&db.url), SqliteSync::Full, 2).expect("open");
+    let store = SqlStore::new(pool.clone(), Writers::shared(&pool));
+    let (owner, viewer) = (UserId::parse("owner").unwrap(), UserId::parse("viewer").unwrap());
+    let d = DocumentId::parse("d").unwrap();
+    store.create_document(&d, "", "hello", &owner).unwrap();
+    store.share_document(&d, Some(&owner), &viewer, Grant::Role(Role::Viewer)).unwrap();
+    let set = |base: i64, changes: &[(&UserId, &str, Option<&str>)], content: &str| ChangeSet {
+        document_id: d.clone(),
+        base: Version(base),
+        changes: changes
+            .iter()
+            .map(|(user, ops, op_id)| NewChange { user_id: (*user).clone(), ops: (*ops).into(), op_id: op_id.map(str::to_owned) })
+            .collect(),
+        content: Arc::from(content),
+        snapshots: Vec::new(),
+    };
+    let out = store.commit_changes(&[set(0, &[(&owner, r#"[5," world"]"#, Some("a")), (&owner, r#"[11,"!"]"#, None)], "hello world!")]).unwrap();
+    assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
+    let out = store
+        .commit_changes(&[
+            set(1, &[(&owner, r#"["x"]"#, None)], "x"),
+            set(2, &[(&owner, r#"["x"]"#, Some("a"))], "x"),
+            set(2, &[(&viewer, r#"["v"]"#, None)], "v"),
+        ])
+        .unwrap();
+    assert_eq!(out[0], Ok(CommitOutcome::Moved { current: Version(2) }));
+    assert!(matches!(&out[1], Ok(CommitOutcome::Refused(r)) if matches!(&r[..], [(0, Refusal::Duplicate(c))] if c.version == Version(1))));
+    assert!(matches!(&out[2], Ok(CommitOutcome::Refused(r)) if matches!(r[..], [(0, Refusal::Denied(StoreError::PermissionDenied(_)))])));
+    assert_eq!(store.document(&d).unwrap().version, Version(2));
+
+    let page = store.document_history(&d, Some(&viewer), Version(0), 1).unwrap();
+    assert_eq!((page.changes[0].version, page.changes[0].ops.to_json(), page.has_more), (Version(1), json!([5, " world"]), true));
+    assert_eq!(store.document_snapshot(&d, None, Version(0)).unwrap().content, "hello");
+    assert_eq!(store.document_snapshot(&d, None, Version(1)).unwrap().content, "hello world");
+    assert!(matches!(store.document_snapshot(&d, None, Version(3)), Err(StoreError::NotFound(_))));
+    assert_eq!(store.find_change(&d, &owner, "a").unwrap().map(|c| c.version), Some(Version(1)));
+    // `[5," world"]` is 12 characters of JSON, `[11,"!"]` 8: only the newest fits in 10.
+    let t = store.timeline(&d, 100, 10).unwrap();
+    assert_eq!((t.changes.iter().map(|c| c.version.0).collect::<Vec<_>>(), t.history_start), (vec![2], Version(0)));
 }

@@ -13,7 +13,7 @@
 //!      │                       │   eviction; │ shutdown comes     │ RoomStopped
 //!      │                       ▼             │ from the registry) ▼
 //!   bounded ◄── try_send ── DocumentRoom / ChatRoom (one per open room)
-//!   outbound     (Peer)               │ appends, document updates
+//!   outbound     (Peer)               │ appends, document change sets
 //!   queue                             ▼ (the room waits for the commit)
 //!                           Batcher × 2: group commit, one
 //!                           transaction for many rooms' writes
@@ -35,7 +35,7 @@
 //!   ([`lifecycle::RoomStopped`]); they do not import it.
 //! - Rooms and sessions reach the database only through [`store::Db`]:
 //!   reads and rare writes run on the `SyncArbiter` executors
-//!   ([`store::Db::run`]); chat appends and document updates go to a
+//!   ([`store::Db::run`]); chat appends and document change sets go to a
 //!   group-commit [`store::batch::Batcher`] (one per kind of write), which
 //!   stores the writes waiting from every room (up to
 //!   [`store::batch::MAX_BATCH`]) in one transaction on an executor. A
@@ -61,10 +61,14 @@
 //!   [`awareness`] states); [`lifecycle`]: their mailbox and idle stop.
 //!   A room's only timers besides the idle stop are the presence and
 //!   awareness batches: `Members` has a [`members::Tick`] sent to its own
-//!   room, and only while something waits.
+//!   room, and only while something waits. A document room keeps its
+//!   document and recent changes in a [`document::timeline::Timeline`]
+//!   (pure), which rebases text operations ([`ot`]) over what was
+//!   committed since their base version.
 //! - [`store::batch::Batcher`]: which writes share a commit.
-//! - The store: durability, version checks and `seq` assignment (the record
-//!   of truth, shared by every engine process).
+//! - The store: durability, version checks and `seq` assignment, document
+//!   history (the record of truth, shared by every engine process: a room
+//!   whose commit finds its document moved catches up from the history).
 //! - [`cluster`]: what rooms need from other nodes (an interface, and the
 //!   pure reorder buffer); the binary implements it over Redis.
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
 use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
+use crate::ot::Operation;
 
 /// Milliseconds since the Unix epoch, UTC. Stored as an integer so that the
 /// schema is the same on SQLite and PostgreSQL; shown as RFC 3339 with
@@ -106,6 +107,20 @@ pub struct Document {
     pub version: Version,
     pub updated_at: Timestamp,
     pub updated_by: UserId,
+}
+
+/// One accepted change of a document, as its history keeps it: the
+/// operation that made `version` from the version before (a whole-content
+/// update is kept as [`Operation::replace_all`]). On the wire (history,
+/// recovery) `op_id` is left out: it is its author's idempotency key.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Change {
+    pub version: Version,
+    pub ops: Operation,
+    pub user_id: UserId,
+    pub created_at: Timestamp,
+    #[serde(skip)]
+    pub op_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

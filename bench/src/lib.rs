@@ -124,8 +124,10 @@ pub enum Scenario {
     /// `rooms` chats of `members` subscribers plus one publisher each.
     Rooms { rooms: usize, members: usize, messages: u64, window: u32, rate: Option<f64> },
     /// `docs` documents with `editors` each; every editor makes `updates`
-    /// accepted updates, retrying on VERSION_CONFLICT.
-    Docs { docs: usize, editors: usize, updates: u64 },
+    /// accepted updates, retrying on VERSION_CONFLICT; or, with `ops`, sends
+    /// `updates` small operations (`documents:op`), the next as soon as the
+    /// last is acked, none of which may be refused.
+    Docs { docs: usize, editors: usize, updates: u64, ops: bool },
     /// `connections` idle connections joined to chats of `room_size`;
     /// held for `hold` after setup.
     Conns { connections: usize, room_size: usize, hold: Duration },
@@ -144,7 +146,8 @@ impl Scenario {
         match self {
             Scenario::Fanout { .. } => "fanout",
             Scenario::Rooms { .. } => "rooms",
-            Scenario::Docs { .. } => "docs",
+            Scenario::Docs { ops: false, .. } => "docs",
+            Scenario::Docs { ops: true, .. } => "docs-ops",
             Scenario::Conns { .. } => "conns",
             Scenario::Recovery { .. } => "recovery",
             Scenario::Churn { .. } => "churn",
@@ -161,7 +164,7 @@ impl Scenario {
             Scenario::Rooms { rooms, members, messages, window, rate } => {
                 json!({"R": rooms, "K": members, "M": messages, "W": window, "rate": rate})
             }
-            Scenario::Docs { docs, editors, updates } => json!({"D": docs, "E": editors, "M": updates}),
+            Scenario::Docs { docs, editors, updates, ops } => json!({"D": docs, "E": editors, "M": updates, "ops": ops}),
             Scenario::Conns { connections, room_size, hold } => {
                 json!({"C": connections, "room_size": room_size, "hold_s": hold.as_secs_f64()})
             }

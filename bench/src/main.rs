@@ -100,7 +100,8 @@ enum Cmd {
         #[arg(long)]
         rate: Option<f64>,
     },
-    /// D documents with E editors, M accepted updates per editor.
+    /// D documents with E editors, M accepted updates per editor (or, with
+    /// --ops, M operations per editor).
     Docs {
         #[arg(short = 'D', long, default_value_t = 10)]
         docs: usize,
@@ -108,6 +109,10 @@ enum Cmd {
         editors: usize,
         #[arg(short = 'M', long, default_value_t = 100)]
         updates: u64,
+        /// Send small text operations (documents:op) instead of whole
+        /// contents: each editor replaces its own 20-character slot.
+        #[arg(long)]
+        ops: bool,
     },
     /// C idle connections, each joined to a chat.
     Conns {
@@ -188,7 +193,7 @@ fn run(cli: Cli) -> Result<bool, String> {
             Scenario::Fanout { subscribers, publishers, messages, window, rate }
         }
         Cmd::Rooms { rooms, members, messages, window, rate } => Scenario::Rooms { rooms, members, messages, window, rate },
-        Cmd::Docs { docs, editors, updates } => Scenario::Docs { docs, editors, updates },
+        Cmd::Docs { docs, editors, updates, ops } => Scenario::Docs { docs, editors, updates, ops },
         Cmd::Conns { connections, room_size, hold_s } => {
             Scenario::Conns { connections, room_size, hold: secs(hold_s)? }
         }

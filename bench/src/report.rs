@@ -273,7 +273,7 @@ pub fn summary(reports: &[Report]) -> String {
             ("connections/s", &|r| r.connections_per_s, ""),
             ("cycles/s", &|r| r.cycles_per_s, ""),
             ("bytes/connection", &|r| r.bytes_per_connection, "B"),
-            ("conflicts", &|r| (r.scenario == "docs").then_some(r.conflicts as f64), ""),
+            ("conflicts", &|r| r.scenario.starts_with("docs").then_some(r.conflicts as f64), ""),
         ];
         for (name, f, unit) in rows {
             if let Some(l) = line(name, f, unit) {

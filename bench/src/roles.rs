@@ -4,7 +4,8 @@
 //!   publisher (window of unacknowledged messages, optional fixed rate) and
 //!   optionally a subscriber that drops its connection at set points and
 //!   recovers with `since_seq`.
-//! - [`Editor`]: a document editor updating as fast as its acks allow.
+//! - [`Editor`]: a document editor updating (or sending operations) as
+//!   fast as its acks allow.
 //! - [`Idle`]: joins a room and then only answers pings.
 //! - [`Churner`]: one connect-join-leave-close cycle.
 //!
@@ -270,6 +271,23 @@ impl Behaviour for ChatClient {
     }
 }
 
+/// What an [`Editor`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditMode {
+    /// `documents:update` of the whole content `t<nanos>`, on the version
+    /// it knows (the race the whole-content protocol has).
+    Updates,
+    /// `documents:op` on the version it knows, replacing its own slot of
+    /// [`SLOT`] characters: the document is `slots` slots long and stays
+    /// so, and editors never touch each other's text, so no operation can
+    /// be refused and none grows the document.
+    Ops { slot: usize, slots: usize },
+}
+
+/// One editor's slot in `EditMode::Ops`: `t` and the 19 digits of a send
+/// time in nanoseconds (until the year 2286).
+const SLOT: usize = 20;
+
 /// A document editor; see the module map.
 pub struct Editor {
     shared: Shared,
@@ -287,11 +305,12 @@ pub struct Editor {
     go: bool,
     last_send_ns: u64,
     done: bool,
+    mode: EditMode,
 }
 
 impl Editor {
     /// `share_with` is `Some` for the editor that creates the document.
-    pub fn new(shared: Shared, doc: Rc<str>, share_with: Option<Vec<String>>, updates: u64, expect: u64) -> Editor {
+    pub fn new(shared: Shared, doc: Rc<str>, share_with: Option<Vec<String>>, updates: u64, expect: u64, mode: EditMode) -> Editor {
         Editor {
             shared,
             doc,
@@ -305,6 +324,7 @@ impl Editor {
             go: false,
             last_send_ns: 0,
             done: false,
+            mode,
         }
     }
 
@@ -314,6 +334,17 @@ impl Editor {
 
     fn update(&mut self, io: &mut Io<'_>) {
         self.last_send_ns = now_ns();
+        if let EditMode::Ops { slot, .. } = self.mode {
+            let keep = if slot == 0 { String::new() } else { format!("{},", slot * SLOT) };
+            io.send(format!(
+                r#"{{"event":"documents:op","ref":{n},"data":{{"document_id":"{}","base_version":{},"ops":[{keep}"t{:019}",{{"d":{SLOT}}}],"op_id":"{n}"}}}}"#,
+                self.doc,
+                self.known,
+                self.last_send_ns,
+                n = self.made + 1,
+            ));
+            return;
+        }
         io.send(format!(
             r#"{{"event":"documents:update","ref":{},"data":{{"document_id":"{}","content":"t{}","version":{}}}}}"#,
             self.made + 1,
@@ -334,8 +365,12 @@ impl Editor {
 impl Behaviour for Editor {
     fn on_connect(&mut self, io: &mut Io<'_>) {
         if self.share_with.is_some() {
+            let content = match self.mode {
+                EditMode::Ops { slots, .. } => format!("t{:019}", 0).repeat(slots),
+                EditMode::Updates => String::new(),
+            };
             io.send(format!(
-                r#"{{"event":"documents:create","ref":"c","data":{{"document_id":"{}","title":"bench"}}}}"#,
+                r#"{{"event":"documents:create","ref":"c","data":{{"document_id":"{}","title":"bench","content":"{content}"}}}}"#,
                 self.doc
             ));
         }
@@ -343,10 +378,11 @@ impl Behaviour for Editor {
 
     fn on_frame(&mut self, event: Event, frame: &[u8], io: &mut Io<'_>) {
         match event {
-            Event::DocumentUpdated => {
+            Event::DocumentUpdated | Event::DocumentOp => {
                 let now = now_ns();
+                let sent = if event == Event::DocumentOp { scan::op_sent_ns(frame) } else { scan::sent_ns(frame) };
                 let mut c = self.shared.borrow_mut();
-                c.delivery(scan::sent_ns(frame), now);
+                c.delivery(sent, now);
                 match scan::version(frame) {
                     Some(v) => {
                         self.tracker.see(v, &mut c);
@@ -405,7 +441,8 @@ impl Behaviour for Editor {
                 _ => {}
             },
             Event::Error => {
-                if scan::error_code(frame) == b"VERSION_CONFLICT" {
+                // An operation is never refused: any error fails the run.
+                if scan::error_code(frame) == b"VERSION_CONFLICT" && self.mode == EditMode::Updates {
                     let current = scan::current_version(frame);
                     self.shared.borrow_mut().conflicts += 1;
                     if let Some(v) = current {

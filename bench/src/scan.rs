@@ -23,6 +23,7 @@ pub enum Event {
     Error,
     ChatMessage,
     DocumentUpdated,
+    DocumentOp,
     UserJoined,
     UserLeft,
     Other,
@@ -45,6 +46,8 @@ finder!(REF, b"\"ref\":");
 finder!(CODE, b"\"code\":\"");
 finder!(RECOVERED_TRUE, b"\"recovered\":true");
 finder!(MESSAGES, b"\"messages\":[");
+finder!(OPS, b"\"ops\":[");
+finder!(INSERT_T, b"\"t");
 
 /// The event of a frame. The fast path is the server's own layout
 /// (`{"event":"NAME",...`); any other layout is searched for.
@@ -66,6 +69,7 @@ pub fn event(frame: &[u8]) -> Event {
         b"chat:message" => Event::ChatMessage,
         b"ack" => Event::Ack,
         b"documents:updated" => Event::DocumentUpdated,
+        b"documents:op" => Event::DocumentOp,
         b"error" => Event::Error,
         b"connect" => Event::Connect,
         b"user:joined" => Event::UserJoined,
@@ -118,6 +122,13 @@ pub fn current_version(frame: &[u8]) -> Option<u64> {
 /// the content `t<nanos>`.
 pub fn sent_ns(frame: &[u8]) -> Option<u64> {
     u64_after(frame, &SENT)
+}
+
+/// The send time the harness wrote as the inserted text `t<nanos>` of a
+/// `documents:op` push (the only string in its `ops`).
+pub fn op_sent_ns(frame: &[u8]) -> Option<u64> {
+    let ops = &frame[OPS.find(frame)? + OPS.needle().len()..];
+    u64_after(ops, &INSERT_T)
 }
 
 /// How many members a join ack lists (each member has `connections`).
@@ -225,6 +236,15 @@ mod tests {
         each_message(join, |s, t| seen.push((s, t)));
         assert_eq!(seen, vec![(8, Some(100)), (9, None)]);
         assert!(recovered(join));
+    }
+
+    #[test]
+    fn reads_an_operation_push() {
+        let f = br#"{"event":"documents:op","room":"document:d","data":{"document_id":"d","version":12,"ops":[40,"t1700000000123456789",{"d":20}],"user_id":"u"}}"#;
+        assert_eq!(event(f), Event::DocumentOp);
+        assert_eq!(version(f), Some(12));
+        assert_eq!(op_sent_ns(f), Some(1_700_000_000_123_456_789));
+        assert_eq!(op_sent_ns(br#"{"event":"documents:op","data":{"ops":[]}}"#), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use futures_util::{stream, StreamExt};
 use crate::client::{connect, Behaviour, Client, Command, Net};
 use crate::fake::FakeServer;
 use crate::report::{buckets, Percentiles, Report, SATURATED};
-use crate::roles::{ChatClient, Churner, Editor, Idle, JoinWhen, Publish};
+use crate::roles::{ChatClient, Churner, EditMode, Editor, Idle, JoinWhen, Publish};
 use crate::stats::{rss_kb, Counters, CpuWindow, Shared};
 use crate::{token, RunOptions, Scenario, Target};
 
@@ -85,7 +85,7 @@ pub async fn run(scenario: &Scenario, target: &Target, o: &RunOptions) -> Report
                     let plan = fanout_plan(o, "recovery", subscribers, 1, messages, drops);
                     chat(&net, target, o, plan, messages, window, None, &mut m).await
                 }
-                Scenario::Docs { docs: d, editors, updates } => docs(&net, target, o, d, editors, updates, &mut m).await,
+                Scenario::Docs { docs: d, editors, updates, ops } => docs(&net, target, o, d, editors, updates, ops, &mut m).await,
                 Scenario::Conns { connections, room_size, hold } => {
                     conns(&net, target, o, connections, room_size, hold, &mut m).await
                 }
@@ -252,7 +252,17 @@ async fn chat(
     waited
 }
 
-async fn docs(net: &Rc<Net>, t: &Target, o: &RunOptions, docs: usize, editors: usize, updates: u64, m: &mut Measured) -> Result<(), String> {
+#[allow(clippy::too_many_arguments)]
+async fn docs(
+    net: &Rc<Net>,
+    t: &Target,
+    o: &RunOptions,
+    docs: usize,
+    editors: usize,
+    updates: u64,
+    ops: bool,
+    m: &mut Measured,
+) -> Result<(), String> {
     let shared = &net.shared;
     let run = &o.run_id;
     let setup = Instant::now();
@@ -265,7 +275,8 @@ async fn docs(net: &Rc<Net>, t: &Target, o: &RunOptions, docs: usize, editors: u
         for (e, user) in users.iter().enumerate() {
             let share = (e == 0).then(|| users[1..].to_vec());
             creators += u64::from(e == 0);
-            clients.push((token::mint(&t.secret, user)?, Editor::new(shared.clone(), doc.clone(), share, updates, expect)));
+            let mode = if ops { EditMode::Ops { slot: e, slots: editors } } else { EditMode::Updates };
+            clients.push((token::mint(&t.secret, user)?, Editor::new(shared.clone(), doc.clone(), share, updates, expect, mode)));
         }
     }
     let n = clients.len() as u64;

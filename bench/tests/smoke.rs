@@ -97,7 +97,8 @@ fn every_scenario_runs_without_loss() {
         Scenario::Fanout { subscribers: 20, publishers: 2, messages: 50, window: 8, rate: None },
         Scenario::Fanout { subscribers: 5, publishers: 1, messages: 5, window: 1, rate: Some(50.0) },
         Scenario::Rooms { rooms: 4, members: 4, messages: 30, window: 8, rate: None },
-        Scenario::Docs { docs: 2, editors: 3, updates: 10 },
+        Scenario::Docs { docs: 2, editors: 3, updates: 10, ops: false },
+        Scenario::Docs { docs: 2, editors: 3, updates: 20, ops: true },
         Scenario::Conns { connections: 50, room_size: 10, hold: Duration::ZERO },
         Scenario::Recovery { subscribers: 6, messages: 150, window: 4, drops: 2 },
         Scenario::Churn { clients: 4, duration: Duration::from_secs(1), max_cycles: Some(40) },
@@ -116,8 +117,13 @@ fn every_scenario_runs_without_loss() {
                 assert_eq!(report.acks, *publishers as u64 * messages);
             }
             Scenario::Recovery { .. } => assert!(report.reconnects > 0, "no subscriber dropped its connection"),
-            Scenario::Docs { docs, editors, updates } => {
+            Scenario::Docs { docs, editors, updates, ops } => {
                 assert_eq!(report.acks, (docs * editors) as u64 * updates);
+                if *ops {
+                    // Every operation reaches the other editors, none is refused.
+                    assert_eq!(report.deliveries, (docs * editors * (editors - 1)) as u64 * updates);
+                    assert_eq!((report.conflicts, report.errors), (0, 0));
+                }
             }
             Scenario::Churn { .. } => assert!(report.cycles > 0),
             _ => {}

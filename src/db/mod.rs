@@ -1,9 +1,26 @@
 //! The database layer: connections for both backends, the embedded
-//! migrations, and the SQL [`store::SqlStore`] behind the engine's `Store`.
+//! migrations, and the SQL [`store::SqlStore`] behind the engine's `Store`
+//! (document history in `history`).
+
+/// Runs `$body` with `$conn` bound to the backend's own connection. The
+/// statement is the same for both; what changes is that diesel's
+/// `MultiConnection` rebuilds a statement's SQL text and routes every bind
+/// through its backend enum at each execution, while a backend connection
+/// reuses its cached statement. Used for the statements that run once
+/// per stored message or document change.
+macro_rules! on_backend {
+    ($c:expr, |$conn:ident| $body:expr) => {
+        match $c {
+            $crate::db::connection::AnyConnection::Sqlite($conn) => $body,
+            $crate::db::connection::AnyConnection::Postgresql($conn) => $body,
+        }
+    };
+}
 
 pub mod connection;
 pub mod error;
 pub mod health;
+mod history;
 mod rows;
 mod schema;
 pub mod store;

@@ -3,10 +3,11 @@
 
 use diesel::prelude::*;
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
-use huddle_actors::model::{Chat, Document, Message, Role, Timestamp};
+use huddle_actors::model::{Change, Chat, Document, Message, Role, Timestamp};
+use huddle_actors::ot::Operation;
 use huddle_actors::store::StoreError;
 
-use crate::db::schema::{chats, documents, messages};
+use crate::db::schema::{chats, document_changes, document_snapshots, documents, messages};
 
 fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Internal(format!("corrupt row: {what} {value:?}"))
@@ -93,4 +94,50 @@ impl MessageRow {
 
 pub fn into_messages(rows: Vec<MessageRow>) -> Result<Vec<Message>, StoreError> {
     rows.into_iter().map(MessageRow::into_message).collect()
+}
+
+/// One change of a document's history.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = document_changes)]
+pub struct ChangeRow {
+    pub document_id: String,
+    pub version: i64,
+    #[diesel(column_name = operation)]
+    pub ops: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub op_id: Option<String>,
+}
+
+impl ChangeRow {
+    pub fn into_change(self) -> Result<Change, StoreError> {
+        let ops = operation(&self.ops)?;
+        Ok(Change {
+            version: Version(self.version),
+            ops,
+            user_id: user_id(&self.user_id)?,
+            created_at: Timestamp(self.created_at),
+            op_id: self.op_id,
+        })
+    }
+}
+
+pub fn into_changes(rows: Vec<ChangeRow>) -> Result<Vec<Change>, StoreError> {
+    rows.into_iter().map(ChangeRow::into_change).collect()
+}
+
+/// A stored operation, written by the engine in its normal form.
+pub fn operation(json: &str) -> Result<Operation, StoreError> {
+    serde_json::from_str(json).map_err(|e| corrupt("operation", &format!("{json:.64} ({e})")))
+}
+
+/// A whole content kept every `SNAPSHOT_EVERY` versions.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = document_snapshots)]
+pub struct SnapshotRow {
+    pub document_id: String,
+    pub version: i64,
+    pub content: String,
+    pub updated_at: i64,
+    pub updated_by: String,
 }

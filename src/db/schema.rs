@@ -50,6 +50,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    document_changes (document_id, version) {
+        document_id -> Text,
+        version -> BigInt,
+        // `ops` would clash with diesel's `sql_types::ops` in this module.
+        #[sql_name = "ops"]
+        operation -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        op_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    document_snapshots (document_id, version) {
+        document_id -> Text,
+        version -> BigInt,
+        content -> Text,
+        updated_at -> BigInt,
+        updated_by -> Text,
+    }
+}
+
+diesel::table! {
     health_probe (id) {
         id -> Integer,
         probed_at -> BigInt,
@@ -59,4 +82,14 @@ diesel::table! {
 diesel::joinable!(document_access -> documents (document_id));
 diesel::joinable!(chat_members -> chats (chat_id));
 diesel::joinable!(messages -> chats (chat_id));
-diesel::allow_tables_to_appear_in_same_query!(documents, document_access, chats, chat_members, messages);
+diesel::joinable!(document_changes -> documents (document_id));
+diesel::joinable!(document_snapshots -> documents (document_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    documents,
+    document_access,
+    document_changes,
+    document_snapshots,
+    chats,
+    chat_members,
+    messages
+);

@@ -8,36 +8,23 @@ use diesel::prelude::*;
 use diesel::r2d2::{Pool, PooledConnection};
 use huddle_actors::chat::recovery::{self, JOIN_PAGE};
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
-use huddle_actors::model::{Chat, Document, Grant, Role, Timestamp};
+use huddle_actors::model::{Change, Chat, Document, Grant, Role, Timestamp};
 use std::collections::HashMap;
 use std::time::Duration;
 
 use huddle_actors::model::Message;
 use huddle_actors::store::{
-    Appended, ChatAccess, ChatSnapshot, DocumentUpdate, NewMessage, Page, Store, StoreError, StoreResult,
+    Appended, ChangePage, ChangeSet, ChatAccess, ChatSnapshot, CommitOutcome, NewMessage, Page, Store, StoreError,
+    StoreResult, Timeline,
 };
 
 use crate::db::checkout;
 use crate::db::connection::{AnyConnection, Manager};
 use crate::db::error::{is_unique_violation, TxError};
 use crate::db::health::Health;
+use crate::db::history;
 use crate::db::rows::{self, ChatRow, DocumentRow, MessageRow};
 use crate::db::schema::{chat_members, chats, document_access, documents, health_probe, messages};
-
-/// Runs `$body` with `$conn` bound to the backend's own connection. The
-/// statement is the same for both; what changes is that diesel's
-/// `MultiConnection` rebuilds a statement's SQL text and routes every bind
-/// through its backend enum at each execution, while a backend connection
-/// reuses its cached statement. Used for the statements that run once
-/// per stored message or document update.
-macro_rules! on_backend {
-    ($c:expr, |$conn:ident| $body:expr) => {
-        match $c {
-            AnyConnection::Sqlite($conn) => $body,
-            AnyConnection::Postgresql($conn) => $body,
-        }
-    };
-}
 
 pub struct SqlStore {
     pool: Pool<Manager>,
@@ -100,7 +87,7 @@ impl SqlStore {
 /// is active", or "outside of a transaction") and diesel returns that
 /// instead of the error that caused it: a condition of the machine must
 /// not become an `INTERNAL_ERROR` that way.
-fn transaction<T>(c: &mut AnyConnection, f: impl FnOnce(&mut AnyConnection) -> Result<T, TxError>) -> Result<T, TxError> {
+pub(super) fn transaction<T>(c: &mut AnyConnection, f: impl FnOnce(&mut AnyConnection) -> Result<T, TxError>) -> Result<T, TxError> {
     let mut cause: Option<(&'static str, String)> = None;
     let out = c.transaction::<_, TxError, _>(|c| f(c).inspect_err(|e| cause = e.condition().map(|r| (r, e.to_string()))));
     match (out, cause) {
@@ -111,7 +98,7 @@ fn transaction<T>(c: &mut AnyConnection, f: impl FnOnce(&mut AnyConnection) -> R
     }
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     Timestamp::now().millis()
 }
 
@@ -119,7 +106,7 @@ fn now() -> i64 {
 // `LIMIT ?`, and SQLite re-prepared such a statement at every execution
 // (seen in the rooms profile: one parse per chat per batch).
 
-fn role_of(c: &mut AnyConnection, doc: &DocumentId, user: &UserId) -> Result<Option<Role>, TxError> {
+pub(super) fn role_of(c: &mut AnyConnection, doc: &DocumentId, user: &UserId) -> Result<Option<Role>, TxError> {
     let role: Option<String> = on_backend!(c, |n| document_access::table
         .filter(document_access::document_id.eq(doc.as_str()))
         .filter(document_access::user_id.eq(user.as_str()))
@@ -129,7 +116,21 @@ fn role_of(c: &mut AnyConnection, doc: &DocumentId, user: &UserId) -> Result<Opt
     Ok(role.as_deref().map(rows::role).transpose()?)
 }
 
-fn load_document(c: &mut AnyConnection, doc: &DocumentId) -> Result<Option<Document>, TxError> {
+/// The user's role: `NotFound` without the document, `PermissionDenied`
+/// without access. The outer `Result` fails the transaction.
+pub(super) fn access(c: &mut AnyConnection, doc: &DocumentId, user: &UserId) -> Result<StoreResult<Role>, TxError> {
+    if let Some(role) = role_of(c, doc, user)? {
+        return Ok(Ok(role));
+    }
+    let exists: Option<i64> =
+        on_backend!(c, |n| documents::table.find(doc.as_str()).select(documents::version).get_result(n).optional())?;
+    Ok(Err(match exists {
+        Some(_) => StoreError::PermissionDenied(format!("you have no access to document {doc}")),
+        None => no_document(doc),
+    }))
+}
+
+pub(super) fn load_document(c: &mut AnyConnection, doc: &DocumentId) -> Result<Option<Document>, TxError> {
     let row: Option<DocumentRow> = on_backend!(c, |n| documents::table
         .find(doc.as_str())
         .select(DocumentRow::as_select())
@@ -159,7 +160,7 @@ fn private_chat(chat: &ChatId) -> StoreError {
     StoreError::PermissionDenied(format!("chat {chat} is private"))
 }
 
-fn no_document(doc: &DocumentId) -> StoreError {
+pub(super) fn no_document(doc: &DocumentId) -> StoreError {
     StoreError::NotFound(format!("document {doc}"))
 }
 
@@ -214,72 +215,6 @@ fn lock_chats<'a>(c: &mut AnyConnection, ids: &[&'a ChatId]) -> Result<HashMap<&
         }
     }
     Ok(locked)
-}
-
-/// Locks the rows of the documents a batch updates, like [`lock_chats`]
-/// and for the same reason; on SQLite, a no-op write takes the database's
-/// write lock now rather than failing "busy" when a read later turns into
-/// a write.
-fn lock_documents(c: &mut AnyConnection, batch: &[DocumentUpdate]) -> Result<(), TxError> {
-    match c {
-        AnyConnection::Postgresql(pg) => {
-            let mut ids: Vec<&str> = batch.iter().map(|u| u.document_id.as_str()).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            documents::table
-                .filter(documents::id.eq_any(&ids))
-                .order(documents::id.asc())
-                .select(documents::id)
-                .for_update()
-                .load::<String>(pg)?;
-        }
-        AnyConnection::Sqlite(lite) => {
-            if let Some(first) = batch.first() {
-                diesel::update(documents::table.find(first.document_id.as_str()))
-                    .set(documents::version.eq(documents::version))
-                    .execute(lite)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One update of a batch: access first, then the version check, which is
-/// the conditional update itself.
-fn update_one(c: &mut AnyConnection, u: &DocumentUpdate, at: i64) -> Result<StoreResult<Document>, TxError> {
-    let (id, user) = (&u.document_id, &u.user_id);
-    match role_of(c, id, user)? {
-        Some(r) if r.can_edit() => {}
-        role => {
-            if load_document(c, id)?.is_none() {
-                return Ok(Err(no_document(id)));
-            }
-            let why = match role {
-                Some(_) => format!("viewers may not edit document {id}"),
-                None => format!("you have no access to document {id}"),
-            };
-            return Ok(Err(StoreError::PermissionDenied(why)));
-        }
-    }
-    let changed = on_backend!(c, |n| diesel::update(
-        documents::table
-            .filter(documents::id.eq(id.as_str()))
-            .filter(documents::version.eq(u.version.0 - 1)),
-    )
-    .set((
-        documents::content.eq(&*u.content),
-        documents::version.eq(u.version.0),
-        documents::updated_at.eq(at),
-        documents::updated_by.eq(user.as_str()),
-    ))
-    .execute(n))?;
-    let Some(document) = load_document(c, id)? else {
-        return Ok(Err(no_document(id)));
-    };
-    if changed == 0 {
-        return Ok(Err(StoreError::VersionConflict { document: id.clone(), current: document.version }));
-    }
-    Ok(Ok(document))
 }
 
 /// Grants or revokes a role, in the caller's transaction.
@@ -344,7 +279,7 @@ fn share(c: &mut AnyConnection, id: &DocumentId, by: Option<&UserId>, user: &Use
 
 /// How the items of a batch share its transaction.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Items {
+pub(super) enum Items {
     /// Plainly: an item's database error fails the transaction. The hot
     /// path: no statement beyond the items' own.
     Together,
@@ -359,7 +294,7 @@ enum Items {
 impl Items {
     /// Runs one item's statements. `Ok(Err(_))` is a refusal by a rule of
     /// the store (nothing was written); `Err(_)` fails the transaction.
-    fn run<T>(
+    pub(super) fn run<T>(
         self,
         c: &mut AnyConnection,
         item: impl FnOnce(&mut AnyConnection) -> Result<StoreResult<T>, TxError>,
@@ -383,7 +318,7 @@ impl Items {
 /// never fails another's write; the cost of isolation is paid only by a
 /// batch that needs it. Nothing of the failed attempt was stored (it rolled
 /// back whole), so seqs stay gapless.
-fn isolated<T>(
+pub(super) fn isolated<T>(
     mut run: impl FnMut(Items) -> Result<Vec<StoreResult<T>>, TxError>,
 ) -> StoreResult<Vec<StoreResult<T>>> {
     match run(Items::Together) {
@@ -490,6 +425,8 @@ impl Store for SqlStore {
                         document_access::role.eq(Role::Owner.as_str()),
                     ))
                     .execute(c)?;
+                // Version 0 is where its history starts.
+                history::insert_snapshot(c, id, Version(0), content, at, owner)?;
                 Ok(())
             });
             match created {
@@ -507,14 +444,10 @@ impl Store for SqlStore {
         })
     }
 
-    fn open_document(&self, id: &DocumentId, user: &UserId) -> StoreResult<(Document, Role)> {
+    fn document_role(&self, id: &DocumentId, user: &UserId) -> StoreResult<Role> {
         self.read(|| {
             let mut c = self.conn()?;
-            let c = &mut *c;
-            let document = load_document(c, id)?.ok_or_else(|| no_document(id))?;
-            let role = role_of(c, id, user)?
-                .ok_or_else(|| StoreError::PermissionDenied(format!("you have no access to document {id}")))?;
-            Ok((document, role))
+            access(&mut c, id, user)?
         })
     }
 
@@ -525,19 +458,30 @@ impl Store for SqlStore {
         })
     }
 
-    fn update_documents(&self, batch: &[DocumentUpdate]) -> StoreResult<Vec<StoreResult<Document>>> {
+    fn timeline(&self, id: &DocumentId, max_changes: usize, max_chars: usize) -> StoreResult<Timeline> {
+        self.read(|| history::timeline(&mut *self.conn()?, id, max_changes, max_chars))
+    }
+
+    fn document_history(&self, id: &DocumentId, reader: Option<&UserId>, after: Version, limit: i64) -> StoreResult<ChangePage> {
+        self.read(|| history::page(&mut *self.conn()?, id, reader, after, limit))
+    }
+
+    fn document_snapshot(&self, id: &DocumentId, reader: Option<&UserId>, version: Version) -> StoreResult<Document> {
+        self.read(|| history::snapshot(&mut *self.conn()?, id, reader, version))
+    }
+
+    fn find_change(&self, id: &DocumentId, user: &UserId, op_id: &str) -> StoreResult<Option<Change>> {
+        self.read(|| history::find(&mut *self.conn()?, id, user, op_id))
+    }
+
+    fn commit_changes(&self, batch: &[ChangeSet]) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         self.write(|| {
             let mut c = checkout(&self.writers.documents, &self.health)?;
             let at = now();
-            isolated(|items| {
-                transaction(&mut c, |c| {
-                    lock_documents(c, batch)?;
-                    batch.iter().map(|u| items.run(c, |c| update_one(c, u, at))).collect()
-                })
-            })
+            isolated(|items| transaction(&mut c, |c| history::commit(c, batch, at, items)))
         })
     }
 
@@ -758,6 +702,7 @@ mod tests {
 
     use super::*;
     use crate::db::connection::{SqliteSync, Target};
+    use huddle_actors::store::{NewChange, Refusal};
 
     fn store() -> (SqlStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -846,19 +791,41 @@ mod tests {
         // Not a condition of the machine: readiness is unaffected.
         assert_eq!(s.health.condition(), None);
 
-        let d = DocumentId::parse("d").unwrap();
+        // A change set the database refuses fails alone, and leaves no
+        // change row behind.
         let owner = UserId::parse("o").unwrap();
+        let (d, e) = (DocumentId::parse("d").unwrap(), DocumentId::parse("e").unwrap());
         s.create_document(&d, "", "", &owner).unwrap();
-        let up = |content: &str, v: i64| DocumentUpdate {
-            document_id: d.clone(),
-            user_id: owner.clone(),
+        s.create_document(&e, "", "", &owner).unwrap();
+        let out = s
+            .commit_changes(&[
+                change_set(&d, 0, &[(&owner, "[\"poison\"]", None)], "poison"),
+                change_set(&e, 0, &[(&owner, "[\"fine\"]", None)], "fine"),
+            ])
+            .unwrap();
+        assert!(matches!(out[0], Err(StoreError::Internal(_))), "{:?}", out[0]);
+        assert!(matches!(out[1], Ok(CommitOutcome::Stored { .. })), "{:?}", out[1]);
+        assert_eq!(s.document(&d).unwrap().version, Version(0));
+        assert!(s.document_history(&d, None, Version(0), 10).unwrap().changes.is_empty());
+        assert_eq!(s.document(&e).unwrap().content, "fine");
+    }
+
+    /// A change set of `(author, ops JSON, op_id)` on `base`, ending in `content`.
+    fn change_set(id: &DocumentId, base: i64, changes: &[(&UserId, &str, Option<&str>)], content: &str) -> ChangeSet {
+        ChangeSet {
+            document_id: id.clone(),
+            base: Version(base),
+            changes: changes
+                .iter()
+                .map(|(user, ops, op_id)| NewChange {
+                    user_id: (*user).clone(),
+                    ops: (*ops).to_owned(),
+                    op_id: op_id.map(str::to_owned),
+                })
+                .collect(),
             content: Arc::from(content),
-            version: Version(v),
-        };
-        let out = s.update_documents(&[up("one", 1), up("poison", 2), up("two", 2)]).unwrap();
-        assert!(matches!(out[1], Err(StoreError::Internal(_))));
-        assert_eq!(out[2].as_ref().unwrap().content, "two");
-        assert_eq!(s.document(&d).unwrap().version, Version(2));
+            snapshots: Vec::new(),
+        }
     }
 
     /// SQLite's `max_page_count` makes a full database without a full disk.
@@ -893,29 +860,86 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_of_updates_checks_each_version_in_order() {
+    fn a_change_set_is_stored_whole_or_not_at_all() {
         let (s, _dir) = store();
-        let d = DocumentId::parse("d").unwrap();
-        let (owner, viewer) = (UserId::parse("o").unwrap(), UserId::parse("v").unwrap());
-        s.create_document(&d, "", "", &owner).unwrap();
-        s.share_document(&d, Some(&owner), &viewer, Grant::Role(Role::Viewer)).unwrap();
-        let up = |user: &UserId, v: i64| DocumentUpdate {
-            document_id: d.clone(),
-            user_id: user.clone(),
-            content: Arc::from(format!("v{v}")),
-            version: Version(v),
-        };
+        let (owner, editor, viewer) = (UserId::parse("o").unwrap(), UserId::parse("e").unwrap(), UserId::parse("v").unwrap());
+        let [d, f, g] = ["d", "f", "g"].map(|id| DocumentId::parse(id).unwrap());
+        for id in [&d, &f, &g] {
+            s.create_document(id, "", "", &owner).unwrap();
+            s.share_document(id, Some(&owner), &viewer, Grant::Role(Role::Viewer)).unwrap();
+            s.share_document(id, Some(&owner), &editor, Grant::Role(Role::Editor)).unwrap();
+        }
         let out = s
-            .update_documents(&[up(&owner, 1), up(&owner, 1), up(&viewer, 2), up(&owner, 2), DocumentUpdate {
-                document_id: DocumentId::parse("nope").unwrap(),
-                ..up(&owner, 1)
-            }])
+            .commit_changes(&[
+                change_set(&d, 0, &[(&owner, r#"["a"]"#, Some("x")), (&editor, r#"[1,"b"]"#, Some("x"))], "ab"),
+                change_set(&DocumentId::parse("nope").unwrap(), 0, &[(&owner, r#"["a"]"#, None)], "a"),
+                change_set(&f, 0, &[(&owner, r#"["a"]"#, None), (&viewer, r#"["b"]"#, None)], "ba"),
+                // Another process took version 1 of g meanwhile.
+                change_set(&g, 3, &[(&owner, r#"["a"]"#, None)], "a"),
+            ])
             .unwrap();
-        assert_eq!(out[0].as_ref().unwrap().version, Version(1));
-        assert!(matches!(out[1], Err(StoreError::VersionConflict { current: Version(1), .. })));
-        assert!(matches!(out[2], Err(StoreError::PermissionDenied(_))));
-        assert_eq!(out[3].as_ref().unwrap().content, "v2");
-        assert!(matches!(out[4], Err(StoreError::NotFound(_))));
-        assert_eq!(s.document(&d).unwrap().version, Version(2));
+        assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
+        assert!(matches!(&out[1], Ok(CommitOutcome::Refused(r)) if matches!(r[..], [(0, Refusal::Denied(StoreError::NotFound(_)))])));
+        assert!(matches!(&out[2], Ok(CommitOutcome::Refused(r)) if matches!(r[..], [(1, Refusal::Denied(StoreError::PermissionDenied(_)))])));
+        assert_eq!(out[3], Ok(CommitOutcome::Moved { current: Version(0) }));
+        let doc = s.document(&d).unwrap();
+        assert_eq!((doc.content.as_str(), doc.version, doc.updated_by.as_str()), ("ab", Version(2), "e"));
+        assert_eq!((s.document(&f).unwrap().version, s.document(&g).unwrap().version), (Version(0), Version(0)));
+
+        // An op_id is its author's: the owner's "x" comes back as the
+        // original; the editor's "x" is stored already too.
+        let out = s.commit_changes(&[change_set(&d, 2, &[(&owner, r#"[2,"c"]"#, Some("x")), (&owner, r#"["z"]"#, Some("y"))], "zabc")]).unwrap();
+        let Ok(CommitOutcome::Refused(refused)) = &out[0] else { panic!("{out:?}") };
+        let [(0, Refusal::Duplicate(original))] = &refused[..] else { panic!("{refused:?}") };
+        assert_eq!((original.version, original.ops.to_json()), (Version(1), serde_json::json!(["a"])));
+        assert_eq!(s.find_change(&d, &editor, "x").unwrap().map(|c| c.version), Some(Version(2)));
+        assert_eq!(s.find_change(&d, &viewer, "x").unwrap(), None);
+
+        let page = s.document_history(&d, None, Version(0), 1).unwrap();
+        assert_eq!((page.changes.len(), page.has_more, page.changes[0].op_id.as_deref()), (1, true, Some("x")));
+        let page = s.document_history(&d, Some(&viewer), Version(1), 10).unwrap();
+        assert_eq!((page.changes[0].version, page.has_more), (Version(2), false));
+        let stranger = UserId::parse("stranger").unwrap();
+        assert!(matches!(s.document_history(&d, Some(&stranger), Version(0), 10), Err(StoreError::PermissionDenied(_))));
+        assert!(matches!(s.document_history(&d, None, Version(3), 10), Err(StoreError::NotFound(_))));
+        for (version, content) in [(0, ""), (1, "a"), (2, "ab")] {
+            assert_eq!(s.document_snapshot(&d, Some(&viewer), Version(version)).unwrap().content, content);
+        }
+        assert!(matches!(s.document_snapshot(&d, None, Version(3)), Err(StoreError::NotFound(_))));
+
+        let t = s.timeline(&d, 1000, 1000).unwrap();
+        assert_eq!((t.changes.len(), t.history_start, t.document.version), (2, Version(0), Version(2)));
+        // `["a"]` is 5 characters of JSON, `[1,"b"]` 7: only the newest fits in 10.
+        let t = s.timeline(&d, 1000, 10).unwrap();
+        assert_eq!(t.changes.iter().map(|c| c.version.0).collect::<Vec<_>>(), vec![2]);
+        let t = s.timeline(&d, 1, 1000).unwrap();
+        assert_eq!(t.changes.len(), 1);
+    }
+
+    /// Documents from before the history table: their history starts at
+    /// the version they had.
+    #[test]
+    fn history_starts_where_the_migration_found_a_document() {
+        use diesel::connection::SimpleConnection;
+        let (s, _dir) = store();
+        let owner = UserId::parse("o").unwrap();
+        let d = DocumentId::parse("old").unwrap();
+        s.create_document(&d, "", "", &owner).unwrap();
+        // As the migration leaves it: version 7, one snapshot of it.
+        s.pool
+            .get()
+            .unwrap()
+            .batch_execute(
+                "UPDATE documents SET version = 7, content = 'seven' WHERE id = 'old'; \
+                 UPDATE document_snapshots SET version = 7, content = 'seven' WHERE document_id = 'old';",
+            )
+            .unwrap();
+        assert_eq!(s.document_snapshot(&d, None, Version(7)).unwrap().content, "seven");
+        let early = s.document_snapshot(&d, None, Version(6)).unwrap_err();
+        assert!(matches!(&early, StoreError::NotFound(why) if why.contains("starts at version 7")), "{early:?}");
+        assert!(matches!(s.document_history(&d, None, Version(0), 10), Err(StoreError::NotFound(_))));
+        assert!(s.document_history(&d, None, Version(7), 10).unwrap().changes.is_empty());
+        let t = s.timeline(&d, 10, 100).unwrap();
+        assert_eq!((t.history_start, t.changes.len()), (Version(7), 0));
     }
 }

@@ -9,9 +9,11 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use futures_util::future::{ready, Ready};
 use huddle_actors::chat::{ChatRoom, PostMessage};
 use huddle_actors::document::{DocumentRoom, ShareDocument};
-use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId};
+use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
 use huddle_actors::protocol::fields::Fields;
-use huddle_actors::protocol::request::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_SAFE_INTEGER};
+use huddle_actors::protocol::request::{
+    DOCUMENT_HISTORY_LIMIT_DEFAULT, DOCUMENT_HISTORY_LIMIT_MAX, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_SAFE_INTEGER,
+};
 use huddle_actors::protocol::{ErrorCode, WireError};
 use huddle_actors::registry::{call_room, DisconnectUser};
 use serde_json::json;
@@ -30,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limit: BodyLimit) {
             .service(web::resource("/documents").post(create_document))
             .service(web::resource("/documents/{id}").get(get_document))
             .service(web::resource("/documents/{id}/access/{user_id}").put(set_access))
+            .service(web::resource("/documents/{id}/history").get(document_history))
             .service(web::resource("/chats").post(create_chat))
             .service(web::resource("/chats/{id}/messages").post(publish).get(history))
             .service(web::resource("/users/{user_id}/connections").delete(disconnect_user)),
@@ -135,6 +138,19 @@ async fn publish(
     Ok(HttpResponse::build(status).json(json!({ "message": appended.message })))
 }
 
+/// An integer query parameter in `min..=max` (the last one given wins; an
+/// empty one counts as absent).
+fn query_int(query: &[(String, String)], name: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+    match query.iter().rev().find(|(k, _)| k == name) {
+        None => Ok(None),
+        Some((_, v)) if v.is_empty() => Ok(None),
+        Some((_, v)) => match v.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(ApiError(WireError::invalid(name, format!("{name} must be an integer from {min} to {max}")))),
+        },
+    }
+}
+
 async fn history(
     _: Authorized,
     state: web::Data<AppState>,
@@ -142,18 +158,8 @@ async fn history(
     query: web::Query<Vec<(String, String)>>,
 ) -> ApiResult {
     let id = path_id(&path, "chat_id", ChatId::parse)?;
-    let int = |name: &'static str, min: i64, max: i64| -> Result<Option<i64>, ApiError> {
-        match query.iter().rev().find(|(k, _)| k == name) {
-            None => Ok(None),
-            Some((_, v)) if v.is_empty() => Ok(None),
-            Some((_, v)) => match v.parse::<i64>() {
-                Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(ApiError(WireError::invalid(name, format!("{name} must be an integer from {min} to {max}")))),
-            },
-        }
-    };
-    let before = int("before_seq", 1, MAX_SAFE_INTEGER as i64)?.map(Seq);
-    let limit = int("limit", 1, HISTORY_LIMIT_MAX)?.unwrap_or(HISTORY_LIMIT_DEFAULT);
+    let before = query_int(&query, "before_seq", 1, MAX_SAFE_INTEGER as i64)?.map(Seq);
+    let limit = query_int(&query, "limit", 1, HISTORY_LIMIT_MAX)?.unwrap_or(HISTORY_LIMIT_DEFAULT);
     let page = state.deps.db.run(move |s| s.history(&id, None, before, limit)).await?;
     Ok(HttpResponse::Ok().json(json!({ "messages": page.messages, "has_more": page.has_more })))
 }
@@ -173,4 +179,19 @@ async fn disconnect_user(_: Authorized, state: web::Data<AppState>, path: web::P
     let (here, elsewhere) = futures_util::join!(here, elsewhere);
     let closed = here.map_err(WireError::from)? + elsewhere;
     Ok(HttpResponse::Ok().json(json!({ "closed": closed })))
+}
+
+/// `GET /api/documents/{id}/history?after_version=&limit=`: as
+/// `documents:history`, read as the server.
+async fn document_history(
+    _: Authorized,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let id = path_id(&path, "document_id", DocumentId::parse)?;
+    let after = Version(query_int(&query, "after_version", 0, MAX_SAFE_INTEGER as i64)?.unwrap_or(0));
+    let limit = query_int(&query, "limit", 1, DOCUMENT_HISTORY_LIMIT_MAX)?.unwrap_or(DOCUMENT_HISTORY_LIMIT_DEFAULT);
+    let page = state.deps.db.run(move |s| s.document_history(&id, None, after, limit)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "changes": page.changes, "has_more": page.has_more })))
 }

@@ -187,6 +187,18 @@ impl Operation {
     pub fn inserted_chars(&self) -> usize {
         self.inserted
     }
+
+    /// UTF-8 bytes of the text it inserts (what it can add to a document
+    /// at most). O(components).
+    pub fn inserted_bytes(&self) -> usize {
+        self.components
+            .iter()
+            .map(|c| match c {
+                Component::Insert(text) => text.as_str().len(),
+                Component::Keep(_) | Component::Delete(_) => 0,
+            })
+            .sum()
+    }
 }
 
 /// Builds a normalised [`Operation`] one component at a time. Pushing is

@@ -199,6 +199,21 @@ impl fmt::Display for WireError {
     }
 }
 
+/// A refused operation (docs/protocol.md, "Operations"): a result above
+/// `max_document_bytes` is `PAYLOAD_TOO_LARGE`, anything else about it
+/// `INVALID_INPUT`; both name the field `ops`.
+impl From<crate::ot::OpError> for WireError {
+    fn from(e: crate::ot::OpError) -> Self {
+        if e.is_too_large() {
+            let mut w = WireError::new(ErrorCode::PayloadTooLarge, e.to_string());
+            w.details.field = Some("ops".into());
+            w
+        } else {
+            WireError::invalid("ops", e.to_string())
+        }
+    }
+}
+
 impl From<actix::MailboxError> for WireError {
     fn from(e: actix::MailboxError) -> Self {
         // A mailbox closes only while the engine shuts down or an actor died;

@@ -6,11 +6,14 @@ use serde_json::{Map, Value};
 
 use crate::ids::{ChatId, DocumentId, InvalidId, RoomName, UserId};
 use crate::model::{Grant, Role};
+use crate::ot::Operation;
 use crate::protocol::error::{ErrorCode, WireError};
 use crate::protocol::request::{AwarenessState, DecodeLimits};
 
 /// Longest `client_msg_id`, in characters.
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
+/// Longest `op_id`, in characters (the same rule as `client_msg_id`).
+pub const MAX_OP_ID_CHARS: usize = 64;
 
 /// Longest field name shown back in an error about a field the engine does
 /// not know (the name is the client's, and could be a megabyte long).
@@ -189,12 +192,33 @@ impl<'a> Fields<'a> {
 
     /// An optional `client_msg_id` of 1 to 64 characters.
     pub fn client_msg_id(&self) -> Result<Option<String>, WireError> {
-        let Some(id) = self.opt_str("client_msg_id")? else { return Ok(None) };
+        self.idempotency_key("client_msg_id", MAX_CLIENT_MSG_ID_CHARS)
+    }
+
+    /// An optional `op_id` of 1 to 64 characters.
+    pub fn op_id(&self) -> Result<Option<String>, WireError> {
+        self.idempotency_key("op_id", MAX_OP_ID_CHARS)
+    }
+
+    fn idempotency_key(&self, name: &'static str, max: usize) -> Result<Option<String>, WireError> {
+        let Some(id) = self.opt_str(name)? else { return Ok(None) };
         let n = id.chars().count();
-        if n == 0 || n > MAX_CLIENT_MSG_ID_CHARS {
-            return Err(WireError::invalid("client_msg_id", "client_msg_id must be 1 to 64 characters"));
+        if n == 0 || n > max {
+            return Err(WireError::invalid(name, format!("{name} must be 1 to {max} characters")));
         }
         Ok(Some(id.to_owned()))
+    }
+
+    /// The `ops` of `documents:op`, decoded and normalised. Text it inserts
+    /// beyond `max_document_bytes` can never fit a document: refused here,
+    /// before anything holds it.
+    pub fn ops(&self, limits: &DecodeLimits) -> Result<Operation, WireError> {
+        let value = self.get("ops").ok_or_else(|| WireError::invalid("ops", "ops is required"))?;
+        let op = Operation::from_json(value)?;
+        if op.inserted_bytes() > limits.max_document_bytes {
+            return Err(crate::ot::OpError::TooLarge { max: limits.max_document_bytes }.into());
+        }
+        Ok(op)
     }
 
     /// `role`: owner, editor, viewer, or none (revoke).

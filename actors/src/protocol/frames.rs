@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::awareness;
 use crate::ids::{DocumentId, RoomName, Seq, SessionId, UserId, Version};
-use crate::model::{Chat, Document, Grant, Message, Role, Timestamp};
+use crate::model::{Change, Chat, Document, Grant, Message, Role, Timestamp};
+use crate::ot::Operation;
 use crate::presence::Listing;
 use crate::protocol::error::WireError;
 use crate::protocol::request::Ref;
@@ -116,6 +117,28 @@ pub struct DocumentJoined<'a> {
     pub document: &'a Document,
     #[serde(flatten)]
     pub presence: PresenceSnapshot<'a>,
+    /// With `since_version` only: the changes after it, ascending, when
+    /// `recovered`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<&'a Change>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+}
+
+/// The ack of `documents:op`: the version it created and the operation as
+/// applied (after transformation).
+#[derive(Serialize)]
+pub struct OpApplied<'a> {
+    pub document_id: &'a DocumentId,
+    pub version: Version,
+    pub ops: &'a Operation,
+}
+
+/// The ack of `documents:history`.
+#[derive(Serialize)]
+pub struct Changes<'a> {
+    pub changes: &'a [Change],
+    pub has_more: bool,
 }
 
 #[derive(Serialize)]

@@ -7,8 +7,9 @@ use bytestring::ByteString;
 use serde::Serialize;
 
 use crate::awareness::Update;
-use crate::ids::{RoomName, UserId};
+use crate::ids::{DocumentId, RoomName, UserId, Version};
 use crate::model::{Document, Message};
+use crate::ot::Operation;
 use crate::presence::diff::JoinedUser;
 use crate::protocol::error::WireError;
 use crate::protocol::frames;
@@ -24,6 +25,9 @@ pub enum Push<'a> {
     /// `documents:updated`: a new version; to every member but its author's
     /// connection.
     DocumentsUpdated { document: &'a Document, user_id: &'a UserId },
+    /// `documents:op`: a new version made by an operation, as applied; to
+    /// every member but its author's connection.
+    DocumentsOp { document_id: &'a DocumentId, version: Version, ops: &'a Operation, user_id: &'a UserId },
     /// `user:joined`: the first connection of a user joined.
     UserJoined {
         user_id: &'a UserId,
@@ -48,6 +52,7 @@ impl Push<'_> {
         match self {
             Push::ChatMessage { .. } => "chat:message",
             Push::DocumentsUpdated { .. } => "documents:updated",
+            Push::DocumentsOp { .. } => "documents:op",
             Push::UserJoined { .. } => "user:joined",
             Push::UserLeft { .. } => "user:left",
             Push::PresenceDiff { .. } => "presence:diff",
@@ -121,6 +126,13 @@ mod tests {
         assert_eq!(
             &*f,
             r#"{"event":"documents:updated","room":"document:plan","data":{"document":{"id":"plan","title":"Plan","content":"x","version":2,"updated_at":"1970-01-01T00:00:00.000Z","updated_by":"bob"},"user_id":"bob"}}"#
+        );
+
+        let ops = Operation::from_json(&serde_json::json!([5, " world", {"d": 2}])).unwrap();
+        let f = Push::DocumentsOp { document_id: &document.id, version: Version(3), ops: &ops, user_id: &bob }.encode(&room);
+        assert_eq!(
+            &*f,
+            r#"{"event":"documents:op","room":"document:plan","data":{"document_id":"plan","version":3,"ops":[5," world",{"d":2}],"user_id":"bob"}}"#
         );
 
         let denied = WireError::new(ErrorCode::PermissionDenied, "access to document:plan was revoked");

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::ids::{ChatId, DocumentId, RoomName, Seq, UserId, Version};
 use crate::model::Grant;
+use crate::ot::Operation;
 use crate::protocol::error::{ErrorCode, WireError};
 use crate::protocol::fields::{self, Fields};
 
@@ -28,6 +29,10 @@ pub const HISTORY_LIMIT_DEFAULT: i64 = 50;
 /// frame and quick to walk.
 pub const PRESENCE_LIMIT_MAX: i64 = 1000;
 pub const PRESENCE_LIMIT_DEFAULT: i64 = 100;
+/// `documents:history` page size bounds and default (docs/protocol.md,
+/// "Operations").
+pub const DOCUMENT_HISTORY_LIMIT_MAX: i64 = 1000;
+pub const DOCUMENT_HISTORY_LIMIT_DEFAULT: i64 = 100;
 
 /// The request correlation id, echoed on the one response to the request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -121,10 +126,28 @@ pub enum ClientRequest {
     },
     DocumentsJoin {
         document_id: DocumentId,
+        /// Recover the changes after this version, if the room still can.
+        since_version: Option<Version>,
     },
     DocumentsUpdate {
         document_id: DocumentId,
         content: String,
+        version: Version,
+    },
+    DocumentsOp {
+        document_id: DocumentId,
+        /// The version the operation was made on.
+        base_version: Version,
+        ops: Operation,
+        op_id: Option<String>,
+    },
+    DocumentsHistory {
+        document_id: DocumentId,
+        after_version: Version,
+        limit: i64,
+    },
+    DocumentsSnapshot {
+        document_id: DocumentId,
         version: Version,
     },
     DocumentsLeave {
@@ -179,6 +202,9 @@ impl ClientRequest {
             ClientRequest::DocumentsCreate { .. } => "documents:create",
             ClientRequest::DocumentsJoin { .. } => "documents:join",
             ClientRequest::DocumentsUpdate { .. } => "documents:update",
+            ClientRequest::DocumentsOp { .. } => "documents:op",
+            ClientRequest::DocumentsHistory { .. } => "documents:history",
+            ClientRequest::DocumentsSnapshot { .. } => "documents:snapshot",
             ClientRequest::DocumentsLeave { .. } => "documents:leave",
             ClientRequest::DocumentsShare { .. } => "documents:share",
             ClientRequest::ChatCreate { .. } => "chat:create",
@@ -266,7 +292,33 @@ fn decode_body(envelope: &Map<String, Value>, limits: &DecodeLimits) -> Result<C
             title: data.opt_str("title")?.unwrap_or_default().to_owned(),
             content: data.document_content(false, limits)?,
         },
-        "documents:join" => ClientRequest::DocumentsJoin { document_id: data.document_id()? },
+        "documents:join" => ClientRequest::DocumentsJoin {
+            document_id: data.document_id()?,
+            since_version: data.opt_int("since_version", 0, MAX_SAFE_INTEGER)?.map(Version),
+        },
+        "documents:op" => ClientRequest::DocumentsOp {
+            document_id: data.document_id()?,
+            base_version: Version(
+                data.opt_int("base_version", 0, MAX_SAFE_INTEGER)?
+                    .ok_or_else(|| WireError::invalid("base_version", "base_version is required"))?,
+            ),
+            ops: data.ops(limits)?,
+            op_id: data.op_id()?,
+        },
+        "documents:history" => ClientRequest::DocumentsHistory {
+            document_id: data.document_id()?,
+            after_version: Version(data.opt_int("after_version", 0, MAX_SAFE_INTEGER)?.unwrap_or(0)),
+            limit: data
+                .opt_int("limit", 1, DOCUMENT_HISTORY_LIMIT_MAX as u64)?
+                .unwrap_or(DOCUMENT_HISTORY_LIMIT_DEFAULT),
+        },
+        "documents:snapshot" => ClientRequest::DocumentsSnapshot {
+            document_id: data.document_id()?,
+            version: Version(
+                data.opt_int("version", 0, MAX_SAFE_INTEGER)?
+                    .ok_or_else(|| WireError::invalid("version", "version is required"))?,
+            ),
+        },
         "documents:update" => ClientRequest::DocumentsUpdate {
             document_id: data.document_id()?,
             content: data.document_content(true, limits)?,
@@ -406,6 +458,46 @@ mod tests {
             field_of(r#"{"event":"documents:share","data":{"document_id":"d","user_id":"u","role":"god"}}"#).2.as_deref(),
             Some("role")
         );
+    }
+
+    #[test]
+    fn operations_history_and_snapshots_decode_within_their_bounds() {
+        let r = decode(
+            r#"{"event":"documents:op","data":{"document_id":"d","base_version":3,"ops":[1,"a",{"d":1}],"op_id":"o1"},"ref":1}"#,
+            &LIMITS,
+        )
+        .unwrap();
+        let ClientRequest::DocumentsOp { base_version, ops, op_id, .. } = r.body else { panic!("{:?}", r.body) };
+        assert_eq!((base_version, op_id.as_deref()), (Version(3), Some("o1")));
+        assert_eq!(ops.to_json(), serde_json::json!([1, "a", {"d": 1}]));
+        for (frame, code, field) in [
+            (r#"{"event":"documents:op","data":{"document_id":"d","ops":[]}}"#, ErrorCode::InvalidInput, "base_version"),
+            (r#"{"event":"documents:op","data":{"document_id":"d","base_version":-1,"ops":[]}}"#, ErrorCode::InvalidInput, "base_version"),
+            (r#"{"event":"documents:op","data":{"document_id":"d","base_version":0}}"#, ErrorCode::InvalidInput, "ops"),
+            (r#"{"event":"documents:op","data":{"document_id":"d","base_version":0,"ops":[0]}}"#, ErrorCode::InvalidInput, "ops"),
+            (r#"{"event":"documents:op","data":{"document_id":"d","base_version":0,"ops":{"d":1}}}"#, ErrorCode::InvalidInput, "ops"),
+            (r#"{"event":"documents:op","data":{"document_id":"d","base_version":0,"ops":["a\u0000"]}}"#, ErrorCode::InvalidInput, "ops"),
+            (r#"{"event":"documents:op","data":{"document_id":"d","base_version":0,"ops":[],"op_id":""}}"#, ErrorCode::InvalidInput, "op_id"),
+            (r#"{"event":"documents:op","data":{"document_id":"d","base_version":0,"ops":[],"op_id":"\u0000"}}"#, ErrorCode::InvalidInput, "op_id"),
+            // 17 bytes inserted never fit a 16-byte document.
+            (r#"{"event":"documents:op","data":{"document_id":"d","base_version":0,"ops":["0123456789abcdefg"]}}"#, ErrorCode::PayloadTooLarge, "ops"),
+            (r#"{"event":"documents:history","data":{"document_id":"d","limit":1001}}"#, ErrorCode::InvalidInput, "limit"),
+            (r#"{"event":"documents:history","data":{"document_id":"d","limit":0}}"#, ErrorCode::InvalidInput, "limit"),
+            (r#"{"event":"documents:history","data":{"document_id":"d","after_version":-1}}"#, ErrorCode::InvalidInput, "after_version"),
+            (r#"{"event":"documents:snapshot","data":{"document_id":"d"}}"#, ErrorCode::InvalidInput, "version"),
+            (r#"{"event":"documents:join","data":{"document_id":"d","since_version":1.5}}"#, ErrorCode::InvalidInput, "since_version"),
+        ] {
+            let (_, got, name) = field_of(frame);
+            assert_eq!((got, name.as_deref()), (code, Some(field)), "{frame}");
+        }
+        let op_id = format!(r#"{{"event":"documents:op","data":{{"document_id":"d","base_version":0,"ops":[],"op_id":"{}"}}}}"#, "é".repeat(64));
+        assert!(decode(&op_id, &LIMITS).is_ok());
+        let r = decode(r#"{"event":"documents:history","data":{"document_id":"d"}}"#, &LIMITS).unwrap();
+        assert!(matches!(r.body, ClientRequest::DocumentsHistory { after_version: Version(0), limit: 100, .. }));
+        let r = decode(r#"{"event":"documents:history","data":{"document_id":"d","after_version":5,"limit":1000}}"#, &LIMITS).unwrap();
+        assert!(matches!(r.body, ClientRequest::DocumentsHistory { after_version: Version(5), limit: 1000, .. }));
+        let r = decode(r#"{"event":"documents:snapshot","data":{"document_id":"d","version":0}}"#, &LIMITS).unwrap();
+        assert!(matches!(r.body, ClientRequest::DocumentsSnapshot { version: Version(0), .. }));
     }
 
     #[test]

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
 
 use crate::chat::{not_member_error, ChatRoom, JoinChat, PostMessage};
-use crate::document::{DocumentRoom, JoinDocument, ShareDocument, UpdateDocument};
+use crate::document::{ApplyOp, DocumentRoom, JoinDocument, ShareDocument, UpdateDocument};
 use crate::ids::{ChatId, RoomName};
 use crate::model::Timestamp;
-use crate::protocol::frames::{self, ChatCreated, DocumentCreated, History, Pong, Refreshed, SessionUpdate};
+use crate::protocol::frames::{self, Changes, ChatCreated, DocumentCreated, History, Pong, Refreshed, SessionUpdate};
 use crate::protocol::{ClientRequest, ErrorCode, Request, WireError};
 use crate::members::{Ask, Leave, MemberRequest};
 use crate::peer::{Peer, Requester};
@@ -42,12 +42,12 @@ impl Session {
                 let job = self.deps.db.run(move |s| s.create_document(&document_id, &title, &content, &user));
                 self.reply_from_store(ctx, req, "documents:create", job, |r, d| r.ack(DocumentCreated { document: d }));
             }
-            ClientRequest::DocumentsJoin { document_id } => {
+            ClientRequest::DocumentsJoin { document_id, since_version } => {
                 let name = RoomName::Document(document_id.clone());
                 if let Some(e) = self.room_limit(&name) {
                     return self.fail(&req, "documents:join", &e);
                 }
-                let msg = JoinDocument { requester: req.clone() };
+                let msg = JoinDocument { requester: req.clone(), since_version };
                 let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: true };
                 self.route(ctx, event, route, self.after_join(name, req));
             }
@@ -55,6 +55,21 @@ impl Session {
                 let msg = UpdateDocument { requester: req.clone(), content: Arc::from(content), version };
                 let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
                 self.route(ctx, event, route, fail_if_unreached(req, event));
+            }
+            ClientRequest::DocumentsOp { document_id, base_version, ops, op_id } => {
+                let msg = ApplyOp { requester: req.clone(), base_version, ops: Arc::new(ops), op_id };
+                let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
+                self.route(ctx, event, route, fail_if_unreached(req, event));
+            }
+            ClientRequest::DocumentsHistory { document_id, after_version, limit } => {
+                let job = self.deps.db.run(move |s| s.document_history(&document_id, Some(&user), after_version, limit));
+                self.reply_from_store(ctx, req, "documents:history", job, |r, p| {
+                    r.ack(Changes { changes: &p.changes, has_more: p.has_more })
+                });
+            }
+            ClientRequest::DocumentsSnapshot { document_id, version } => {
+                let job = self.deps.db.run(move |s| s.document_snapshot(&document_id, Some(&user), version));
+                self.reply_from_store(ctx, req, "documents:snapshot", job, |r, d| r.ack(DocumentCreated { document: d }));
             }
             ClientRequest::DocumentsLeave { document_id } => {
                 self.leave(ctx, RoomName::Document(document_id), req, "documents:leave");

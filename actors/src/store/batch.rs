@@ -11,9 +11,8 @@ use std::future::Future;
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 use tokio::sync::oneshot;
 
-use crate::model::Document;
 use crate::protocol::WireError;
-use crate::store::{Appended, DocumentUpdate, Executors, NewMessage, Store, StoreResult};
+use crate::store::{Appended, ChangeSet, CommitOutcome, Executors, NewMessage, Store, StoreResult};
 
 /// Most writes in one transaction: bounds the time one commit holds the
 /// database lock.
@@ -39,13 +38,13 @@ impl BatchOp for AppendMessages {
     }
 }
 
-pub struct UpdateDocuments;
+pub struct CommitChanges;
 
-impl BatchOp for UpdateDocuments {
-    type Item = DocumentUpdate;
-    type Output = Document;
-    fn run(store: &dyn Store, items: &[DocumentUpdate]) -> StoreResult<Vec<StoreResult<Document>>> {
-        store.update_documents(items)
+impl BatchOp for CommitChanges {
+    type Item = ChangeSet;
+    type Output = CommitOutcome;
+    fn run(store: &dyn Store, items: &[ChangeSet]) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
+        store.commit_changes(items)
     }
 }
 

@@ -2,8 +2,12 @@
 //! it. The interface is blocking on purpose: implementations (SQL, in
 //! `src/db/`) run only on [`DbExecutor`] threads of a `SyncArbiter`, never on
 //! an async actor's thread. Actors reach them through [`Db`]: reads with
-//! [`Db::run`], writes of messages and document versions through the
+//! [`Db::run`], writes of messages and document changes through the
 //! group-commit [`batch::Batcher`]s.
+//!
+//! Document history: every accepted change is kept ([`Change`]), and the
+//! whole content every [`SNAPSHOT_EVERY`] versions, so that the content at
+//! any version is one snapshot plus fewer than `SNAPSHOT_EVERY` changes.
 
 pub mod batch;
 mod error;
@@ -15,7 +19,7 @@ use std::time::Instant;
 use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncContext};
 
 use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
-use crate::model::{Chat, Document, Grant, Message as ChatMessage, Role};
+use crate::model::{Change, Chat, Document, Grant, Message as ChatMessage, Role, Timestamp};
 use crate::observer::Observer;
 use crate::protocol::WireError;
 
@@ -42,13 +46,80 @@ pub struct NewMessage {
     pub check_access: bool,
 }
 
-/// A document update to store.
+/// A whole content is stored every this many versions (and at version 0),
+/// so that reading a document at any version replays fewer than this many
+/// changes onto the snapshot before it. 100: a snapshot costs one content
+/// per 100 changes (1 % of a document per change, amortised), and a replay
+/// of a 1 MiB document at most 99 applications of a change (tens of
+/// milliseconds on a database thread, in the worst case).
+pub const SNAPSHOT_EVERY: i64 = 100;
+
+/// Whether a snapshot is stored at `version`.
+pub fn snapshot_due(version: Version) -> bool {
+    version.0 % SNAPSHOT_EVERY == 0
+}
+
+/// The changes one document room stores in one go: they become the
+/// versions after `base`, in order, and only if the document is still at
+/// `base` (the conditional update that makes the database, not a room's
+/// memory, the serialization point).
 #[derive(Debug, Clone)]
-pub struct DocumentUpdate {
+pub struct ChangeSet {
     pub document_id: DocumentId,
-    pub user_id: UserId,
+    pub base: Version,
+    pub changes: Vec<NewChange>,
+    /// The content after the last change.
     pub content: Arc<str>,
-    pub version: Version,
+    /// Whole contents to keep, at the versions where [`snapshot_due`].
+    pub snapshots: Vec<(Version, Arc<str>)>,
+}
+
+/// One change of a [`ChangeSet`].
+#[derive(Debug, Clone)]
+pub struct NewChange {
+    pub user_id: UserId,
+    /// The operation as applied, in its JSON wire form.
+    pub ops: String,
+    pub op_id: Option<String>,
+}
+
+/// What became of a [`ChangeSet`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitOutcome {
+    /// Stored: the changes are versions `base + 1 ..= base + n`, made at `at`.
+    Stored { at: Timestamp },
+    /// Nothing stored: the document is at `current`, not at `base`
+    /// (another engine process wrote to it).
+    Moved { current: Version },
+    /// Nothing stored: these changes (by index, ascending) may not be.
+    Refused(Vec<(usize, Refusal)>),
+}
+
+/// Why one change of a [`ChangeSet`] was not stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// Its `(author, op_id)` is stored already: this is the original.
+    Duplicate(Change),
+    /// Its author may not edit (or the document is gone).
+    Denied(StoreError),
+}
+
+/// What a document room starts from: the document, its newest changes
+/// (ascending, consecutive, ending at the document's version), and the
+/// first version its history knows (documents older than the history
+/// table start at their version then).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    pub document: Document,
+    pub changes: Vec<Change>,
+    pub history_start: Version,
+}
+
+/// A page of a document's history, ascending by version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangePage {
+    pub changes: Vec<Change>,
+    pub has_more: bool,
 }
 
 /// The outcome of an append: the stored message, and whether it was stored
@@ -81,15 +152,28 @@ pub enum ChatAccess {
 pub trait Store: Send + Sync + 'static {
     /// Creates a document owned by `owner`, at version 0.
     fn create_document(&self, id: &DocumentId, title: &str, content: &str, owner: &UserId) -> StoreResult<Document>;
-    /// The document and the user's role on it (for a join).
-    fn open_document(&self, id: &DocumentId, user: &UserId) -> StoreResult<(Document, Role)>;
+    /// The user's role on the document: `NotFound` without the document,
+    /// `PermissionDenied` without access.
+    fn document_role(&self, id: &DocumentId, user: &UserId) -> StoreResult<Role>;
     /// The document (server-to-server reads).
     fn document(&self, id: &DocumentId) -> StoreResult<Document>;
-    /// Applies updates in one transaction, in order. Each stores `content`
-    /// as `version`, which must be current + 1, if its user may edit; each
-    /// succeeds or fails on its own. `Err` only when the transaction failed
-    /// as a whole (nothing was stored).
-    fn update_documents(&self, batch: &[DocumentUpdate]) -> StoreResult<Vec<StoreResult<Document>>>;
+    /// The document and its newest changes: as many as fit in
+    /// `max_changes` and `max_chars` characters of their operations' JSON.
+    fn timeline(&self, id: &DocumentId, max_changes: usize, max_chars: usize) -> StoreResult<Timeline>;
+    /// Up to `limit` changes after version `after`, ascending, for `reader`
+    /// (`None`: the server itself). `NotFound` for an `after` above the
+    /// current version or below the start of the history.
+    fn document_history(&self, id: &DocumentId, reader: Option<&UserId>, after: Version, limit: i64) -> StoreResult<ChangePage>;
+    /// The document as it was at `version`, for `reader` (`None`: the
+    /// server), from the snapshot before it and the changes since.
+    fn document_snapshot(&self, id: &DocumentId, reader: Option<&UserId>, version: Version) -> StoreResult<Document>;
+    /// The change `user` made with `op_id`, if there is one.
+    fn find_change(&self, id: &DocumentId, user: &UserId, op_id: &str) -> StoreResult<Option<Change>>;
+    /// Stores change sets in one transaction, each on its own: a set is
+    /// stored whole or not at all (see [`CommitOutcome`]); its authors'
+    /// edit rights and its `op_id`s are checked in the transaction. `Err`
+    /// only when the transaction failed as a whole (nothing was stored).
+    fn commit_changes(&self, batch: &[ChangeSet]) -> StoreResult<Vec<StoreResult<CommitOutcome>>>;
     /// Grants or revokes a role. `by` must be an owner; `None` is the server
     /// itself (HTTP API). The last owner cannot be revoked or demoted.
     fn share_document(&self, id: &DocumentId, by: Option<&UserId>, user: &UserId, grant: Grant) -> StoreResult<()>;
@@ -156,13 +240,13 @@ pub struct Executors {
 }
 
 /// A handle to the database: executors for reads and rare writes, and the
-/// batchers that group message appends and document updates into shared
+/// batchers that group message appends and document changes into shared
 /// transactions. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
     executors: Executors,
     messages: Addr<batch::Batcher<batch::AppendMessages>>,
-    documents: Addr<batch::Batcher<batch::UpdateDocuments>>,
+    documents: Addr<batch::Batcher<batch::CommitChanges>>,
 }
 
 impl Db {
@@ -196,9 +280,9 @@ impl Db {
         batch::submit(&self.messages, message)
     }
 
-    /// Stores a document update in the next group commit.
-    pub fn update_document(&self, update: DocumentUpdate) -> impl Future<Output = Result<Document, WireError>> + 'static {
-        batch::submit(&self.documents, update)
+    /// Stores a room's document changes in the next group commit.
+    pub fn commit_changes(&self, set: ChangeSet) -> impl Future<Output = Result<CommitOutcome, WireError>> + 'static {
+        batch::submit(&self.documents, set)
     }
 }
 

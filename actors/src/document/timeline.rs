@@ -1,0 +1,622 @@
+//! A document room's memory of its document: the content at the newest
+//! committed version and a window of the changes before it, from which
+//! operations made on older versions are rebased without a read. Pure: no
+//! actor, no I/O.
+//!
+//! # The window
+//!
+//! The window holds the newest changes while they fit in two bounds
+//! ([`WindowLimits`]): `max_recovery` changes (the setting that also
+//! bounds `since_version` recovery) and [`WINDOW_CHARS`] characters of
+//! their operations' JSON. The oldest version it reaches back to is the
+//! *floor*: an operation based on the floor or later is rebased; one based
+//! on an older version is refused with `VERSION_CONFLICT` (its client
+//! reloads and rebases itself), and so is a `since_version` join older
+//! than the floor answered with `recovered: false`. Loading the window on
+//! a room's start reads exactly what it would have grown to, so the rule
+//! does not depend on when the room started.
+//!
+//! # Preparing a group
+//!
+//! Edits that arrive while a commit is in flight are prepared together
+//! ([`Timeline::prepare`]): each operation is transformed over the
+//! committed changes after its base and over the edits before it in the
+//! group (committed first wins ties: [`Side::Right`]), then applied; a
+//! whole-content update must name the next version and becomes the
+//! operation replacing the content. The [`Draft`] holds the group's
+//! versions until the store says they are committed
+//! ([`Timeline::commit`]); nothing of it is visible before.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::ids::{UserId, Version};
+use crate::model::{Change, Document, Timestamp};
+use crate::ot::{self, OpError, Operation, Side};
+use crate::protocol::WireError;
+use crate::store::{self, snapshot_due, NewChange};
+
+/// Characters of operation JSON a room keeps to rebase from: about four
+/// whole-content updates of a document at the default `max_document_bytes`
+/// (1 MiB), or tens of thousands of keystrokes. Per open room, with the
+/// content itself.
+pub const WINDOW_CHARS: usize = 4 * 1024 * 1024;
+
+/// Work one operation's rebase may cost the room, in components walked
+/// and bytes of text copied (each transformation step walks both
+/// operations and copies the inserted text of the one rebased). About the
+/// cost of applying an operation to a full 1 MiB document; an operation
+/// that needs more (very many components, based far behind a busy
+/// document) is refused with `VERSION_CONFLICT`, so one client's edits
+/// cannot hold the room's thread for long.
+pub const MAX_REBASE_WORK: usize = 1 << 20;
+
+/// How much of a document's history a room keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowLimits {
+    /// Most changes (`max_recovery`).
+    pub changes: usize,
+    /// Most characters of their operations' JSON ([`WINDOW_CHARS`]).
+    pub chars: usize,
+}
+
+/// A change in the window.
+struct Entry {
+    change: Change,
+    /// Characters of the content after it.
+    len_after: usize,
+    /// Characters of its operation's JSON: what the window counts.
+    weight: usize,
+}
+
+/// See the module documentation.
+pub struct Timeline {
+    /// At the newest committed version.
+    document: Document,
+    /// Characters of `document.content`.
+    len: usize,
+    entries: VecDeque<Entry>,
+    /// Sum of the entries' weights.
+    weight: usize,
+    /// Characters of the content at the floor.
+    floor_len: usize,
+    /// `(author, op_id)` of the changes in the window.
+    op_ids: HashMap<UserId, HashMap<String, Version>>,
+    history_start: Version,
+    limits: WindowLimits,
+}
+
+/// An edit to prepare, with its author.
+pub struct EditRef<'a> {
+    pub edit: &'a Edit,
+    pub user: &'a UserId,
+    pub op_id: Option<&'a str>,
+}
+
+/// What an editor asks for.
+#[derive(Debug)]
+pub enum Edit {
+    /// `documents:op`: `ops` made on `base` (shared with the request, which
+    /// a stopped room's router may send again).
+    Op { base: Version, ops: Arc<Operation> },
+    /// `documents:update`: `content` as `version` (current + 1).
+    Replace { content: Arc<str>, version: Version },
+}
+
+/// Why an edit of a group gets no version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// `VERSION_CONFLICT`, with the version current when it is answered.
+    Conflict,
+    Refused(WireError),
+}
+
+/// A change of a draft, waiting for its commit.
+pub struct Staged {
+    pub version: Version,
+    pub ops: Operation,
+    pub user_id: UserId,
+    pub op_id: Option<String>,
+    /// The operation's JSON, for the store (taken by [`Draft::change_set`]).
+    json: String,
+    len_after: usize,
+    weight: usize,
+}
+
+/// A prepared group: per edit, its change or why it has none; the
+/// content after them all; the snapshots due.
+pub struct Draft {
+    base: Version,
+    outcomes: Vec<Result<Staged, Rejection>>,
+    /// `None` while no edit changed anything.
+    content: Option<String>,
+    len: usize,
+    snapshots: Vec<(Version, Arc<str>)>,
+}
+
+impl Timeline {
+    pub fn new(loaded: store::Timeline, limits: WindowLimits) -> Timeline {
+        let store::Timeline { document, changes, history_start } = loaded;
+        let len = document.content.chars().count();
+        // Lengths backwards from the content's; stop at anything that does
+        // not chain (a gap, or an operation that cannot have made it).
+        let (mut after, mut expected, mut kept) = (len, document.version, Vec::new());
+        for change in changes.into_iter().rev() {
+            let before = match change.ops.source_len(after) {
+                Some(before) if change.version == expected => before,
+                _ => {
+                    log::warn!("document {}: history does not chain at version {}", document.id, change.version.0);
+                    break;
+                }
+            };
+            let weight = json_chars(&change.ops);
+            kept.push(Entry { change, len_after: after, weight });
+            (after, expected) = (before, Version(expected.0 - 1));
+        }
+        kept.reverse();
+        let mut timeline = Timeline {
+            document,
+            len,
+            entries: VecDeque::new(),
+            weight: 0,
+            floor_len: after,
+            op_ids: HashMap::new(),
+            history_start,
+            limits,
+        };
+        for entry in kept {
+            timeline.remember(entry);
+        }
+        timeline.trim();
+        timeline
+    }
+
+    pub fn version(&self) -> Version {
+        self.document.version
+    }
+
+    /// The document at [`Timeline::version`].
+    pub fn document(&self) -> &Document {
+        &self.document
+    }
+
+    /// The oldest version an operation may be based on.
+    pub fn floor(&self) -> Version {
+        Version(self.version().0 - self.entries.len() as i64)
+    }
+
+    pub fn history_start(&self) -> Version {
+        self.history_start
+    }
+
+    /// Characters of the content at `version` (floor to current).
+    fn len_at(&self, version: Version) -> Option<usize> {
+        let i = usize::try_from(version.0 - self.floor().0).ok()?;
+        match i {
+            0 => Some(self.floor_len),
+            i => self.entries.get(i - 1).map(|e| e.len_after),
+        }
+    }
+
+    /// The changes after `version`, ascending (empty unless floor <= version).
+    fn after(&self, version: Version) -> impl Iterator<Item = &Change> + '_ {
+        let skip = usize::try_from(version.0 - self.floor().0).unwrap_or(usize::MAX).min(self.entries.len());
+        // `range`, not `iter().skip()`: an operation on a recent version
+        // starts near the end of a window of up to `max_recovery` changes.
+        self.entries.range(skip..).map(|e| &e.change)
+    }
+
+    /// The changes a `since_version` join recovers: every change after
+    /// `since`, if the window reaches back to it.
+    pub fn recovery(&self, since: Version) -> Option<Vec<&Change>> {
+        (since >= self.floor() && since <= self.version()).then(|| self.after(since).collect())
+    }
+
+    /// The change `user` made with `op_id`, if it is in the window.
+    pub fn find(&self, user: &UserId, op_id: &str) -> Option<&Change> {
+        let version = *self.op_ids.get(user)?.get(op_id)?;
+        let i = usize::try_from(version.0 - self.floor().0 - 1).ok()?;
+        self.entries.get(i).map(|e| &e.change)
+    }
+
+    /// Prepares a group of edits on the committed state (see the module
+    /// documentation); results above `max_bytes` are refused.
+    pub fn prepare<'a>(&self, edits: impl IntoIterator<Item = EditRef<'a>>, max_bytes: usize) -> Draft {
+        let mut draft =
+            Draft { base: self.version(), outcomes: Vec::new(), content: None, len: self.len, snapshots: Vec::new() };
+        for edit in edits {
+            match self.stage(&draft, &edit, max_bytes) {
+                Ok((staged, content)) => {
+                    if snapshot_due(staged.version) {
+                        draft.snapshots.push((staged.version, Arc::from(content.as_str())));
+                    }
+                    draft.len = staged.len_after;
+                    draft.content = Some(content);
+                    draft.outcomes.push(Ok(staged));
+                }
+                Err(rejection) => draft.outcomes.push(Err(rejection)),
+            }
+        }
+        draft
+    }
+
+    /// One edit of a group, on the draft so far.
+    fn stage(&self, draft: &Draft, edit: &EditRef<'_>, max_bytes: usize) -> Result<(Staged, String), Rejection> {
+        let text = draft.content.as_deref().unwrap_or(&self.document.content);
+        let version = draft.top().next();
+        let ops = match edit.edit {
+            Edit::Op { base, ops } => {
+                let actual = self.len_at(*base).ok_or(Rejection::Conflict)?;
+                if ops.base_len() > actual {
+                    return Err(Rejection::Refused(OpError::BaseTooShort { needed: ops.base_len(), actual }.into()));
+                }
+                let committed = self.after(*base).map(|c| &c.ops);
+                let drafted = draft.staged().map(|s| &s.ops);
+                rebase(ops, committed.chain(drafted)).ok_or(Rejection::Conflict)?
+            }
+            Edit::Replace { content, version: wanted } => {
+                if *wanted != version {
+                    return Err(Rejection::Conflict);
+                }
+                Operation::replace_all(text, content)
+            }
+        };
+        let content = match edit.edit {
+            Edit::Replace { content, .. } => String::from(&**content),
+            Edit::Op { .. } => ot::apply_within(text, &ops, max_bytes).map_err(|e| Rejection::Refused(e.into()))?,
+        };
+        let json = serde_json::to_string(&ops).map_err(|e| Rejection::Refused(WireError::internal("ops", &e)))?;
+        let weight = json.chars().count();
+        let len_after = ops.target_len(draft.len).unwrap_or_else(|| content.chars().count());
+        let staged =
+            Staged { version, ops, user_id: edit.user.clone(), op_id: edit.op_id.map(str::to_owned), json, len_after, weight };
+        Ok((staged, content))
+    }
+
+    /// Makes a committed draft part of the timeline. `release` sees every
+    /// edit of the group in order, with its change or its rejection, and
+    /// the version now current; it runs before the changes join the window.
+    pub fn commit(&mut self, draft: Draft, at: Timestamp, mut release: impl FnMut(usize, Result<&Change, &Rejection>, &Document)) {
+        let Draft { outcomes, content, len, .. } = draft;
+        if let Some(content) = content {
+            self.document.content = content;
+            self.len = len;
+        }
+        let mut entries = Vec::new();
+        if let Some(last) = outcomes.iter().flatten().last() {
+            self.document.version = last.version;
+            self.document.updated_at = at;
+            self.document.updated_by = last.user_id.clone();
+        }
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(staged) => {
+                    let change = Change {
+                        version: staged.version,
+                        ops: staged.ops,
+                        user_id: staged.user_id,
+                        created_at: at,
+                        op_id: staged.op_id,
+                    };
+                    release(i, Ok(&change), &self.document);
+                    entries.push(Entry { change, len_after: staged.len_after, weight: staged.weight });
+                }
+                Err(rejection) => release(i, Err(&rejection), &self.document),
+            }
+        }
+        for entry in entries {
+            self.remember(entry);
+        }
+        self.trim();
+    }
+
+    /// Adds a change committed elsewhere (by another engine process), found
+    /// in the store: it must be the next version and apply.
+    pub fn integrate(&mut self, change: Change, max_bytes: usize) -> Result<(), OpError> {
+        if change.version != self.version().next() {
+            return Err(OpError::BaseTooShort { needed: 0, actual: 0 });
+        }
+        let content = ot::apply_within(&self.document.content, &change.ops, max_bytes)?;
+        let len_after = content.chars().count();
+        let weight = json_chars(&change.ops);
+        self.document.content = content;
+        self.document.version = change.version;
+        self.document.updated_at = change.created_at;
+        self.document.updated_by = change.user_id.clone();
+        self.len = len_after;
+        self.remember(Entry { change, len_after, weight });
+        self.trim();
+        Ok(())
+    }
+
+    fn remember(&mut self, entry: Entry) {
+        if let Some(op_id) = &entry.change.op_id {
+            self.op_ids.entry(entry.change.user_id.clone()).or_default().insert(op_id.clone(), entry.change.version);
+        }
+        self.weight += entry.weight;
+        self.entries.push_back(entry);
+    }
+
+    /// Drops the oldest changes while the window is over a bound.
+    fn trim(&mut self) {
+        while self.entries.len() > self.limits.changes || self.weight > self.limits.chars {
+            let Some(old) = self.entries.pop_front() else { break };
+            self.weight -= old.weight;
+            self.floor_len = old.len_after;
+            if let Some(op_id) = &old.change.op_id {
+                if let Some(ids) = self.op_ids.get_mut(&old.change.user_id) {
+                    if ids.get(op_id) == Some(&old.change.version) {
+                        ids.remove(op_id);
+                    }
+                    if ids.is_empty() {
+                        self.op_ids.remove(&old.change.user_id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Draft {
+    /// The version after the group's last change.
+    pub fn top(&self) -> Version {
+        self.staged().last().map_or(self.base, |s| s.version)
+    }
+
+    fn staged(&self) -> impl Iterator<Item = &Staged> + '_ {
+        self.outcomes.iter().filter_map(|o| o.as_ref().ok())
+    }
+
+    /// Whether any edit of the group has a change to commit.
+    pub fn is_empty(&self) -> bool {
+        self.staged().next().is_none()
+    }
+
+    /// Per edit: its index among the changes to commit, if it has one.
+    pub fn change_index(&self, edit: usize) -> Option<usize> {
+        self.outcomes.get(edit)?.as_ref().ok()?;
+        Some(self.outcomes[..edit].iter().filter(|o| o.is_ok()).count())
+    }
+
+    /// The version the group was prepared on.
+    pub fn base_version(&self) -> Version {
+        self.base
+    }
+
+    /// Per edit, in order: its rejection, or `None` for one with a change.
+    pub fn rejections(self) -> impl Iterator<Item = Option<Rejection>> {
+        self.outcomes.into_iter().map(|o| o.err())
+    }
+
+    /// What the store is asked to commit; the operations' JSON moves into
+    /// it. The draft keeps everything else until the commit is answered.
+    pub fn change_set(&mut self, document_id: &crate::ids::DocumentId) -> store::ChangeSet {
+        let content = Arc::from(self.content.as_deref().unwrap_or_default());
+        let changes = self
+            .outcomes
+            .iter_mut()
+            .filter_map(|o| o.as_mut().ok())
+            .map(|s| NewChange { user_id: s.user_id.clone(), ops: std::mem::take(&mut s.json), op_id: s.op_id.clone() })
+            .collect();
+        store::ChangeSet {
+            document_id: document_id.clone(),
+            base: self.base,
+            changes,
+            content,
+            snapshots: std::mem::take(&mut self.snapshots),
+        }
+    }
+}
+
+/// `op` transformed over `over` in order ([`Side::Right`]: what was
+/// committed first wins ties), or `None` once that costs more than
+/// [`MAX_REBASE_WORK`].
+fn rebase<'a>(op: &Operation, over: impl Iterator<Item = &'a Operation>) -> Option<Operation> {
+    let inserted = op.inserted_bytes();
+    let mut work = 0_usize;
+    let mut rebased: Option<Operation> = None;
+    for b in over {
+        let current = rebased.as_ref().unwrap_or(op);
+        work = work.saturating_add(current.components().len() + b.components().len() + inserted);
+        if work > MAX_REBASE_WORK {
+            return None;
+        }
+        rebased = Some(ot::transform(current, b, Side::Right));
+    }
+    Some(rebased.unwrap_or_else(|| op.clone()))
+}
+
+/// Characters of an operation's JSON (its weight in the window; the store
+/// measures stored ones the same way, with SQL `length`).
+fn json_chars(op: &Operation) -> usize {
+    serde_json::to_string(op).map_or(0, |json| json.chars().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ids::DocumentId;
+
+    fn op(value: serde_json::Value) -> Operation {
+        Operation::from_json(&value).unwrap()
+    }
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).unwrap()
+    }
+
+    fn document(content: &str, version: i64) -> Document {
+        Document {
+            id: DocumentId::parse("d").unwrap(),
+            title: String::new(),
+            content: content.into(),
+            version: Version(version),
+            updated_at: Timestamp(0),
+            updated_by: user("a"),
+        }
+    }
+
+    const ROOMY: WindowLimits = WindowLimits { changes: 1000, chars: WINDOW_CHARS };
+
+    fn fresh(content: &str) -> Timeline {
+        Timeline::new(store::Timeline { document: document(content, 0), changes: Vec::new(), history_start: Version(0) }, ROOMY)
+    }
+
+    /// Prepares and commits one group (results above 64 bytes refused);
+    /// returns each edit's version and operation, or its rejection.
+    fn run(t: &mut Timeline, edits: &[(Edit, &str, Option<&str>)]) -> Vec<Result<(i64, serde_json::Value), Rejection>> {
+        run_within(t, edits, 64)
+    }
+
+    fn run_within(
+        t: &mut Timeline,
+        edits: &[(Edit, &str, Option<&str>)],
+        max_bytes: usize,
+    ) -> Vec<Result<(i64, serde_json::Value), Rejection>> {
+        let users: Vec<UserId> = edits.iter().map(|(_, u, _)| user(u)).collect();
+        let refs = edits.iter().zip(&users).map(|((edit, _, op_id), user)| EditRef { edit, user, op_id: *op_id });
+        let draft = t.prepare(refs, max_bytes);
+        let mut out = Vec::new();
+        t.commit(draft, Timestamp(1), |_, outcome, _| {
+            out.push(outcome.map(|c| (c.version.0, c.ops.to_json())).map_err(Clone::clone));
+        });
+        out
+    }
+
+    fn edit(base: i64, ops: serde_json::Value) -> Edit {
+        Edit::Op { base: Version(base), ops: Arc::new(op(ops)) }
+    }
+
+    #[test]
+    fn operations_on_older_versions_are_rebased_and_ties_go_to_the_first_committed() {
+        let mut t = fresh("hello");
+        let out = run(&mut t, &[(edit(0, json!([5, " world"])), "a", Some("a1")), (edit(0, json!([5, "!"])), "b", None)]);
+        assert_eq!(out, vec![Ok((1, json!([5, " world"]))), Ok((2, json!([11, "!"])))]);
+        assert_eq!(t.document().content, "hello world!");
+        // Based on version 1, it does not see b's "!": rebased over version 2.
+        let out = run(&mut t, &[(edit(1, json!([{"d": 1}, "J"])), "c", None)]);
+        assert_eq!(out, vec![Ok((3, json!(["J", {"d": 1}])))]);
+        assert_eq!((t.document().content.as_str(), t.version()), ("Jello world!", Version(3)));
+        assert_eq!(t.find(&user("a"), "a1").map(|c| c.version), Some(Version(1)));
+        assert!(t.find(&user("b"), "a1").is_none());
+        assert_eq!(t.recovery(Version(1)).unwrap().iter().map(|c| c.version.0).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(t.recovery(Version(3)).unwrap().len(), 0);
+        assert!(t.recovery(Version(4)).is_none());
+    }
+
+    #[test]
+    fn refusals_conflicts_and_whole_content_updates() {
+        let mut t = fresh("abc");
+        let out = run(
+            &mut t,
+            &[
+                // Newer than current: a conflict.
+                (edit(1, json!(["x"])), "a", None),
+                // Keeps more than version 0 had.
+                (edit(0, json!([4, "x"])), "a", None),
+                // Above max_bytes (64).
+                (edit(0, json!(["y".repeat(70)])), "a", None),
+                (Edit::Replace { content: Arc::from("new"), version: Version(1) }, "b", None),
+                // The version was just taken by the update above.
+                (Edit::Replace { content: Arc::from("newer"), version: Version(1) }, "b", None),
+                (edit(0, json!([3, "!"])), "c", None),
+            ],
+        );
+        assert_eq!(out[0], Err(Rejection::Conflict));
+        let Err(Rejection::Refused(e)) = &out[1] else { panic!("{:?}", out[1]) };
+        assert_eq!((e.code, e.details.field.as_deref()), (crate::protocol::ErrorCode::InvalidInput, Some("ops")));
+        let Err(Rejection::Refused(e)) = &out[2] else { panic!("{:?}", out[2]) };
+        assert_eq!((e.code, e.details.field.as_deref()), (crate::protocol::ErrorCode::PayloadTooLarge, Some("ops")));
+        assert_eq!(out[3], Ok((1, json!(["new", {"d": 3}]))));
+        assert_eq!(out[4], Err(Rejection::Conflict));
+        // Made on "abc", rebased over the replacement: the insert survives.
+        assert_eq!(out[5], Ok((2, json!([3, "!"]))));
+        assert_eq!(t.document().content, "new!");
+    }
+
+    #[test]
+    fn the_window_keeps_the_newest_changes_within_both_bounds() {
+        let limits = WindowLimits { changes: 3, chars: 1000 };
+        let mut t = Timeline::new(store::Timeline { document: document("", 0), changes: Vec::new(), history_start: Version(0) }, limits);
+        for i in 0..5 {
+            run(&mut t, &[(edit(i, json!(["x"])), "a", Some(&format!("o{i}")))]);
+        }
+        assert_eq!((t.version(), t.floor()), (Version(5), Version(2)));
+        assert_eq!(run(&mut t, &[(edit(1, json!(["y"])), "a", None)]), vec![Err(Rejection::Conflict)]);
+        // Rebased over versions 4 and 5, which inserted before it.
+        assert_eq!(run(&mut t, &[(edit(3, json!(["y"])), "a", None)]), vec![Ok((6, json!([2, "y"])))]);
+        assert!(t.find(&user("a"), "o0").is_none(), "forgotten with its change");
+        assert!(t.find(&user("a"), "o4").is_some());
+        assert!(t.recovery(Version(2)).is_none());
+        assert_eq!(t.recovery(Version(3)).unwrap().len(), 3);
+
+        // By characters: one change of 20 characters of JSON fits, two do not.
+        let limits = WindowLimits { changes: 100, chars: 30 };
+        let mut t = Timeline::new(store::Timeline { document: document("", 0), changes: Vec::new(), history_start: Version(0) }, limits);
+        run(&mut t, &[(edit(0, json!(["abcdefghijklmnop"])), "a", None)]);
+        run(&mut t, &[(edit(1, json!(["abcdefghijklmnop"])), "a", None)]);
+        assert_eq!(t.floor(), Version(1));
+    }
+
+    #[test]
+    fn a_loaded_timeline_chains_lengths_back_from_the_content() {
+        let changes = vec![
+            Change { version: Version(4), ops: op(json!(["ab"])), user_id: user("a"), created_at: Timestamp(0), op_id: Some("x".into()) },
+            Change { version: Version(5), ops: op(json!([2, "c"])), user_id: user("a"), created_at: Timestamp(0), op_id: None },
+        ];
+        let loaded = store::Timeline { document: document("abc", 5), changes, history_start: Version(2) };
+        let mut t = Timeline::new(loaded, ROOMY);
+        assert_eq!((t.floor(), t.history_start()), (Version(3), Version(2)));
+        assert_eq!(t.find(&user("a"), "x").map(|c| c.version), Some(Version(4)));
+        // Version 3 was empty: [1] keeps a character it did not have.
+        let out = run(&mut t, &[(edit(3, json!([1, "z"])), "b", None), (edit(3, json!(["z"])), "b", None)]);
+        assert!(matches!(&out[0], Err(Rejection::Refused(e)) if e.details.field.as_deref() == Some("ops")));
+        // Rebased over "ab" and "c", both committed first: it goes last.
+        assert_eq!(out[1], Ok((6, json!([3, "z"]))));
+        assert_eq!(t.document().content, "abcz");
+        // A history that does not chain is cut where it breaks.
+        let changes = vec![
+            Change { version: Version(1), ops: op(json!(["abcdef"])), user_id: user("a"), created_at: Timestamp(0), op_id: None },
+            Change { version: Version(2), ops: op(json!([1, {"d": 2}])), user_id: user("a"), created_at: Timestamp(0), op_id: None },
+        ];
+        let t = Timeline::new(store::Timeline { document: document("abc", 2), changes, history_start: Version(0) }, ROOMY);
+        assert_eq!(t.floor(), Version(1));
+    }
+
+    #[test]
+    fn snapshots_are_due_every_snapshot_every_versions() {
+        let mut t = Timeline::new(
+            store::Timeline { document: document("", store::SNAPSHOT_EVERY - 2), changes: Vec::new(), history_start: Version(0) },
+            ROOMY,
+        );
+        let base = t.version().0;
+        let edits: Vec<(Edit, &str, Option<&str>)> =
+            (0..4).map(|_| (edit(base, json!(["x"])), "a", None)).collect();
+        let users = vec![user("a"); 4];
+        let mut draft = t.prepare(edits.iter().zip(&users).map(|((e, _, _), u)| EditRef { edit: e, user: u, op_id: None }), 64);
+        let set = draft.change_set(&DocumentId::parse("d").unwrap());
+        assert_eq!(set.changes.len(), 4);
+        assert_eq!(set.snapshots.iter().map(|(v, c)| (v.0, c.len())).collect::<Vec<_>>(), vec![(store::SNAPSHOT_EVERY, 2)]);
+        assert_eq!((&*set.content, draft.top().0), ("xxxx", base + 4));
+        assert_eq!(draft.change_index(2), Some(2));
+        t.commit(draft, Timestamp(5), |_, _, _| {});
+        assert_eq!(t.document().updated_at, Timestamp(5));
+    }
+
+    #[test]
+    fn a_rebase_that_costs_too_much_is_a_conflict() {
+        // An operation of many components, based far behind many changes.
+        let mut t = fresh(&"a".repeat(40_000));
+        for i in 0..60 {
+            run_within(&mut t, &[(edit(i, json!(["b"])), "a", None)], 1 << 20);
+        }
+        let many: Vec<serde_json::Value> = (0..20_000).map(|i| if i % 2 == 0 { json!(1) } else { json!({"d": 1}) }).collect();
+        let out = run_within(&mut t, &[(edit(0, serde_json::Value::Array(many.clone())), "b", None)], 1 << 20);
+        assert_eq!(out, vec![Err(Rejection::Conflict)]);
+        // The same operation on the current version needs no rebase.
+        let out = run_within(&mut t, &[(edit(60, serde_json::Value::Array(many)), "b", None)], 1 << 20);
+        assert!(out[0].is_ok());
+    }
+}

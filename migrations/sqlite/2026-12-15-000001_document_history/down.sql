@@ -1,0 +1,2 @@
+DROP TABLE document_snapshots;
+DROP TABLE document_changes;

@@ -1,0 +1,303 @@
+//! Document history in SQL: the change rows and snapshots behind
+//! `documents:history`, `documents:snapshot`, a room's timeline, and the
+//! group commit of the rooms' change sets.
+//!
+//! A change set is stored with a conditional update of the document's row
+//! (`WHERE version = base`), in the transaction that inserts its change
+//! rows: the database, not a room's memory, decides which changes become
+//! which versions, so several engine processes may share one database.
+
+use std::collections::HashMap;
+
+use diesel::dsl::{min, sql};
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use huddle_actors::ids::{DocumentId, UserId, Version};
+use huddle_actors::model::{Change, Document, Timestamp};
+use huddle_actors::ot;
+use huddle_actors::store::{ChangePage, ChangeSet, CommitOutcome, Refusal, StoreError, StoreResult, Timeline};
+
+use crate::db::connection::AnyConnection;
+use crate::db::error::TxError;
+use crate::db::rows::{self, ChangeRow, SnapshotRow};
+use crate::db::schema::{document_changes, document_snapshots, documents};
+use crate::db::store::{access, load_document, no_document, Items};
+
+/// Keeps the whole content at `version`, made by `by` at `at`.
+pub fn insert_snapshot(
+    c: &mut AnyConnection,
+    id: &DocumentId,
+    version: Version,
+    content: &str,
+    at: i64,
+    by: &UserId,
+) -> Result<(), TxError> {
+    on_backend!(c, |n| diesel::insert_into(document_snapshots::table)
+        .values((
+            document_snapshots::document_id.eq(id.as_str()),
+            document_snapshots::version.eq(version.0),
+            document_snapshots::content.eq(content),
+            document_snapshots::updated_at.eq(at),
+            document_snapshots::updated_by.eq(by.as_str()),
+        ))
+        .execute(n))?;
+    Ok(())
+}
+
+fn version_of(c: &mut AnyConnection, id: &DocumentId) -> Result<Option<i64>, TxError> {
+    Ok(on_backend!(c, |n| documents::table.find(id.as_str()).select(documents::version).get_result(n).optional())?)
+}
+
+/// The first version the history knows: its oldest snapshot (version 0,
+/// or the version a document had when history began to be kept).
+fn start(c: &mut AnyConnection, id: &DocumentId) -> Result<Option<i64>, TxError> {
+    Ok(document_snapshots::table
+        .filter(document_snapshots::document_id.eq(id.as_str()))
+        .select(min(document_snapshots::version))
+        .get_result(c)?)
+}
+
+/// Checks that `reader` may read the document and that its history has
+/// `version`: `NotFound` above the current version and below the start.
+fn readable(c: &mut AnyConnection, id: &DocumentId, reader: Option<&UserId>, version: Version) -> Result<(), TxError> {
+    let current = version_of(c, id)?.ok_or_else(|| no_document(id))?;
+    if let Some(user) = reader {
+        access(c, id, user)??;
+    }
+    if version.0 > current {
+        return Err(StoreError::NotFound(format!("version {} of document {id}: it is at version {current}", version.0)).into());
+    }
+    let start = start(c, id)?.unwrap_or(current);
+    if version.0 < start {
+        return Err(StoreError::NotFound(format!(
+            "version {} in the history of document {id}: its history starts at version {start}",
+            version.0
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The document and its newest changes, as many as fit in `max_changes`
+/// and `max_chars` characters of operation JSON. The sizes are read
+/// first, so that no more rows than fit are ever loaded.
+pub fn timeline(c: &mut AnyConnection, id: &DocumentId, max_changes: usize, max_chars: usize) -> StoreResult<Timeline> {
+    let document = load_document(c, id)?.ok_or_else(|| no_document(id))?;
+    let top = document.version.0;
+    let history_start = Version(start(c, id)?.unwrap_or(top));
+    let sizes: Vec<(i64, i64)> = document_changes::table
+        .filter(document_changes::document_id.eq(id.as_str()))
+        .filter(document_changes::version.le(top))
+        .select((document_changes::version, sql::<BigInt>("CAST(length(ops) AS BIGINT)")))
+        .order(document_changes::version.desc())
+        .limit(i64::try_from(max_changes).unwrap_or(i64::MAX))
+        .load(c)
+        .map_err(TxError::from)?;
+    let (mut after, mut chars) = (top, 0_usize);
+    for (version, len) in sizes {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if version != after || chars.saturating_add(len) > max_chars {
+            break;
+        }
+        chars += len;
+        after = version - 1;
+    }
+    let found: Vec<ChangeRow> = if after == top {
+        Vec::new()
+    } else {
+        document_changes::table
+            .filter(document_changes::document_id.eq(id.as_str()))
+            .filter(document_changes::version.gt(after))
+            .filter(document_changes::version.le(top))
+            .select(ChangeRow::as_select())
+            .order(document_changes::version.asc())
+            .load(c)
+            .map_err(TxError::from)?
+    };
+    Ok(Timeline { document, changes: rows::into_changes(found)?, history_start })
+}
+
+/// Up to `limit` changes after `after`, ascending.
+pub fn page(c: &mut AnyConnection, id: &DocumentId, reader: Option<&UserId>, after: Version, limit: i64) -> StoreResult<ChangePage> {
+    readable(c, id, reader, after)?;
+    let mut found: Vec<ChangeRow> = document_changes::table
+        .filter(document_changes::document_id.eq(id.as_str()))
+        .filter(document_changes::version.gt(after.0))
+        .select(ChangeRow::as_select())
+        .order(document_changes::version.asc())
+        .limit(limit + 1)
+        .load(c)
+        .map_err(TxError::from)?;
+    let has_more = found.len() as i64 > limit;
+    found.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(ChangePage { changes: rows::into_changes(found)?, has_more })
+}
+
+/// The document at `version`: the snapshot at or before it, and the
+/// changes since (fewer than `SNAPSHOT_EVERY`) applied in order.
+pub fn snapshot(c: &mut AnyConnection, id: &DocumentId, reader: Option<&UserId>, version: Version) -> StoreResult<Document> {
+    readable(c, id, reader, version)?;
+    let title: String = documents::table.find(id.as_str()).select(documents::title).get_result(c).map_err(TxError::from)?;
+    let base: SnapshotRow = document_snapshots::table
+        .filter(document_snapshots::document_id.eq(id.as_str()))
+        .filter(document_snapshots::version.le(version.0))
+        .select(SnapshotRow::as_select())
+        .order(document_snapshots::version.desc())
+        .first(c)
+        .optional()
+        .map_err(TxError::from)?
+        .ok_or_else(|| StoreError::Internal(format!("document {id} has no snapshot at or before version {}", version.0)))?;
+    let found: Vec<ChangeRow> = document_changes::table
+        .filter(document_changes::document_id.eq(id.as_str()))
+        .filter(document_changes::version.gt(base.version))
+        .filter(document_changes::version.le(version.0))
+        .select(ChangeRow::as_select())
+        .order(document_changes::version.asc())
+        .load(c)
+        .map_err(TxError::from)?;
+    if found.len() as i64 != version.0 - base.version {
+        return Err(StoreError::Internal(format!(
+            "the history of document {id} misses changes between versions {} and {}",
+            base.version, version.0
+        )));
+    }
+    let (mut content, mut at, mut by) = (base.content, base.updated_at, base.updated_by);
+    for row in found {
+        let op = rows::operation(&row.ops)?;
+        content = ot::apply(&content, &op)
+            .map_err(|e| StoreError::Internal(format!("document {id}: version {} does not apply: {e}", row.version)))?;
+        (at, by) = (row.created_at, row.user_id);
+    }
+    Ok(Document {
+        id: id.clone(),
+        title,
+        content,
+        version,
+        updated_at: Timestamp(at),
+        updated_by: rows::user_id(&by)?,
+    })
+}
+
+/// The change `user` stored with `op_id`.
+pub fn find(c: &mut AnyConnection, id: &DocumentId, user: &UserId, op_id: &str) -> StoreResult<Option<Change>> {
+    let row: Option<ChangeRow> = document_changes::table
+        .filter(document_changes::document_id.eq(id.as_str()))
+        .filter(document_changes::op_id.eq(op_id))
+        .filter(document_changes::user_id.eq(user.as_str()))
+        .select(ChangeRow::as_select())
+        .get_result(c)
+        .optional()
+        .map_err(TxError::from)?;
+    row.map(ChangeRow::into_change).transpose()
+}
+
+/// Stores a batch of change sets (one per room at most) in the caller's
+/// transaction; outcomes in the batch's order.
+pub fn commit(c: &mut AnyConnection, batch: &[ChangeSet], at: i64, items: Items) -> Result<Vec<StoreResult<CommitOutcome>>, TxError> {
+    // Documents in one order: two engine processes' batches never lock
+    // {A, B} and {B, A}.
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by(|a, b| batch[*a].document_id.as_str().cmp(batch[*b].document_id.as_str()));
+    if let Some(first) = order.first() {
+        // A no-op write first: SQLite takes its write lock now rather than
+        // failing "busy" when a read later turns into a write.
+        let id = batch[*first].document_id.as_str();
+        on_backend!(c, |n| diesel::update(documents::table.find(id)).set(documents::version.eq(documents::version)).execute(n))?;
+    }
+    let mut out: Vec<Option<StoreResult<CommitOutcome>>> = (0..batch.len()).map(|_| None).collect();
+    for i in order {
+        out[i] = Some(items.run(c, |c| commit_one(c, &batch[i], at))?);
+    }
+    Ok(out.into_iter().map(|o| o.unwrap_or_else(|| Err(StoreError::Internal("a change set was skipped".into())))).collect())
+}
+
+/// One change set: its authors' rights and its `op_id`s first (a refusal
+/// writes nothing), then the conditional update, the change rows and the
+/// snapshots due.
+fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreResult<CommitOutcome>, TxError> {
+    let id = &set.document_id;
+    let mut refusals = Vec::new();
+    let mut rights: HashMap<&UserId, Option<StoreError>> = HashMap::new();
+    for (i, change) in set.changes.iter().enumerate() {
+        let denial = match rights.get(&change.user_id) {
+            Some(denial) => denial.clone(),
+            None => {
+                let denial = match access(c, id, &change.user_id)? {
+                    Ok(role) if role.can_edit() => None,
+                    Ok(_) => Some(StoreError::PermissionDenied(format!("viewers may not edit document {id}"))),
+                    Err(e) => Some(e),
+                };
+                rights.insert(&change.user_id, denial.clone());
+                denial
+            }
+        };
+        if let Some(e) = denial {
+            refusals.push((i, Refusal::Denied(e)));
+        }
+    }
+    let op_ids: Vec<&str> = set.changes.iter().filter_map(|ch| ch.op_id.as_deref()).collect();
+    if !op_ids.is_empty() {
+        // One lookup for the set: the index leads with (document_id, op_id).
+        let found: Vec<ChangeRow> = on_backend!(c, |n| document_changes::table
+            .filter(document_changes::document_id.eq(id.as_str()))
+            .filter(document_changes::op_id.eq_any(&op_ids))
+            .select(ChangeRow::as_select())
+            .load(n))?;
+        for row in found {
+            let at_index = set
+                .changes
+                .iter()
+                .position(|ch| ch.user_id.as_str() == row.user_id && ch.op_id.as_deref() == row.op_id.as_deref());
+            if let Some(i) = at_index.filter(|i| !refusals.iter().any(|(j, _)| j == i)) {
+                refusals.push((i, Refusal::Duplicate(row.into_change()?)));
+            }
+        }
+    }
+    if !refusals.is_empty() {
+        refusals.sort_by_key(|(i, _)| *i);
+        return Ok(Ok(CommitOutcome::Refused(refusals)));
+    }
+    let Some(last) = set.changes.last() else { return Ok(Ok(CommitOutcome::Stored { at: Timestamp(at) })) };
+    let top = set.base.0 + set.changes.len() as i64;
+    let changed = on_backend!(c, |n| diesel::update(
+        documents::table.filter(documents::id.eq(id.as_str())).filter(documents::version.eq(set.base.0)),
+    )
+    .set((
+        documents::content.eq(&*set.content),
+        documents::version.eq(top),
+        documents::updated_at.eq(at),
+        documents::updated_by.eq(last.user_id.as_str()),
+    ))
+    .execute(n))?;
+    if changed == 0 {
+        return Ok(match version_of(c, id)? {
+            Some(current) => Ok(CommitOutcome::Moved { current: Version(current) }),
+            None => Err(no_document(id)),
+        });
+    }
+    let rows: Vec<_> = set
+        .changes
+        .iter()
+        .zip(set.base.0 + 1..)
+        .map(|(ch, version)| {
+            (
+                document_changes::document_id.eq(id.as_str()),
+                document_changes::version.eq(version),
+                document_changes::operation.eq(ch.ops.as_str()),
+                document_changes::user_id.eq(ch.user_id.as_str()),
+                document_changes::created_at.eq(at),
+                document_changes::op_id.eq(ch.op_id.as_deref()),
+            )
+        })
+        .collect();
+    on_backend!(c, |n| diesel::insert_into(document_changes::table).values(&rows).execute(n))?;
+    for (version, content) in &set.snapshots {
+        let author = usize::try_from(version.0 - set.base.0 - 1).ok().and_then(|i| set.changes.get(i));
+        let Some(author) = author else {
+            // Fails the transaction: the update above must not stay.
+            return Err(StoreError::Internal(format!("snapshot of version {} outside its change set", version.0)).into());
+        };
+        insert_snapshot(c, id, *version, content, at, &author.user_id)?;
+    }
+    Ok(Ok(CommitOutcome::Stored { at: Timestamp(at) }))
+}

@@ -1,0 +1,497 @@
+//! Text operations (`documents:op`) against the real server: concurrent
+//! editors converge, the history replays to the content, snapshots match
+//! the replay, resent operations are applied once, and every refusal has
+//! its code. The PostgreSQL variants need a server (see `common::postgres`).
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use common::http::Http;
+use common::postgres::TempDatabase;
+use common::{jwt, Client, TestServer};
+use huddle_actors::ot::{apply, Operation};
+use serde_json::{json, Value};
+
+const KEY: &str = "api-key-for-tests";
+
+/// Editors here send far more than a person types: no rate limit in the way.
+fn server() -> TestServer {
+    TestServer::start_with(tuned)
+}
+
+fn tuned(o: &mut huddle::config::Options) {
+    o.api_key = Some(KEY.into());
+    o.rate_per_second = 100_000;
+    o.rate_burst = 100_000;
+}
+
+fn postgres_server(db: &TempDatabase) -> TestServer {
+    let url = db.url.clone();
+    TestServer::start_on(Path::new("unused"), move |o| {
+        tuned(o);
+        o.database_url = url;
+    }, jwt())
+}
+
+/// One editor's copy of the document: the text at every version it has
+/// integrated, from acks and pushes, which must come in version order.
+struct View {
+    start: i64,
+    texts: Vec<String>,
+    ops: Vec<Value>,
+}
+
+impl View {
+    fn new(content: &str, version: i64) -> View {
+        View { start: version, texts: vec![content.to_owned()], ops: Vec::new() }
+    }
+
+    fn version(&self) -> i64 {
+        self.start + self.ops.len() as i64
+    }
+
+    fn text(&self) -> &str {
+        self.texts.last().expect("a text")
+    }
+
+    fn text_at(&self, version: i64) -> &str {
+        &self.texts[(version - self.start) as usize]
+    }
+
+    fn integrate(&mut self, version: &Value, ops: &Value) {
+        assert_eq!(version.as_i64(), Some(self.version() + 1), "versions arrive in order, without gaps");
+        let op = Operation::from_json(ops).unwrap_or_else(|e| panic!("{ops}: {e}"));
+        let next = apply(self.text(), &op).unwrap_or_else(|e| panic!("version {version}: {ops} on {:?}: {e}", self.text()));
+        self.texts.push(next);
+        self.ops.push(ops.clone());
+    }
+}
+
+/// A random operation on `text`: a few inserts and deletes at increasing
+/// positions, some of them beyond the BMP.
+fn random_op(rng: &mut fastrand::Rng, text: &str) -> Value {
+    const WORDS: [&str; 6] = ["a", "bc", "é", "🙂", "xyz ", "\n"];
+    let len = text.chars().count();
+    let (mut ops, mut at) = (Vec::new(), 0);
+    for _ in 0..rng.usize(1..=3) {
+        let skip = rng.usize(0..=len - at);
+        if skip > 0 {
+            ops.push(json!(skip));
+            at += skip;
+        }
+        if at < len && rng.bool() {
+            let n = rng.usize(1..=(len - at).min(3));
+            ops.push(json!({"d": n}));
+            at += n;
+        } else {
+            ops.push(json!(WORDS[rng.usize(..WORDS.len())]));
+        }
+    }
+    Value::Array(ops)
+}
+
+/// Sends `count` random operations with up to four in flight, each on a
+/// version up to five behind the newest it has, and integrates everything
+/// until the document reaches `total`. Returns its view. An operation
+/// answered `SERVER_BUSY` (nothing stored, safe to retry) is sent again as
+/// it was: only the two-engine test meets it, when one engine keeps
+/// committing first.
+async fn edit_randomly(mut c: Client, doc: String, seed: u64, count: usize, total: i64) -> (Client, View) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut sent_ops = std::collections::HashMap::new();
+    let joined = c.ok("documents:join", json!({"document_id": doc})).await;
+    let mut view = View::new(joined["document"]["content"].as_str().unwrap(), joined["document"]["version"].as_i64().unwrap());
+    let room = format!("document:{doc}");
+    let (mut sent, mut in_flight) = (0, HashSet::new());
+    while sent < count || !in_flight.is_empty() || view.version() < total {
+        if sent < count && in_flight.len() < 4 {
+            let base = view.version() - rng.i64(0..=5.min(view.version() - view.start));
+            let ops = random_op(&mut rng, view.text_at(base));
+            let data = json!({"document_id": doc, "base_version": base, "ops": ops, "op_id": format!("{seed}-{sent}")});
+            let r = c.send_request("documents:op", data.clone()).await;
+            in_flight.insert(r);
+            sent_ops.insert(r, data);
+            sent += 1;
+            continue;
+        }
+        let f = c.next().await;
+        match f["event"].as_str() {
+            Some("ack") => {
+                assert!(in_flight.remove(&f["ref"].as_u64().unwrap()), "{f}");
+                view.integrate(&f["data"]["version"], &f["data"]["ops"]);
+            }
+            Some("documents:op") => {
+                assert_eq!(f["room"], room.as_str());
+                view.integrate(&f["data"]["version"], &f["data"]["ops"]);
+            }
+            Some("error") if f["data"]["code"] == "SERVER_BUSY" => {
+                let r = f["ref"].as_u64().unwrap();
+                assert!(in_flight.remove(&r), "{f}");
+                let data = sent_ops[&r].clone();
+                let again = c.send_request("documents:op", data.clone()).await;
+                in_flight.insert(again);
+                sent_ops.insert(again, data);
+            }
+            Some("error") => panic!("editor {seed}: {f}"),
+            _ => {}
+        }
+    }
+    (c, view)
+}
+
+/// The whole history, paged.
+async fn history(c: &mut Client, doc: &str) -> Vec<Value> {
+    let mut changes = Vec::new();
+    loop {
+        let page = c.ok("documents:history", json!({"document_id": doc, "after_version": changes.len(), "limit": 250})).await;
+        changes.extend(page["changes"].as_array().unwrap().iter().cloned());
+        if page["has_more"] == false {
+            return changes;
+        }
+    }
+}
+
+async fn three_editors_converge(server: &TestServer) {
+    const OPS: usize = 200;
+    let doc = "race";
+    let mut owner = server.client("owner").await;
+    owner.ok("documents:create", json!({"document_id": doc, "content": "start"})).await;
+    for u in ["e1", "e2", "e3"] {
+        owner.ok("documents:share", json!({"document_id": doc, "user_id": u, "role": "editor"})).await;
+    }
+    let mut tasks = Vec::new();
+    for (i, u) in ["e1", "e2", "e3"].into_iter().enumerate() {
+        let c = server.client(u).await;
+        tasks.push(tokio::spawn(edit_randomly(c, doc.to_owned(), 1000 + i as u64, OPS, 3 * OPS as i64)));
+    }
+    let mut views = Vec::new();
+    for t in tasks {
+        views.push(t.await.expect("editor").1);
+    }
+    let final_text = views[0].text().to_owned();
+    for v in &views {
+        assert_eq!((v.version(), v.text()), (600, final_text.as_str()));
+    }
+    // The database has it too.
+    let api = Http::new(server.http_url(""));
+    let stored = api.call("GET", &format!("/api/documents/{doc}"), Some(KEY), None).await.body;
+    assert_eq!((stored["document"]["content"].as_str(), stored["document"]["version"].as_i64()), (Some(final_text.as_str()), Some(600)));
+
+    // Replaying the history from version 0 gives the same content.
+    let changes = history(&mut owner, doc).await;
+    assert_eq!(changes.len(), 600);
+    let mut replay = View::new("start", 0);
+    for c in &changes {
+        replay.integrate(&c["version"], &c["ops"]);
+    }
+    assert_eq!(replay.text(), final_text);
+    for v in &views {
+        assert_eq!(v.ops[..], replay.ops[v.start as usize..], "every editor saw the same operation at every version");
+    }
+    let users: HashSet<&str> = changes.iter().map(|c| c["user_id"].as_str().unwrap()).collect();
+    assert_eq!(users, HashSet::from(["e1", "e2", "e3"]));
+
+    // Snapshots at several versions, across the every-100 boundary.
+    for version in [0, 1, 99, 100, 101, 250, 599, 600] {
+        let snap = owner.ok("documents:snapshot", json!({"document_id": doc, "version": version})).await;
+        assert_eq!(snap["document"]["content"].as_str(), Some(replay.text_at(version)), "version {version}");
+        assert_eq!(snap["document"]["version"], version);
+    }
+}
+
+#[tokio::test]
+async fn three_editors_sending_random_operations_converge() {
+    let server = server();
+    three_editors_converge(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn three_editors_converge_on_postgres() {
+    let Some(db) = TempDatabase::create() else { return };
+    let server = postgres_server(&db);
+    three_editors_converge(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn acks_pushes_and_the_shapes_of_history() {
+    let server = server();
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.ok("documents:create", json!({"document_id": "d", "content": "hello"})).await;
+    alice.ok("documents:share", json!({"document_id": "d", "user_id": "bob", "role": "editor"})).await;
+    alice.ok("documents:join", json!({"document_id": "d"})).await;
+    bob.ok("documents:join", json!({"document_id": "d"})).await;
+
+    let ack = alice.ok("documents:op", json!({"document_id": "d", "base_version": 0, "ops": [5, " world"]})).await;
+    assert_eq!(ack, json!({"document_id": "d", "version": 1, "ops": [5, " world"]}));
+    let pushed = bob.expect_push("documents:op", "document:d").await;
+    assert_eq!(pushed, json!({"document_id": "d", "version": 1, "ops": [5, " world"], "user_id": "alice"}));
+    // Made on version 0, transformed over " world": the ack says what was applied.
+    let ack = bob.ok("documents:op", json!({"document_id": "d", "base_version": 0, "ops": [{"d": 1}, "J"]})).await;
+    assert_eq!(ack, json!({"document_id": "d", "version": 2, "ops": ["J", {"d": 1}]}));
+    assert_eq!(alice.expect_push("documents:op", "document:d").await["ops"], json!(["J", {"d": 1}]));
+    // The sender gets no push of its own operation.
+    bob.ok("ping", json!({})).await;
+    assert!(bob.kept(|f| f["event"] == "documents:op").is_empty());
+
+    let page = bob.ok("documents:history", json!({"document_id": "d"})).await;
+    let changes = page["changes"].as_array().unwrap();
+    assert_eq!(page["has_more"], false);
+    assert_eq!(changes.len(), 2);
+    assert_eq!(
+        (changes[1]["version"].clone(), changes[1]["ops"].clone(), changes[1]["user_id"].clone()),
+        (json!(2), json!(["J", {"d": 1}]), json!("bob"))
+    );
+    assert!(changes[1]["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(changes[0].as_object().unwrap().len(), 4, "version, ops, user_id, created_at: {}", changes[0]);
+    let page = bob.ok("documents:history", json!({"document_id": "d", "after_version": 0, "limit": 1})).await;
+    assert_eq!((page["changes"][0]["version"].clone(), page["has_more"].clone()), (json!(1), json!(true)));
+    let snap = bob.ok("documents:snapshot", json!({"document_id": "d", "version": 1})).await;
+    assert_eq!(snap["document"]["content"], "hello world");
+    assert_eq!(snap["document"]["updated_by"], "alice");
+    let snap = bob.ok("documents:snapshot", json!({"document_id": "d", "version": 0})).await;
+    assert_eq!(snap["document"]["content"], "hello", "version 0 is the content it was created with");
+
+    // The same over HTTP.
+    let api = Http::new(server.http_url(""));
+    let r = api.call("GET", "/api/documents/d/history?after_version=1&limit=5", Some(KEY), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["changes"].as_array().unwrap().len(), 1);
+    assert_eq!((r.body["changes"][0]["version"].clone(), r.body["has_more"].clone()), (json!(2), json!(false)));
+    let r = api.call("GET", "/api/documents/d/history?limit=1001", Some(KEY), None).await;
+    assert_eq!((r.status, r.body["details"]["field"].clone()), (400, json!("limit")));
+    let r = api.call("GET", "/api/documents/d/history?after_version=3", Some(KEY), None).await;
+    assert_eq!((r.status, r.body["code"].clone()), (404, json!("NOT_FOUND")));
+    let r = api.call("GET", "/api/documents/nope/history", Some(KEY), None).await;
+    assert_eq!(r.status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_name_their_cause() {
+    let server = TestServer::start_with(|o| {
+        tuned(o);
+        o.max_document_bytes = 64;
+    });
+    let mut owner = server.client("owner").await;
+    owner.ok("documents:create", json!({"document_id": "d", "content": "x".repeat(60)})).await;
+    owner.ok("documents:share", json!({"document_id": "d", "user_id": "viewer", "role": "viewer"})).await;
+    let op = |base: i64, ops: Value| json!({"document_id": "d", "base_version": base, "ops": ops});
+
+    // Needs edit rights (not a join), like documents:update.
+    owner.ok("documents:op", op(0, json!(["a"]))).await;
+    let e = owner.fails("documents:op", op(2, json!(["a"])), "VERSION_CONFLICT").await;
+    assert_eq!(e["details"]["current_version"], 1);
+    for bad in [json!([62, "a"]), json!([0]), json!(["a", {"d": 0}]), json!({"d": 1}), json!("a"), json!([1.0]), json!([{"x": 1}])] {
+        let e = owner.fails("documents:op", op(1, bad.clone()), "INVALID_INPUT").await;
+        assert_eq!(e["details"]["field"], "ops", "{bad}");
+    }
+    // The result would be 65 bytes; the document may have 64.
+    let e = owner.fails("documents:op", op(1, json!(["abcd"])), "PAYLOAD_TOO_LARGE").await;
+    assert_eq!(e["details"]["field"], "ops");
+    // Inserting more than a document may hold is refused before anything.
+    let e = owner.fails("documents:op", op(1, json!(["y".repeat(65)])), "PAYLOAD_TOO_LARGE").await;
+    assert_eq!(e["details"]["field"], "ops");
+    let mut viewer = server.client("viewer").await;
+    viewer.fails("documents:op", op(1, json!(["v"])), "PERMISSION_DENIED").await;
+    viewer.ok("documents:join", json!({"document_id": "d"})).await;
+    viewer.fails("documents:op", op(1, json!(["v"])), "PERMISSION_DENIED").await;
+    let mut stranger = server.client("stranger").await;
+    stranger.fails("documents:op", op(1, json!(["s"])), "PERMISSION_DENIED").await;
+    stranger.fails("documents:op", json!({"document_id": "nope", "base_version": 0, "ops": []}), "NOT_FOUND").await;
+
+    // History and snapshots need read access, not a join.
+    let page = viewer.ok("documents:history", json!({"document_id": "d"})).await;
+    assert_eq!(page["changes"].as_array().unwrap().len(), 1);
+    stranger.fails("documents:history", json!({"document_id": "d"}), "PERMISSION_DENIED").await;
+    stranger.fails("documents:snapshot", json!({"document_id": "d", "version": 0}), "PERMISSION_DENIED").await;
+    let e = viewer.fails("documents:snapshot", json!({"document_id": "d", "version": 2}), "NOT_FOUND").await;
+    assert!(e["message"].as_str().unwrap().contains("at version 1"), "{e}");
+    viewer.fails("documents:history", json!({"document_id": "d", "after_version": 2}), "NOT_FOUND").await;
+    viewer.fails("documents:history", json!({"document_id": "nope"}), "NOT_FOUND").await;
+    let e = viewer.fails("documents:history", json!({"document_id": "d", "limit": 1001}), "INVALID_INPUT").await;
+    assert_eq!(e["details"]["field"], "limit");
+    let page = viewer.ok("documents:history", json!({"document_id": "d", "after_version": 1})).await;
+    assert_eq!((page["changes"].as_array().unwrap().len(), page["has_more"].clone()), (0, json!(false)));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn whole_content_updates_are_history_and_operations_rebase_over_them() {
+    let server = server();
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.ok("documents:create", json!({"document_id": "d", "content": "abc"})).await;
+    alice.ok("documents:share", json!({"document_id": "d", "user_id": "bob", "role": "editor"})).await;
+    alice.ok("documents:join", json!({"document_id": "d"})).await;
+    bob.ok("documents:join", json!({"document_id": "d"})).await;
+
+    let ack = alice.ok("documents:update", json!({"document_id": "d", "content": "new", "version": 1})).await;
+    assert_eq!(ack, json!({"document_id": "d", "version": 1}));
+    assert_eq!(bob.expect_push("documents:updated", "document:d").await["document"]["content"], "new");
+    // Bob's operation, made on "abc", survives the replacement.
+    let ack = bob.ok("documents:op", json!({"document_id": "d", "base_version": 0, "ops": [3, "!"]})).await;
+    assert_eq!((ack["version"].clone(), ack["ops"].clone()), (json!(2), json!([3, "!"])));
+    assert_eq!(alice.expect_push("documents:op", "document:d").await["version"], 2);
+    // Updates still name the version they create, counting operations.
+    let e = alice.fails("documents:update", json!({"document_id": "d", "content": "x", "version": 2}), "VERSION_CONFLICT").await;
+    assert_eq!(e["details"]["current_version"], 2);
+    alice.ok("documents:update", json!({"document_id": "d", "content": "final", "version": 3})).await;
+
+    let page = bob.ok("documents:history", json!({"document_id": "d"})).await;
+    let ops: Vec<Value> = page["changes"].as_array().unwrap().iter().map(|c| c["ops"].clone()).collect();
+    assert_eq!(ops, vec![json!(["new", {"d": 3}]), json!([3, "!"]), json!(["final", {"d": 4}])]);
+    let snap = bob.ok("documents:snapshot", json!({"document_id": "d", "version": 2})).await;
+    assert_eq!(snap["document"]["content"], "new!");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_operation_resent_after_a_reconnect_is_applied_once() {
+    let server = TestServer::start_with(|o| {
+        tuned(o);
+        o.max_recovery = 3;
+    });
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.ok("documents:create", json!({"document_id": "d", "content": "one"})).await;
+    alice.ok("documents:share", json!({"document_id": "d", "user_id": "bob", "role": "editor"})).await;
+    alice.ok("documents:join", json!({"document_id": "d"})).await;
+    bob.ok("documents:join", json!({"document_id": "d"})).await;
+
+    // Alice's operation is committed (Bob sees it), and she loses her
+    // connection before reading its ack.
+    let op = json!({"document_id": "d", "base_version": 0, "ops": [3, " two"], "op_id": "op-1"});
+    alice.send_request("documents:op", op.clone()).await;
+    assert_eq!(bob.expect_push("documents:op", "document:d").await["version"], 1);
+    alice.drop_connection();
+
+    // She comes back, recovers what she missed (her own operation among
+    // it), and sends the operation again: the original ack, nothing new.
+    let mut alice = server.client("alice").await;
+    let joined = alice.ok("documents:join", json!({"document_id": "d", "since_version": 0})).await;
+    assert_eq!(joined["recovered"], true);
+    assert_eq!(joined["changes"], json!([{"version": 1, "ops": [3, " two"], "user_id": "alice", "created_at": joined["changes"][0]["created_at"]}]));
+    let original = json!({"document_id": "d", "version": 1, "ops": [3, " two"]});
+    assert_eq!(alice.ok("documents:op", op.clone()).await, original);
+    // Twice on one connection, too.
+    let refs = alice.send_together(&[("documents:op", op.clone()), ("documents:op", op.clone())]).await;
+    for r in refs {
+        assert_eq!(alice.response(r).await.unwrap(), original);
+    }
+    bob.ok("ping", json!({})).await;
+    assert!(bob.kept(|f| f["event"] == "documents:op").is_empty(), "nothing pushed again");
+
+    // Another user's op_id is another operation.
+    let ack = bob.ok("documents:op", json!({"document_id": "d", "base_version": 1, "ops": ["!"], "op_id": "op-1"})).await;
+    assert_eq!(ack["version"], 2);
+
+    // After more changes than the room keeps (max_recovery = 3), the store
+    // still knows the original.
+    for i in 0..4 {
+        bob.ok("documents:op", json!({"document_id": "d", "base_version": 2 + i, "ops": ["b"]})).await;
+    }
+    assert_eq!(alice.ok("documents:op", op.clone()).await, original);
+    // And without an op_id, so old a base is a conflict.
+    let e = alice.fails("documents:op", json!({"document_id": "d", "base_version": 1, "ops": ["x"]}), "VERSION_CONFLICT").await;
+    assert_eq!(e["details"]["current_version"], 6);
+    let db_path = server.db_path.clone();
+    let dir = server.stop().await;
+
+    // Across a restart too: the room starts from the store.
+    let server = TestServer::start_on(&db_path, tuned, jwt());
+    let mut alice = server.client("alice").await;
+    assert_eq!(alice.ok("documents:op", op).await, original);
+    let page = alice.ok("documents:history", json!({"document_id": "d"})).await;
+    let versions: Vec<i64> = page["changes"].as_array().unwrap().iter().map(|c| c["version"].as_i64().unwrap()).collect();
+    assert_eq!(versions, (1..=6).collect::<Vec<_>>());
+    server.stop().await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn a_join_since_a_version_recovers_what_it_missed() {
+    let server = TestServer::start_with(|o| {
+        tuned(o);
+        o.max_recovery = 3;
+    });
+    let mut alice = server.client("alice").await;
+    alice.ok("documents:create", json!({"document_id": "d"})).await;
+    for v in 0..5 {
+        alice.ok("documents:op", json!({"document_id": "d", "base_version": v, "ops": ["x"]})).await;
+    }
+    let recover = |since: i64| json!({"document_id": "d", "since_version": since});
+    let mut bob = server.client("alice").await;
+    let joined = bob.ok("documents:join", recover(2)).await;
+    assert_eq!(joined["recovered"], true);
+    let versions: Vec<&Value> = joined["changes"].as_array().unwrap().iter().map(|c| &c["version"]).collect();
+    assert_eq!(versions, [&json!(3), &json!(4), &json!(5)]);
+    assert_eq!(joined["document"]["version"], 5);
+    let joined = bob.ok("documents:join", recover(5)).await;
+    assert_eq!((joined["recovered"].clone(), joined["changes"].clone()), (json!(true), json!([])));
+    // More than max_recovery behind, or ahead of the document: the document only.
+    for since in [1, 6] {
+        let joined = bob.ok("documents:join", recover(since)).await;
+        assert_eq!(joined["recovered"], false, "since {since}");
+        assert!(joined.get("changes").is_none());
+        assert_eq!(joined["document"]["content"], "xxxxx");
+    }
+    // Without since_version, neither field.
+    let joined = bob.ok("documents:join", json!({"document_id": "d"})).await;
+    assert!(joined.get("recovered").is_none() && joined.get("changes").is_none());
+    server.stop().await;
+}
+
+/// Two engine processes sharing one database, as in cluster mode: each
+/// room's idea of the current version goes stale whenever the other
+/// commits. Neither may lose or reorder a change: a room whose commit
+/// finds the document moved catches up from the history table (pushing
+/// what it missed to its members) and rebases its waiting operations.
+#[tokio::test]
+async fn two_engines_on_one_database_keep_one_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let one = TestServer::start_on(&path, tuned, jwt());
+    let two = TestServer::start_on(&path, tuned, jwt());
+    let mut owner = one.client("owner").await;
+    owner.ok("documents:create", json!({"document_id": "d", "content": "shared"})).await;
+    owner.ok("documents:share", json!({"document_id": "d", "user_id": "e2", "role": "editor"})).await;
+    let a = tokio::spawn(edit_randomly(one.client("owner").await, "d".into(), 7, 60, 0));
+    let b = tokio::spawn(edit_randomly(two.client("e2").await, "d".into(), 8, 60, 0));
+    let (mut a, va) = a.await.unwrap();
+    let (mut b, vb) = b.await.unwrap();
+    // Each saw a gapless sequence up to its last ack. One more operation
+    // on each side makes each room catch up with the other's last ones.
+    for (c, v) in [(&mut a, &va), (&mut b, &vb)] {
+        c.ok("documents:op", json!({"document_id": "d", "base_version": v.version(), "ops": []})).await;
+    }
+    // An operation committed through one engine and resent through the
+    // other, whose room has not seen it yet: its commit finds the document
+    // moved, catches up, and the store answers with the original.
+    let late = json!({"document_id": "d", "base_version": va.version() + 1, "ops": ["late "], "op_id": "late"});
+    let first = a.ok("documents:op", late.clone()).await;
+    let mut owner_two = two.client("owner").await;
+    let again = owner_two.ok("documents:op", json!({"document_id": "d", "base_version": 0, "ops": [], "op_id": "late"})).await;
+    assert_eq!(again, first);
+    let changes = history(&mut owner, "d").await;
+    assert_eq!(changes.len(), 123, "every operation is one version, the resent one once");
+    let mut replay = View::new("shared", 0);
+    for c in &changes {
+        replay.integrate(&c["version"], &c["ops"]);
+    }
+    assert!(replay.text().starts_with("late "));
+    // What each editor integrated is a prefix of the one history.
+    for v in [&va, &vb] {
+        let from = v.start as usize;
+        assert_eq!(v.ops[..], replay.ops[from..from + v.ops.len()]);
+    }
+    let api = Http::new(one.http_url(""));
+    let stored = api.call("GET", "/api/documents/d", Some(KEY), None).await.body;
+    assert_eq!((stored["document"]["content"].as_str(), stored["document"]["version"].as_i64()), (Some(replay.text()), Some(123)));
+    one.stop().await;
+    two.stop().await;
+}
