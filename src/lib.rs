@@ -6,6 +6,8 @@
 //! - [`db`]: diesel + r2d2 over SQLite or PostgreSQL, migrations, the SQL
 //!   store;
 //! - [`routes`]: HTTP and WebSocket endpoints; [`metrics`]: Prometheus;
+//! - [`transport`]: an upgraded WebSocket connection (framing, reading,
+//!   writing) for one session;
 //! - [`engine`]: starting everything on a listener, and graceful shutdown.
 
 pub mod auth;
@@ -15,5 +17,6 @@ pub mod engine;
 pub mod metrics;
 pub mod routes;
 pub mod secret;
+pub mod transport;
 
 pub use engine::{start, Running};

@@ -10,7 +10,7 @@ use crate::protocol::CloseCode;
 use crate::session::outbound::Outbound;
 
 /// One thing read from the connection.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Inbound {
     Text(ByteString),
     Binary,
