@@ -40,7 +40,7 @@ use crate::store::Db;
 use self::outbound::{Control, Outbound, Peer};
 use self::rate::{RateLimiter, Verdict};
 use self::routing::RoomAddr;
-use self::socket::{Inbound, Outlet};
+use self::socket::{FrameLimit, Inbound, Outlet, AUTH_FRAME_LIMIT};
 
 /// How long a queued Close may take to reach the client before the actor
 /// stops anyway (a client that stopped reading never takes it).
@@ -79,6 +79,9 @@ pub struct Session {
     limiter: RateLimiter,
     expiry: Option<SpawnHandle>,
     decode_limits: DecodeLimits,
+    /// What the transport may read: raised to `max_frame_bytes` once
+    /// authenticated.
+    frame_limit: FrameLimit,
     peer: Option<Peer>,
     /// Requests whose response is not queued yet.
     inflight: usize,
@@ -93,11 +96,12 @@ pub struct Session {
 pub struct SessionStarter {
     ctx: Context<Session>,
     id: SessionId,
+    frame_limit: FrameLimit,
 }
 
 impl Default for SessionStarter {
     fn default() -> Self {
-        SessionStarter { ctx: Context::new(), id: SessionId::new() }
+        SessionStarter { ctx: Context::new(), id: SessionId::new(), frame_limit: FrameLimit::new(AUTH_FRAME_LIMIT) }
     }
 }
 
@@ -108,6 +112,12 @@ impl SessionStarter {
 
     pub fn control(&self) -> Recipient<Control> {
         self.ctx.address().recipient()
+    }
+
+    /// The limit the transport's reader must enforce on every frame it
+    /// reads for this session.
+    pub fn frame_limit(&self) -> FrameLimit {
+        self.frame_limit.clone()
     }
 
     /// Starts the actor and returns the outlet the transport must write
@@ -122,6 +132,8 @@ impl SessionStarter {
         let (abort, abort_rx) = oneshot::channel();
         let (finished_tx, finished) = oneshot::channel();
         let now = Instant::now();
+        let before_auth = AUTH_FRAME_LIMIT.min(settings.max_frame_bytes);
+        self.frame_limit.set(if identity.is_some() { settings.max_frame_bytes } else { before_auth });
         let session = Session {
             id: self.id,
             queue,
@@ -135,6 +147,7 @@ impl SessionStarter {
             limiter: RateLimiter::new(settings.rate_per_second, settings.rate_burst, now),
             expiry: None,
             decode_limits: settings.decode_limits(),
+            frame_limit: self.frame_limit,
             peer: None,
             inflight: 0,
             draining: false,
@@ -276,6 +289,7 @@ impl Session {
     fn authenticated(&mut self, r#ref: Option<&Ref>, ctx: &mut Context<Self>) {
         let Some(identity) = &self.identity else { return };
         log::debug!("session {}: authenticated as {}", self.id, identity.user_id);
+        self.frame_limit.set(self.deps.settings.max_frame_bytes);
         self.peer = Some(Peer::new(
             self.id,
             identity.user_id.clone(),
