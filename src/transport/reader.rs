@@ -1,0 +1,111 @@
+//! The read half of a connection: a stream of [`Inbound`] items that the
+//! session consumes in its own context (`add_stream`). It reads from the
+//! socket only when the session asks for its next item, so a session that
+//! is busy (waiting on the registry during `auth`) reads nothing, and it
+//! applies the session's [`FrameLimit`] as it stands at each frame.
+//!
+//! The buffer starts empty, grows only while a frame needs it (never past
+//! the limit, and only as fast as bytes arrive, not as fast as a header
+//! announces them), and is released whenever it is empty: an idle
+//! connection holds no read buffer at all.
+
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures_util::Stream;
+use huddle_actors::ids::SessionId;
+use huddle_actors::session::socket::{FrameLimit, Inbound};
+use tokio::net::TcpStream;
+
+use super::codec::{is_final, Decoder, Step};
+
+/// What one read asks the kernel for when frames are small: a few dozen
+/// requests of a typical size (~100 bytes) at once, without holding much.
+const READ_CHUNK: usize = 1024;
+
+pub struct Reader {
+    stream: Rc<TcpStream>,
+    buf: BytesMut,
+    decoder: Decoder,
+    limit: FrameLimit,
+    session: SessionId,
+    /// A final item was read (a Close, or input that was refused): read
+    /// nothing more, and let the session close the connection its way.
+    stopped: bool,
+}
+
+impl Reader {
+    /// `early`: bytes the client sent right behind its upgrade request.
+    pub fn new(stream: Rc<TcpStream>, early: &[u8], limit: FrameLimit, session: SessionId) -> Reader {
+        Reader { stream, buf: BytesMut::from(early), decoder: Decoder::default(), limit, session, stopped: false }
+    }
+
+    /// Makes room for the next read: a chunk for small frames; for a frame
+    /// that needs more, at most as much again as already arrived, so the
+    /// buffer follows the bytes actually sent.
+    fn reserve(&mut self, need: usize) {
+        let want = need.saturating_sub(self.buf.len());
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare >= want.min(READ_CHUNK) {
+            return;
+        }
+        self.buf.reserve(want.clamp(READ_CHUNK, self.buf.len().max(READ_CHUNK)));
+    }
+}
+
+impl Stream for Reader {
+    type Item = Inbound;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        let this = self.get_mut();
+        if this.stopped {
+            // Never woken again: the session ends the connection.
+            return Poll::Pending;
+        }
+        loop {
+            let limit = this.limit.get();
+            let need = match this.decoder.decode(&mut this.buf, limit) {
+                Step::Item(item) => {
+                    if is_final(&item) {
+                        this.stopped = true;
+                        this.buf = BytesMut::new();
+                        if item == Inbound::TooLarge {
+                            log::info!("session {}: refused a frame above {limit} bytes from its header", this.session);
+                        }
+                    }
+                    return Poll::Ready(Some(item));
+                }
+                Step::Need(n) => n,
+            };
+            this.reserve(need);
+            match this.stream.try_read_buf(&mut this.buf) {
+                // The client is gone (or half-closed: it cannot send a
+                // request any more, so there is nothing left to serve).
+                Ok(0) => return Poll::Ready(None),
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if this.buf.is_empty() {
+                        this.buf = BytesMut::new();
+                    }
+                    match this.stream.poll_read_ready(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(e)) => return this.failed(&e),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return this.failed(&e),
+            }
+        }
+    }
+}
+
+impl Reader {
+    fn failed(&mut self, e: &io::Error) -> Poll<Option<Inbound>> {
+        log::debug!("session {}: read failed: {e}", self.session);
+        Poll::Ready(None)
+    }
+}

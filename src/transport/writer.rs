@@ -1,0 +1,221 @@
+//! The write half of a connection: a future that drains the session's
+//! outbound queue ([`Outlet`]) into the socket until it has sent a Close,
+//! the session is gone, or the socket fails.
+//!
+//! Each wake takes every frame waiting in the queue (up to
+//! [`FRAMES_PER_WRITE`]) and hands them to the kernel in one vectored
+//! write: each frame's header, computed on the stack, and its payload,
+//! which is the text every member of a room shares (never copied here).
+//! When the socket takes only part of a batch, the rest waits in the batch
+//! for writability and nothing more is taken from the queue, so a client
+//! that stops reading fills its queue and is dropped as a slow consumer:
+//! the queue, bounded by `max_outbound_queue`, is the only backlog. While
+//! the queue is empty the writer holds no buffer.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use huddle_actors::session::outbound::Outbound;
+use huddle_actors::session::socket::Outlet;
+use tokio::net::TcpStream;
+
+use super::codec::{server_header, CLOSE, MAX_SERVER_HEADER, PING, PONG, TEXT};
+
+/// Frames taken from the queue per wake, and written per `writev`: two
+/// iovecs each, well under the kernel's 1024 (`IOV_MAX`). A publisher with
+/// 16 messages in flight makes ~16 frames wait per connection.
+pub const FRAMES_PER_WRITE: usize = 64;
+
+/// A frame's header, plus the status code of a Close (its reason follows as
+/// the payload).
+const HEAD: usize = MAX_SERVER_HEADER + 2;
+
+pub struct Writer {
+    stream: Rc<TcpStream>,
+    outlet: Outlet,
+    /// Bytes that go before any frame: the rest of the 101 response.
+    preamble: Bytes,
+    /// Frames taken from the queue; `batch[first..]` are not wholly
+    /// written yet, and `offset` bytes of `batch[first]` are.
+    batch: Vec<Outbound>,
+    first: usize,
+    offset: usize,
+    /// The batch ends with a Close: after it, nothing.
+    closing: bool,
+}
+
+impl Writer {
+    pub fn new(stream: Rc<TcpStream>, outlet: Outlet, preamble: Bytes) -> Writer {
+        Writer { stream, outlet, preamble, batch: Vec::new(), first: 0, offset: 0, closing: false }
+    }
+
+    fn idle(&self) -> bool {
+        self.preamble.is_empty() && self.first == self.batch.len()
+    }
+
+    /// Takes what the queue holds; `Ready(false)` when it is closed.
+    fn take(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        self.batch.clear();
+        self.first = 0;
+        self.offset = 0;
+        let queued = self.outlet.queue.len().min(FRAMES_PER_WRITE);
+        self.batch.reserve_exact(queued);
+        match self.outlet.queue.poll_recv_many(cx, &mut self.batch, FRAMES_PER_WRITE) {
+            Poll::Ready(0) => Poll::Ready(false),
+            Poll::Ready(_) => {
+                if let Some(at) = self.batch.iter().position(|o| matches!(o, Outbound::Close(_))) {
+                    self.batch.truncate(at + 1);
+                    self.closing = true;
+                }
+                Poll::Ready(true)
+            }
+            Poll::Pending => {
+                // Nothing is held between bursts.
+                self.batch = Vec::new();
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Writes as much of what is in hand as the socket takes now:
+    /// `Ok(())` once all of it is written.
+    fn write(&mut self) -> io::Result<()> {
+        while !self.idle() {
+            let mut heads = [[0u8; HEAD]; FRAMES_PER_WRITE];
+            let mut bodies: [&[u8]; FRAMES_PER_WRITE] = [&[]; FRAMES_PER_WRITE];
+            let mut lens = [0usize; FRAMES_PER_WRITE];
+            let frames = &self.batch[self.first..(self.first + FRAMES_PER_WRITE).min(self.batch.len())];
+            for (i, out) in frames.iter().enumerate() {
+                let (len, body) = encode(out, &mut heads[i]);
+                lens[i] = len;
+                bodies[i] = body;
+            }
+            let mut slices = [IoSlice::new(&[]); 1 + 2 * FRAMES_PER_WRITE];
+            let mut n = 0;
+            if !self.preamble.is_empty() {
+                slices[n] = IoSlice::new(&self.preamble);
+                n += 1;
+            }
+            for i in 0..frames.len() {
+                let skip = if i == 0 { self.offset } else { 0 };
+                if skip < lens[i] {
+                    slices[n] = IoSlice::new(&heads[i][skip..lens[i]]);
+                    n += 1;
+                }
+                let body = &bodies[i][skip.saturating_sub(lens[i])..];
+                if !body.is_empty() {
+                    slices[n] = IoSlice::new(body);
+                    n += 1;
+                }
+            }
+            let written = self.stream.try_write_vectored(&slices[..n])?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.advance(written);
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        let p = n.min(self.preamble.len());
+        self.preamble.advance(p);
+        n -= p;
+        while n > 0 {
+            let left = wire_len(&self.batch[self.first]) - self.offset;
+            if n < left {
+                self.offset += n;
+                return;
+            }
+            n -= left;
+            self.first += 1;
+            self.offset = 0;
+        }
+    }
+
+    /// The session gave up on this client (a slow consumer): drop what is
+    /// queued and try once, without waiting, to send the Close. A frame
+    /// already partly on the wire is finished first: the Close cannot cut
+    /// into it.
+    fn abort(&mut self, code: huddle_actors::protocol::CloseCode) {
+        let started = (self.offset > 0).then(|| self.batch.swap_remove(self.first));
+        self.batch.clear();
+        self.first = 0;
+        self.batch.extend(started);
+        self.batch.push(Outbound::Close(code));
+        if let Err(e) = self.write() {
+            log::debug!("close {} not sent: {e}", code.code());
+        }
+    }
+}
+
+impl Future for Writer {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.outlet.abort).poll(cx) {
+            Poll::Ready(Ok(code)) => {
+                this.abort(code);
+                return Poll::Ready(());
+            }
+            // The session is gone: nobody is left to serve this client.
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Pending => {}
+        }
+        loop {
+            if this.idle() {
+                if this.closing {
+                    return Poll::Ready(());
+                }
+                match this.take(cx) {
+                    Poll::Ready(true) => {}
+                    Poll::Ready(false) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            match this.write() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match this.stream.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return failed(&e),
+                    Poll::Pending => return Poll::Pending,
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return failed(&e),
+            }
+        }
+    }
+}
+
+fn failed(e: &io::Error) -> Poll<()> {
+    log::debug!("websocket write failed: {e}");
+    Poll::Ready(())
+}
+
+/// The frame's header (and a Close's status code) into `head`, and its
+/// payload.
+fn encode<'a>(out: &'a Outbound, head: &mut [u8; HEAD]) -> (usize, &'a [u8]) {
+    match out {
+        Outbound::Frame(text) => (server_header(TEXT, text.len(), head), text.as_bytes()),
+        Outbound::Ping => (server_header(PING, 0, head), &[]),
+        Outbound::Pong(payload) => (server_header(PONG, payload.len(), head), payload),
+        Outbound::Close(code) => {
+            let reason = code.reason().as_bytes();
+            let n = server_header(CLOSE, 2 + reason.len(), head);
+            head[n..n + 2].copy_from_slice(&code.code().to_be_bytes());
+            (n + 2, reason)
+        }
+    }
+}
+
+/// Bytes the frame takes on the wire.
+fn wire_len(out: &Outbound) -> usize {
+    let mut head = [0u8; HEAD];
+    let (len, body) = encode(out, &mut head);
+    len + body.len()
+}
