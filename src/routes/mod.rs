@@ -5,8 +5,7 @@ pub mod api;
 mod demo;
 mod health;
 mod metrics;
-mod outlet_body;
-mod ws;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -35,7 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, demo: bool) {
     if demo {
         cfg.configure(demo::configure);
     }
-    cfg.route("/ws", web::get().to(ws::upgrade))
+    cfg.route(ws::PATH, web::get().to(ws::not_upgraded))
         .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(metrics::metrics))
@@ -44,7 +43,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, demo: bool) {
 
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer(req: &actix_web::HttpRequest) -> Option<&str> {
-    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_token(req.headers())
+}
+
+pub fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
+    let value = headers.get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
