@@ -27,7 +27,11 @@ pub const PATH: &str = "/ws";
 
 /// Serves one upgrade request, and then its connection until it closes.
 pub async fn upgrade(req: Request, framed: Framed<TcpStream, h1::Codec>, state: AppState) -> Result<(), actix_http::Error> {
-    let (starter, identity, preamble) = match accept(&req, &state).await {
+    let accepted = accept(&req, &state).await;
+    // Everything here lives as long as the connection: keep only what the
+    // transport needs.
+    drop(req);
+    let (starter, identity, preamble) = match accepted {
         Ok(accepted) => accepted,
         Err(refusal) => {
             let (mut head, body) = Response::<BoxBody>::from(refusal).into_parts();
@@ -40,8 +44,14 @@ pub async fn upgrade(req: Request, framed: Framed<TcpStream, h1::Codec>, state: 
             return Ok(());
         }
     };
-    let parts = framed.into_parts();
-    transport::connect(parts.io, &parts.read_buf, preamble, starter, state.deps.clone(), identity).await;
+    let writer = {
+        // The HTTP codec's read and write buffers are dropped here; the
+        // bytes the client sent behind its request are copied out.
+        let parts = framed.into_parts();
+        transport::connect(parts.io, &parts.read_buf, preamble, starter, state.deps.clone(), identity)
+    };
+    drop(state);
+    writer.await;
     Ok(())
 }
 
