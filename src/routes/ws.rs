@@ -5,6 +5,10 @@
 //! to the transport ([`crate::transport`]) for as long as it lasts. Every
 //! refusal is a JSON error, and the connection closes after it.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
 use actix_codec::Framed;
 use actix_http::body::{BoxBody, MessageBody};
 use actix_http::h1::{self, SendResponse};
@@ -20,18 +24,50 @@ use huddle_actors::session::{SessionDeps, SessionStarter};
 use tokio::net::TcpStream;
 
 use crate::routes::{bearer_token, error_response, AppState};
-use crate::transport;
+use crate::transport::{self, Writer};
 
 /// The one path that upgrades.
 pub const PATH: &str = "/ws";
 
 /// Serves one upgrade request, and then its connection until it closes.
-pub async fn upgrade(req: Request, framed: Framed<TcpStream, h1::Codec>, state: AppState) -> Result<(), actix_http::Error> {
-    let accepted = accept(&req, &state).await;
-    // Everything here lives as long as the connection: keep only what the
-    // transport needs.
-    drop(req);
-    let (starter, identity, preamble) = match accepted {
+pub fn upgrade(req: Request, framed: Framed<TcpStream, h1::Codec>, state: AppState) -> Upgrade {
+    Upgrade::Handshake(Box::pin(handshake(req, framed, state)))
+}
+
+/// The future the HTTP server keeps for an upgraded connection, inside its
+/// own per-connection task, for as long as the connection lasts: small,
+/// because only the writer is left in it once the handshake is done (the
+/// handshake's state, with the request and the HTTP codec, is boxed and
+/// freed).
+pub enum Upgrade {
+    Handshake(Pin<Box<dyn Future<Output = Option<Writer>>>>),
+    Open(Writer),
+}
+
+impl Future for Upgrade {
+    type Output = Result<(), actix_http::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match this {
+                Upgrade::Handshake(handshake) => match ready!(handshake.as_mut().poll(cx)) {
+                    Some(writer) => *this = Upgrade::Open(writer),
+                    None => return Poll::Ready(Ok(())),
+                },
+                Upgrade::Open(writer) => {
+                    ready!(Pin::new(writer).poll(cx));
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+/// The handshake: a refusal is answered here (`None`); on success the
+/// session is started and its writer returned.
+async fn handshake(req: Request, framed: Framed<TcpStream, h1::Codec>, state: AppState) -> Option<Writer> {
+    let (starter, identity, preamble) = match accept(&req, &state).await {
         Ok(accepted) => accepted,
         Err(refusal) => {
             let (mut head, body) = Response::<BoxBody>::from(refusal).into_parts();
@@ -41,18 +77,13 @@ pub async fn upgrade(req: Request, framed: Framed<TcpStream, h1::Codec>, state: 
             if let Err(e) = SendResponse::new(framed, head.set_body(body)).await {
                 log::debug!("refused upgrade not sent: {e}");
             }
-            return Ok(());
+            return None;
         }
     };
-    let writer = {
-        // The HTTP codec's read and write buffers are dropped here; the
-        // bytes the client sent behind its request are copied out.
-        let parts = framed.into_parts();
-        transport::connect(parts.io, &parts.read_buf, preamble, starter, state.deps.clone(), identity)
-    };
-    drop(state);
-    writer.await;
-    Ok(())
+    // The HTTP codec's buffers go with the rest; the bytes the client sent
+    // behind its request are copied out.
+    let parts = framed.into_parts();
+    Some(transport::connect(parts.io, &parts.read_buf, preamble, starter, state.deps.clone(), identity))
 }
 
 /// Checks the request; on success the connection is registered for its

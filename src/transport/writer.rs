@@ -122,9 +122,15 @@ impl Writer {
     }
 
     fn advance(&mut self, mut n: usize) {
-        let p = n.min(self.preamble.len());
-        self.preamble.advance(p);
-        n -= p;
+        if !self.preamble.is_empty() {
+            let p = n.min(self.preamble.len());
+            self.preamble.advance(p);
+            n -= p;
+            if self.preamble.is_empty() {
+                // An empty view still holds the whole allocation.
+                self.preamble = Bytes::new();
+            }
+        }
         while n > 0 {
             let left = wire_len(&self.batch[self.first]) - self.offset;
             if n < left {
