@@ -62,8 +62,6 @@ impl Writer {
         self.batch.clear();
         self.first = 0;
         self.offset = 0;
-        let queued = self.outlet.queue.len().min(FRAMES_PER_WRITE);
-        self.batch.reserve_exact(queued);
         match self.outlet.queue.poll_recv_many(cx, &mut self.batch, FRAMES_PER_WRITE) {
             Poll::Ready(0) => Poll::Ready(false),
             Poll::Ready(_) => {

@@ -11,6 +11,7 @@
 
 mod dispatch;
 pub mod outbound;
+pub mod queue;
 pub mod rate;
 mod routing;
 pub mod socket;
@@ -25,7 +26,7 @@ use actix::{
 };
 use bytestring::ByteString;
 use futures_util::Stream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::auth::{Identity, TokenVerifier};
 use crate::config::Settings;
@@ -38,6 +39,7 @@ use crate::registry::{Register, Registry, Unregister};
 use crate::store::Db;
 
 use self::outbound::{Control, Outbound, Peer};
+use self::queue::{FrameSender, TrySendError};
 use self::rate::{RateLimiter, Verdict};
 use self::routing::RoomAddr;
 use self::socket::{FrameLimit, Inbound, Outlet, AUTH_FRAME_LIMIT};
@@ -64,7 +66,7 @@ impl SessionDeps {
 pub struct Session {
     id: SessionId,
     deps: SessionDeps,
-    queue: mpsc::Sender<Outbound>,
+    queue: FrameSender,
     /// Tells the transport to close at once (slow consumers).
     abort: Option<oneshot::Sender<CloseCode>>,
     /// Resolves when the transport stops writing.
@@ -128,7 +130,7 @@ impl SessionStarter {
         I: Stream<Item = Inbound> + 'static,
     {
         let settings = deps.settings.clone();
-        let (queue, outbound) = mpsc::channel(settings.max_outbound_queue.max(1));
+        let (queue, outbound) = queue::queue(settings.max_outbound_queue);
         let (abort, abort_rx) = oneshot::channel();
         let (finished_tx, finished) = oneshot::channel();
         let now = Instant::now();
@@ -206,8 +208,8 @@ impl Session {
     fn enqueue(&mut self, out: Outbound, ctx: &mut Context<Self>) {
         match self.queue.try_send(out) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.slow_consumer(ctx),
-            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+            Err(TrySendError::Full(_)) => self.slow_consumer(ctx),
+            Err(TrySendError::Closed(_)) => ctx.stop(),
         }
     }
 

@@ -8,10 +8,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::protocol::CloseCode;
-use crate::session::outbound::Outbound;
+use crate::session::queue::FrameQueue;
 
 /// The largest frame read before the connection is authenticated
 /// (PROTOCOL.md, "Edge cases, decided"): an `auth` frame needs no more, and
@@ -42,7 +42,7 @@ pub enum Inbound {
 /// waits on it: producers `try_send` into the queue (see
 /// [`crate::session::outbound`]).
 pub struct Outlet {
-    pub queue: mpsc::Receiver<Outbound>,
+    pub queue: FrameQueue,
     /// A close that cannot wait for the queue (a slow consumer's): drop
     /// whatever is queued, send this Close, stop.
     pub abort: oneshot::Receiver<CloseCode>,
