@@ -39,6 +39,10 @@ pub struct Writer {
     outlet: Outlet,
     /// Bytes that go before any frame: the rest of the 101 response.
     preamble: Bytes,
+    /// Send the preamble with the first frames, not alone: the session
+    /// queues one at once (`connect`, when the upgrade request carried the
+    /// token), so the two share one write.
+    with_first_frames: bool,
     /// Frames taken from the queue; `batch[first..]` are not wholly
     /// written yet, and `offset` bytes of `batch[first]` are.
     batch: Vec<Outbound>,
@@ -49,8 +53,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(stream: Rc<TcpStream>, outlet: Outlet, preamble: Bytes) -> Writer {
-        Writer { stream, outlet, preamble, batch: Vec::new(), first: 0, offset: 0, closing: false }
+    pub fn new(stream: Rc<TcpStream>, outlet: Outlet, preamble: Bytes, with_first_frames: bool) -> Writer {
+        Writer { stream, outlet, preamble, with_first_frames, batch: Vec::new(), first: 0, offset: 0, closing: false }
     }
 
     fn idle(&self) -> bool {
@@ -170,6 +174,13 @@ impl Future for Writer {
             // The session is gone: nobody is left to serve this client.
             Poll::Ready(Err(_)) => return Poll::Ready(()),
             Poll::Pending => {}
+        }
+        if this.with_first_frames {
+            match this.take(cx) {
+                Poll::Ready(true) => this.with_first_frames = false,
+                Poll::Ready(false) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
         }
         loop {
             if this.idle() {
