@@ -426,7 +426,15 @@ impl StreamHandler<Inbound> for Session {
             Inbound::Ping(payload) => self.enqueue(Outbound::Pong(payload), ctx),
             Inbound::Pong => {}
             Inbound::Close => self.close(CloseCode::Normal, ctx),
-            Inbound::Binary | Inbound::TooLarge | Inbound::InvalidUtf8 if !authenticated => {
+            Inbound::TooLarge if !authenticated => {
+                let limit = self.frame_limit.get();
+                let e = WireError::new(
+                    ErrorCode::Unauthenticated,
+                    format!("a frame before authentication may be at most {limit} bytes; send an auth request first"),
+                );
+                self.refuse_auth(None, &e, ctx);
+            }
+            Inbound::Binary | Inbound::InvalidUtf8 if !authenticated => {
                 let e = WireError::new(ErrorCode::Unauthenticated, "the first frame must be a JSON text frame with an auth request");
                 self.refuse_auth(None, &e, ctx);
             }
