@@ -93,7 +93,7 @@ async fn fragments_count_together() {
     let ack: serde_json::Value = serde_json::from_slice(&ack).unwrap();
     assert_eq!((ack["event"].clone(), ack["ref"].clone()), (json!("ack"), json!("frag")));
 
-    // Before auth, fragments count against the auth limit.
+    // Before auth, fragments count together too, and the answer is 4001.
     let mut ws = RawWs::open(server.addr).await;
     ws.send_fragment(false, TEXT, &[b' '; 6000]).await;
     ws.send_header(CONTINUATION, 6000).await;

@@ -7,12 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub const CONTINUATION: u8 = 0x0;
-pub const TEXT: u8 = 0x1;
-pub const BINARY: u8 = 0x2;
-pub const CLOSE: u8 = 0x8;
-pub const PING: u8 = 0x9;
-pub const PONG: u8 = 0xA;
+// RFC 6455's opcodes; the framing below is this client's own.
+pub use huddle::transport::codec::{BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT};
 
 pub struct RawWs {
     stream: TcpStream,

@@ -168,6 +168,11 @@ mod tests {
         }
     }
 
+    fn counting_waker() -> (Arc<Counter>, Waker) {
+        let wakes = Arc::new(Counter(AtomicUsize::new(0)));
+        (wakes.clone(), Waker::from(wakes))
+    }
+
     fn frame(s: &str) -> Outbound {
         Outbound::Frame(ByteString::from(s.to_owned()))
     }
@@ -184,8 +189,7 @@ mod tests {
 
     #[test]
     fn bounded_in_order_and_one_wake_per_burst() {
-        let wakes = Arc::new(Counter(AtomicUsize::new(0)));
-        let waker = Waker::from(wakes.clone());
+        let (wakes, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let (tx, mut rx) = queue(3);
         let mut got = Vec::new();
@@ -206,8 +210,7 @@ mod tests {
 
     #[test]
     fn the_consumer_sees_the_end_after_the_last_producer() {
-        let wakes = Arc::new(Counter(AtomicUsize::new(0)));
-        let waker = Waker::from(wakes.clone());
+        let (wakes, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let (tx, mut rx) = queue(8);
         let tx2 = tx.clone();
