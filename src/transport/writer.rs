@@ -30,6 +30,11 @@ use super::codec::{server_header, CLOSE, MAX_SERVER_HEADER, PING, PONG, TEXT};
 /// 16 messages in flight makes ~16 frames wait per connection.
 pub const FRAMES_PER_WRITE: usize = 64;
 
+/// Batches written in one poll before the writer lets the other
+/// connections of its thread run: producers on other threads can keep a
+/// fast client's queue from ever running dry.
+const BATCHES_PER_POLL: usize = 16;
+
 /// A frame's header, plus the status code of a Close (its reason follows as
 /// the payload).
 const HEAD: usize = MAX_SERVER_HEADER + 2;
@@ -182,11 +187,17 @@ impl Future for Writer {
                 Poll::Pending => return Poll::Pending,
             }
         }
+        let mut batches = 0;
         loop {
             if this.idle() {
                 if this.closing {
                     return Poll::Ready(());
                 }
+                if batches == BATCHES_PER_POLL {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                batches += 1;
                 match this.take(cx) {
                     Poll::Ready(true) => {}
                     Poll::Ready(false) => return Poll::Ready(()),
@@ -233,4 +244,133 @@ fn wire_len(out: &Outbound) -> usize {
     let mut head = [0u8; HEAD];
     let (len, body) = encode(out, &mut head);
     len + body.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytestring::ByteString;
+    use huddle_actors::protocol::CloseCode;
+    use huddle_actors::session::queue::{queue, FrameSender};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpSocket};
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// A writer on a socket with a small send buffer, so that writes are
+    /// partial; the peer's end; the queue; the abort trigger.
+    async fn setup(preamble: &'static [u8]) -> (Writer, tokio::net::TcpStream, FrameSender, oneshot::Sender<CloseCode>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(4096).unwrap();
+        let stream = socket.connect(listener.local_addr().unwrap()).await.unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        let (tx, rx) = queue(1024);
+        let (abort, abort_rx) = oneshot::channel();
+        let (finished, _) = oneshot::channel();
+        let outlet = Outlet { queue: rx, abort: abort_rx, finished };
+        (Writer::new(Rc::new(stream), outlet, Bytes::from_static(preamble), false), peer, tx, abort)
+    }
+
+    /// Server frames (opcode, payload) from the front of `bytes`, and
+    /// whether a torn frame is left at the end.
+    fn parse(mut bytes: &[u8]) -> (Vec<(u8, Vec<u8>)>, bool) {
+        let mut frames = Vec::new();
+        while bytes.len() >= 2 {
+            assert_eq!(bytes[0] & 0xf0, 0x80, "FIN set, no reserved bits");
+            assert_eq!(bytes[1] & 0x80, 0, "unmasked");
+            let (len, at) = match bytes[1] {
+                126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+                127 if bytes.len() >= 10 => (u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize, 10),
+                126 | 127 => return (frames, true),
+                n => (n as usize, 2),
+            };
+            if bytes.len() < at + len {
+                return (frames, true);
+            }
+            frames.push((bytes[0] & 0x0f, bytes[at..at + len].to_vec()));
+            bytes = &bytes[at + len..];
+        }
+        (frames, !bytes.is_empty())
+    }
+
+    fn text(i: usize) -> String {
+        // Sizes that take each header form: 7-bit, 16-bit and 64-bit.
+        let len = [3, 200, 70_000][i % 3] + i;
+        format!("{i:06}").repeat(len / 6 + 1)[..len].to_owned()
+    }
+
+    #[tokio::test]
+    async fn partial_writes_keep_every_frame_whole_and_in_order() {
+        let preamble = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        let (writer, mut peer, tx, _abort) = setup(preamble).await;
+        for i in 0..150 {
+            tx.try_send(Outbound::Frame(ByteString::from(text(i)))).unwrap();
+            if i % 50 == 0 {
+                tx.try_send(Outbound::Ping).unwrap();
+            }
+        }
+        tx.try_send(Outbound::Pong(Bytes::from_static(b"hb"))).unwrap();
+        tx.try_send(Outbound::Close(CloseCode::GoingAway)).unwrap();
+        tx.try_send(Outbound::Frame(ByteString::from("after the close"))).unwrap();
+        let reading = async {
+            let mut all = Vec::new();
+            // Slow reads, so the sender's buffer fills again and again.
+            let mut chunk = [0u8; 3000];
+            loop {
+                match peer.read(&mut chunk).await.unwrap() {
+                    0 => return all,
+                    n => all.extend_from_slice(&chunk[..n]),
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let ((), all) = tokio::join!(writer, reading);
+        assert_eq!(&all[..preamble.len()], preamble);
+        let (frames, torn) = parse(&all[preamble.len()..]);
+        assert!(!torn);
+        let mut expected = Vec::new();
+        for i in 0..150 {
+            expected.push((TEXT, text(i).into_bytes()));
+            if i % 50 == 0 {
+                expected.push((PING, Vec::new()));
+            }
+        }
+        expected.push((PONG, b"hb".to_vec()));
+        let mut close = 1001u16.to_be_bytes().to_vec();
+        close.extend_from_slice(CloseCode::GoingAway.reason().as_bytes());
+        expected.push((CLOSE, close));
+        assert_eq!(frames.len(), expected.len());
+        assert!(frames == expected, "frames differ");
+    }
+
+    #[tokio::test]
+    async fn an_abort_does_not_wait_for_a_client_that_stopped_reading() {
+        let (writer, mut peer, tx, abort) = setup(b"").await;
+        let mut writer = Box::pin(writer);
+        // Far more than the socket buffers hold: the writer must wait.
+        for i in 0..300 {
+            tx.try_send(Outbound::Frame(ByteString::from(text(i)))).unwrap();
+        }
+        assert!(tokio::time::timeout(Duration::from_millis(200), &mut writer).await.is_err(), "the writer waits");
+        abort.send(CloseCode::SlowConsumer).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), &mut writer).await.expect("the abort ends the writer at once");
+        drop(writer);
+        // What reached the client is whole frames, in order, then maybe
+        // the Close (best effort), then the end.
+        let mut all = Vec::new();
+        peer.read_to_end(&mut all).await.unwrap();
+        let (frames, _) = parse(&all);
+        for (i, (op, payload)) in frames.iter().enumerate() {
+            if *op == CLOSE {
+                assert_eq!(i, frames.len() - 1);
+                assert_eq!(&payload[..2], &4008u16.to_be_bytes());
+            } else {
+                assert_eq!((*op, payload.as_slice()), (TEXT, text(i).as_bytes()));
+            }
+        }
+        assert!(frames.len() < 300, "queued frames were dropped");
+    }
 }
