@@ -25,6 +25,10 @@ use super::codec::{is_final, Decoder, Step};
 /// What one read asks the kernel for when frames are small: a few dozen
 /// requests of a typical size (~100 bytes) at once, without holding much.
 const READ_CHUNK: usize = 1024;
+/// Reads in one poll that yield no item before the reader lets the other
+/// connections of its thread run (a client streaming empty fragments would
+/// otherwise keep it reading forever).
+const READS_PER_POLL: usize = 16;
 
 pub struct Reader {
     stream: Rc<TcpStream>,
@@ -65,6 +69,7 @@ impl Stream for Reader {
             // Never woken again: the session ends the connection.
             return Poll::Pending;
         }
+        let mut reads = 0;
         loop {
             let limit = this.limit.get();
             let need = match this.decoder.decode(&mut this.buf, limit) {
@@ -80,6 +85,11 @@ impl Stream for Reader {
                 }
                 Step::Need(n) => n,
             };
+            if reads == READS_PER_POLL {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            reads += 1;
             this.reserve(need);
             match this.stream.try_read_buf(&mut this.buf) {
                 // The client is gone (or half-closed: it cannot send a
