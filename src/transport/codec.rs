@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn asks_for_exactly_the_bytes_of_the_next_step() {
         let mut d = Decoder::default();
-        let bytes = frame(true, TEXT, &vec![b'a'; 200], MASK);
+        let bytes = frame(true, TEXT, &[b'a'; 200], MASK);
         let mut buf = BytesMut::from(&bytes[..1]);
         assert_eq!(d.decode(&mut buf, LIMIT), Step::Need(2));
         buf = BytesMut::from(&bytes[..2]);

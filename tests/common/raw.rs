@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 // RFC 6455's opcodes; the framing below is this client's own.
+#[allow(unused_imports)] // each test file uses a few
 pub use huddle::transport::codec::{BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT};
 
 pub struct RawWs {
