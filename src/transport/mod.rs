@@ -46,9 +46,6 @@ pub fn connect(
 ) -> Writer {
     let stream = Rc::new(stream);
     let reader = Reader::new(stream.clone(), early, starter.frame_limit(), starter.id());
-    // Authenticated by its upgrade request, the session sends `connect` as
-    // it starts.
-    let announces_itself = identity.is_some();
     let (_, outlet) = starter.start(deps, reader, identity);
-    Writer::new(stream, outlet, preamble, announces_itself)
+    Writer::new(stream, outlet, preamble)
 }

@@ -42,12 +42,10 @@ const HEAD: usize = MAX_SERVER_HEADER + 2;
 pub struct Writer {
     stream: Rc<TcpStream>,
     outlet: Outlet,
-    /// Bytes that go before any frame: the rest of the 101 response.
+    /// Bytes that go before any frame: the 101 response. It is written at
+    /// once, before the session runs: the session's silence clock
+    /// (heartbeat) has started, and the client's must not start later.
     preamble: Bytes,
-    /// Send the preamble with the first frames, not alone: the session
-    /// queues one at once (`connect`, when the upgrade request carried the
-    /// token), so the two share one write.
-    with_first_frames: bool,
     /// Frames taken from the queue; `batch[first..]` are not wholly
     /// written yet, and `offset` bytes of `batch[first]` are.
     batch: Vec<Outbound>,
@@ -58,8 +56,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(stream: Rc<TcpStream>, outlet: Outlet, preamble: Bytes, with_first_frames: bool) -> Writer {
-        Writer { stream, outlet, preamble, with_first_frames, batch: Vec::new(), first: 0, offset: 0, closing: false }
+    pub fn new(stream: Rc<TcpStream>, outlet: Outlet, preamble: Bytes) -> Writer {
+        Writer { stream, outlet, preamble, batch: Vec::new(), first: 0, offset: 0, closing: false }
     }
 
     fn idle(&self) -> bool {
@@ -180,13 +178,6 @@ impl Future for Writer {
             Poll::Ready(Err(_)) => return Poll::Ready(()),
             Poll::Pending => {}
         }
-        if this.with_first_frames {
-            match this.take(cx) {
-                Poll::Ready(true) => this.with_first_frames = false,
-                Poll::Ready(false) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
         let mut batches = 0;
         loop {
             if this.idle() {
@@ -271,7 +262,7 @@ mod tests {
         let (abort, abort_rx) = oneshot::channel();
         let (finished, _) = oneshot::channel();
         let outlet = Outlet { queue: rx, abort: abort_rx, finished };
-        (Writer::new(Rc::new(stream), outlet, Bytes::from_static(preamble), false), peer, tx, abort)
+        (Writer::new(Rc::new(stream), outlet, Bytes::from_static(preamble)), peer, tx, abort)
     }
 
     /// Server frames (opcode, payload) from the front of `bytes`, and
