@@ -117,6 +117,26 @@ async fn broken_framing_closes_with_1008() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_closing_server_takes_what_the_client_still_sends() {
+    // A client that goes on sending after the server has decided to close
+    // must still get the Close, and its sends must not fail: a socket
+    // closed with unread input answers with a reset instead.
+    let server = server();
+    let mut ws = RawWs::connect(server.addr, &token("alice")).await;
+    ws.frame(PROMPTLY).await.expect("connect");
+    let mut bytes = vec![0x81, 0x02, b'h', b'i']; // unmasked: closed with 1008
+    bytes.extend(std::iter::repeat_n(b'x', 64 * 1024));
+    assert!(ws.send_bytes(&bytes).await);
+    assert_eq!(ws.errors_then_close(PROMPTLY).await, (vec![], Some(1008)));
+    for _ in 0..32 {
+        assert!(ws.send_bytes(&[b'x'; 64 * 1024]).await, "the server reset the connection");
+    }
+    // Then the end of the stream, not a reset.
+    assert_eq!(ws.frame(PROMPTLY).await, None);
+    server.stop().await;
+}
+
 /// The server's resident memory, from /proc.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");

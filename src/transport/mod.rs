@@ -14,21 +14,24 @@
 //!
 //! The session stops when the writer is done (its `finished` sender drops),
 //! and the writer stops when the session is gone (its `abort` sender
-//! drops); the socket closes when both have let go of it.
+//! drops); the socket closes when both have let go of it. After its Close
+//! the writer waits (briefly) for the reader to see the client's Close or
+//! end, so that the server closes the TCP connection once the close
+//! handshake is done and never with unread input.
 //!
 //! [`Inbound`]: huddle_actors::session::socket::Inbound
 
 pub mod codec;
+mod conn;
 mod reader;
 mod writer;
-
-use std::rc::Rc;
 
 use bytes::Bytes;
 use huddle_actors::auth::Identity;
 use huddle_actors::session::{SessionDeps, SessionStarter};
 use tokio::net::TcpStream;
 
+use self::conn::Conn;
 use self::reader::Reader;
 pub use self::writer::Writer;
 
@@ -44,8 +47,8 @@ pub fn connect(
     deps: SessionDeps,
     identity: Option<Identity>,
 ) -> Writer {
-    let stream = Rc::new(stream);
-    let reader = Reader::new(stream.clone(), early, starter.frame_limit(), starter.id());
+    let conn = Conn::new(stream);
+    let reader = Reader::new(conn.clone(), early, starter.frame_limit(), starter.id());
     let (_, outlet) = starter.start(deps, reader, identity);
-    Writer::new(stream, outlet, preamble)
+    Writer::new(conn, outlet, preamble)
 }

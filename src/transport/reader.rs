@@ -8,6 +8,12 @@
 //! the limit, and only as fast as bytes arrive, not as fast as a header
 //! announces them), and is released whenever it is empty: an idle
 //! connection holds no read buffer at all.
+//!
+//! Once the client's Close is read the reader stops and tells the writer
+//! (which closes the socket when it has sent its own Close). Once input
+//! was refused it reads on only to discard, until the client's side ends,
+//! so that the socket is not closed with unread input (which makes the
+//! kernel answer with a reset that can cost the client the Close frame).
 
 use std::io;
 use std::pin::Pin;
@@ -18,9 +24,9 @@ use bytes::BytesMut;
 use futures_util::Stream;
 use huddle_actors::ids::SessionId;
 use huddle_actors::session::socket::{FrameLimit, Inbound};
-use tokio::net::TcpStream;
 
 use super::codec::{is_final, Decoder, Step};
+use super::conn::Conn;
 
 /// What one read asks the kernel for when frames are small: a few dozen
 /// requests of a typical size (~100 bytes) at once, without holding much.
@@ -31,20 +37,53 @@ const READ_CHUNK: usize = 1024;
 const READS_PER_POLL: usize = 16;
 
 pub struct Reader {
-    stream: Rc<TcpStream>,
+    conn: Rc<Conn>,
     buf: BytesMut,
     decoder: Decoder,
     limit: FrameLimit,
     session: SessionId,
-    /// A final item was read (a Close, or input that was refused): read
-    /// nothing more, and let the session close the connection its way.
-    stopped: bool,
+    state: State,
+}
+
+#[derive(PartialEq)]
+enum State {
+    Reading,
+    /// Input was refused: read only to discard, until the client's end.
+    Discarding,
+    /// Nothing more to read; the session closes the connection its way.
+    Done,
 }
 
 impl Reader {
     /// `early`: bytes the client sent right behind its upgrade request.
-    pub fn new(stream: Rc<TcpStream>, early: &[u8], limit: FrameLimit, session: SessionId) -> Reader {
-        Reader { stream, buf: BytesMut::from(early), decoder: Decoder::default(), limit, session, stopped: false }
+    pub fn new(conn: Rc<Conn>, early: &[u8], limit: FrameLimit, session: SessionId) -> Reader {
+        Reader { conn, buf: BytesMut::from(early), decoder: Decoder::default(), limit, session, state: State::Reading }
+    }
+
+    fn done(&mut self) -> Poll<Option<Inbound>> {
+        self.state = State::Done;
+        self.conn.set_client_done();
+        // Never woken again: the session ends the connection.
+        Poll::Pending
+    }
+
+    fn discard(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        let mut scratch = [0u8; READ_CHUNK];
+        for _ in 0..READS_PER_POLL {
+            match self.conn.stream.try_read(&mut scratch) {
+                Ok(0) => return self.done(),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.conn.stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => return self.done(),
+                    Poll::Pending => return Poll::Pending,
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.done(),
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Makes room for the next read: a chunk for small frames; for a frame
@@ -65,9 +104,10 @@ impl Stream for Reader {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         let this = self.get_mut();
-        if this.stopped {
-            // Never woken again: the session ends the connection.
-            return Poll::Pending;
+        match this.state {
+            State::Reading => {}
+            State::Discarding => return this.discard(cx),
+            State::Done => return Poll::Pending,
         }
         let mut reads = 0;
         loop {
@@ -75,8 +115,13 @@ impl Stream for Reader {
             let need = match this.decoder.decode(&mut this.buf, limit) {
                 Step::Item(item) => {
                     if is_final(&item) {
-                        this.stopped = true;
                         this.buf = BytesMut::new();
+                        if item == Inbound::Close {
+                            this.state = State::Done;
+                            this.conn.set_client_done();
+                        } else {
+                            this.state = State::Discarding;
+                        }
                         if item == Inbound::TooLarge {
                             log::info!("session {}: refused a frame above {limit} bytes from its header", this.session);
                         }
@@ -91,16 +136,19 @@ impl Stream for Reader {
             }
             reads += 1;
             this.reserve(need);
-            match this.stream.try_read_buf(&mut this.buf) {
+            match this.conn.stream.try_read_buf(&mut this.buf) {
                 // The client is gone (or half-closed: it cannot send a
                 // request any more, so there is nothing left to serve).
-                Ok(0) => return Poll::Ready(None),
+                Ok(0) => {
+                    this.conn.set_client_done();
+                    return Poll::Ready(None);
+                }
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if this.buf.is_empty() {
                         this.buf = BytesMut::new();
                     }
-                    match this.stream.poll_read_ready(cx) {
+                    match this.conn.stream.poll_read_ready(cx) {
                         Poll::Ready(Ok(())) => continue,
                         Poll::Ready(Err(e)) => return this.failed(&e),
                         Poll::Pending => return Poll::Pending,
@@ -116,6 +164,7 @@ impl Stream for Reader {
 impl Reader {
     fn failed(&mut self, e: &io::Error) -> Poll<Option<Inbound>> {
         log::debug!("session {}: read failed: {e}", self.session);
+        self.conn.set_client_done();
         Poll::Ready(None)
     }
 }

@@ -11,6 +11,14 @@
 //! that stops reading fills its queue and is dropped as a slow consumer:
 //! the queue, bounded by `max_outbound_queue`, is the only backlog. While
 //! the queue is empty the writer holds no buffer.
+//!
+//! After its Close (or an abort) the writer sends FIN and waits, for at
+//! most [`LINGER`], until the reader has read the client's Close or the end
+//! of its stream: the session (and its reader) live until then, so the
+//! socket is not closed with unread input, which makes the kernel answer
+//! with a reset that can cost the client the Close frame and fails its
+//! pending sends. RFC 6455 has the server close the TCP connection first,
+//! once the close handshake is done, and this does.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -18,11 +26,17 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
-use huddle_actors::session::outbound::Outbound;
-use huddle_actors::session::socket::Outlet;
-use tokio::net::TcpStream;
+use std::time::Duration;
 
+use bytes::{Buf, Bytes};
+use huddle_actors::protocol::CloseCode;
+use huddle_actors::session::outbound::Outbound;
+use huddle_actors::session::queue::FrameQueue;
+use huddle_actors::session::socket::Outlet;
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
+
+use super::conn::Conn;
 use super::codec::{server_header, CLOSE, MAX_SERVER_HEADER, PING, PONG, TEXT};
 
 /// Frames taken from the queue per wake, and written per `writev`: two
@@ -35,13 +49,25 @@ pub const FRAMES_PER_WRITE: usize = 64;
 /// fast client's queue from ever running dry.
 const BATCHES_PER_POLL: usize = 16;
 
+/// How long a closing connection waits for the client's Close (or the end
+/// of its stream) after sending its own: actix-http's
+/// `client_disconnect_timeout` under HttpServer, which the engine used.
+pub const LINGER: Duration = Duration::from_secs(1);
+
 /// A frame's header, plus the status code of a Close (its reason follows as
 /// the payload).
 const HEAD: usize = MAX_SERVER_HEADER + 2;
 
 pub struct Writer {
-    stream: Rc<TcpStream>,
-    outlet: Outlet,
+    conn: Rc<Conn>,
+    /// Dropped once the Close is written: producers see it closed.
+    queue: Option<FrameQueue>,
+    /// Dropped once it has fired.
+    abort: Option<oneshot::Receiver<CloseCode>>,
+    /// Dropped with the writer, which stops the session.
+    _finished: oneshot::Sender<()>,
+    /// Set once the Close is written: the deadline for the client's end.
+    lingering: Option<Pin<Box<Sleep>>>,
     /// Bytes that go before any frame: the 101 response. It is written at
     /// once, before the session runs: the session's silence clock
     /// (heartbeat) has started, and the client's must not start later.
@@ -56,8 +82,19 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(stream: Rc<TcpStream>, outlet: Outlet, preamble: Bytes) -> Writer {
-        Writer { stream, outlet, preamble, batch: Vec::new(), first: 0, offset: 0, closing: false }
+    pub fn new(conn: Rc<Conn>, outlet: Outlet, preamble: Bytes) -> Writer {
+        Writer {
+            conn,
+            queue: Some(outlet.queue),
+            abort: Some(outlet.abort),
+            _finished: outlet.finished,
+            lingering: None,
+            preamble,
+            batch: Vec::new(),
+            first: 0,
+            offset: 0,
+            closing: false,
+        }
     }
 
     fn idle(&self) -> bool {
@@ -69,7 +106,8 @@ impl Writer {
         self.batch.clear();
         self.first = 0;
         self.offset = 0;
-        match self.outlet.queue.poll_recv_many(cx, &mut self.batch, FRAMES_PER_WRITE) {
+        let Some(queue) = &mut self.queue else { return Poll::Ready(false) };
+        match queue.poll_recv_many(cx, &mut self.batch, FRAMES_PER_WRITE) {
             Poll::Ready(0) => Poll::Ready(false),
             Poll::Ready(_) => {
                 if let Some(at) = self.batch.iter().position(|o| matches!(o, Outbound::Close(_))) {
@@ -117,7 +155,7 @@ impl Writer {
                     n += 1;
                 }
             }
-            let written = self.stream.try_write_vectored(&slices[..n])?;
+            let written = self.conn.stream.try_write_vectored(&slices[..n])?;
             if written == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -152,7 +190,7 @@ impl Writer {
     /// queued and try once, without waiting, to send the Close. A frame
     /// already partly on the wire is finished first: the Close cannot cut
     /// into it.
-    fn abort(&mut self, code: huddle_actors::protocol::CloseCode) {
+    fn abort(&mut self, code: CloseCode) {
         let started = (self.offset > 0).then(|| self.batch.swap_remove(self.first));
         self.batch.clear();
         self.first = 0;
@@ -162,6 +200,28 @@ impl Writer {
             log::debug!("close {} not sent: {e}", code.code());
         }
     }
+
+    /// The Close is on its way: no more frames, FIN after it.
+    fn start_lingering(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.queue = None;
+        self.batch = Vec::new();
+        if let Err(e) = socket2::SockRef::from(&self.conn.stream).shutdown(std::net::Shutdown::Write) {
+            log::debug!("websocket shutdown failed: {e}");
+            return Poll::Ready(());
+        }
+        self.lingering = Some(Box::pin(tokio::time::sleep(LINGER)));
+        self.linger(cx)
+    }
+
+    /// Done once the reader has seen the client's Close or end, or once
+    /// [`LINGER`] is up.
+    fn linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(deadline) = &mut self.lingering else { return Poll::Ready(()) };
+        if self.conn.poll_client_done(cx).is_ready() || deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
 }
 
 impl Future for Writer {
@@ -169,20 +229,28 @@ impl Future for Writer {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        match Pin::new(&mut this.outlet.abort).poll(cx) {
-            Poll::Ready(Ok(code)) => {
-                this.abort(code);
-                return Poll::Ready(());
+        if let Some(abort) = &mut this.abort {
+            match Pin::new(abort).poll(cx) {
+                Poll::Ready(Ok(code)) => {
+                    this.abort = None;
+                    if this.lingering.is_none() {
+                        this.abort(code);
+                        return this.start_lingering(cx);
+                    }
+                }
+                // The session is gone: nobody is left to serve this client.
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => {}
             }
-            // The session is gone: nobody is left to serve this client.
-            Poll::Ready(Err(_)) => return Poll::Ready(()),
-            Poll::Pending => {}
+        }
+        if this.lingering.is_some() {
+            return this.linger(cx);
         }
         let mut batches = 0;
         loop {
             if this.idle() {
                 if this.closing {
-                    return Poll::Ready(());
+                    return this.start_lingering(cx);
                 }
                 if batches == BATCHES_PER_POLL {
                     cx.waker().wake_by_ref();
@@ -197,7 +265,7 @@ impl Future for Writer {
             }
             match this.write() {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match this.stream.poll_write_ready(cx) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match this.conn.stream.poll_write_ready(cx) {
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => return failed(&e),
                     Poll::Pending => return Poll::Pending,
@@ -251,8 +319,11 @@ mod tests {
     use super::*;
 
     /// A writer on a socket with a small send buffer, so that writes are
-    /// partial; the peer's end; the queue; the abort trigger.
-    async fn setup(preamble: &'static [u8]) -> (Writer, tokio::net::TcpStream, FrameSender, oneshot::Sender<CloseCode>) {
+    /// partial; the shared socket (where a reader would say the client is
+    /// done); the peer's end; the queue; the abort trigger.
+    async fn setup(
+        preamble: &'static [u8],
+    ) -> (Writer, Rc<Conn>, tokio::net::TcpStream, FrameSender, oneshot::Sender<CloseCode>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_send_buffer_size(4096).unwrap();
@@ -262,7 +333,8 @@ mod tests {
         let (abort, abort_rx) = oneshot::channel();
         let (finished, _) = oneshot::channel();
         let outlet = Outlet { queue: rx, abort: abort_rx, finished };
-        (Writer::new(Rc::new(stream), outlet, Bytes::from_static(preamble)), peer, tx, abort)
+        let conn = Conn::new(stream);
+        (Writer::new(conn.clone(), outlet, Bytes::from_static(preamble)), conn, peer, tx, abort)
     }
 
     /// Server frames (opcode, payload) from the front of `bytes`, and
@@ -296,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn partial_writes_keep_every_frame_whole_and_in_order() {
         let preamble = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
-        let (writer, mut peer, tx, _abort) = setup(preamble).await;
+        let (writer, conn, mut peer, tx, _abort) = setup(preamble).await;
         for i in 0..150 {
             tx.try_send(Outbound::Frame(ByteString::from(text(i)))).unwrap();
             if i % 50 == 0 {
@@ -312,7 +384,13 @@ mod tests {
             let mut chunk = [0u8; 3000];
             loop {
                 match peer.read(&mut chunk).await.unwrap() {
-                    0 => return all,
+                    // The writer's FIN; the client answers (what the
+                    // connection's reader would report), which ends the
+                    // writer's wait.
+                    0 => {
+                        conn.set_client_done();
+                        return all;
+                    }
                     n => all.extend_from_slice(&chunk[..n]),
                 }
                 tokio::task::yield_now().await;
@@ -338,8 +416,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_abort_does_not_wait_for_a_client_that_stopped_reading() {
-        let (writer, mut peer, tx, abort) = setup(b"").await;
+    async fn an_abort_drops_what_is_queued_and_ends_the_stream() {
+        let (writer, conn, mut peer, tx, abort) = setup(b"").await;
         let mut writer = Box::pin(writer);
         // Far more than the socket buffers hold: the writer must wait.
         for i in 0..300 {
@@ -347,12 +425,18 @@ mod tests {
         }
         assert!(tokio::time::timeout(Duration::from_millis(200), &mut writer).await.is_err(), "the writer waits");
         abort.send(CloseCode::SlowConsumer).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), &mut writer).await.expect("the abort ends the writer at once");
-        drop(writer);
-        // What reached the client is whole frames, in order, then maybe
-        // the Close (best effort), then the end.
-        let mut all = Vec::new();
-        peer.read_to_end(&mut all).await.unwrap();
+        // The client now finds the end of the stream (FIN) after what was
+        // already on its way; once it closes too, the writer is done.
+        let reading = async {
+            let mut all = Vec::new();
+            peer.read_to_end(&mut all).await.unwrap();
+            conn.set_client_done();
+            all
+        };
+        let ((), all) = tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(writer, reading) })
+            .await
+            .expect("the abort ends the stream");
+        // Whole frames, in order, then maybe the Close (best effort).
         let (frames, _) = parse(&all);
         for (i, (op, payload)) in frames.iter().enumerate() {
             if *op == CLOSE {
