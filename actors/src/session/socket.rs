@@ -46,7 +46,9 @@ pub struct Outlet {
     /// A close that cannot wait for the queue (a slow consumer's): drop
     /// whatever is queued, send this Close, stop.
     pub abort: oneshot::Receiver<CloseCode>,
-    /// Dropped when the transport stops writing, which stops the session.
+    /// Dropped when the transport is done with the connection (its Close
+    /// sent and the client's Close or end seen, or the socket failed),
+    /// which stops the session.
     pub finished: oneshot::Sender<()>,
 }
 
