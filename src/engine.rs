@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpServer};
+use actix_http::HttpService;
+use actix_server::ServerBuilder;
+use actix_service::map_config;
+use actix_web::dev::{fn_service, AppConfig, Server, ServerHandle};
+use actix_web::{web, App};
 use huddle_actors::cluster::Cluster;
 use huddle_actors::registry::{Registry, RoomDeps, Shutdown};
 use huddle_actors::session::SessionDeps;
@@ -80,23 +83,45 @@ pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result
     };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let drain = Duration::from_millis(options.drain_timeout_ms);
-    let mut http = HttpServer::new(move || {
-        App::new()
-            .wrap(routes::errors::json_errors())
-            .app_data(web::Data::new(state.clone()))
-            .configure(|cfg| routes::configure(cfg, &state))
-    })
-    // Signals are ours: sessions must be told to close before the HTTP
-    // server waits for connections to end.
-    .disable_signals()
-    // Frames are small and latency-bound: never wait on delayed ACKs.
-    .tcp_nodelay(true)
-    .shutdown_timeout(drain.as_secs().max(1));
+    let mut builder = ServerBuilder::new()
+        // Signals are ours: sessions must be told to close before the HTTP
+        // server waits for connections to end.
+        .disable_signals()
+        .shutdown_timeout(drain.as_secs().max(1));
     if options.workers > 0 {
-        http = http.workers(options.workers);
+        builder = builder.workers(options.workers);
     }
-    let server = http
-        .listen(listener)
+    // What actix-web's HttpServer builds, plus the upgrade hook: requests
+    // for `Upgrade: websocket` reach `routes::ws::upgrade` with the raw
+    // connection instead of the app.
+    let shutting_down = builder.graceful_shutdown_signal();
+    let server = builder
+        .listen("huddle", listener, move || {
+            let app_state = state.clone();
+            let app = App::new()
+                .wrap(routes::errors::json_errors())
+                .app_data(web::Data::new(state.clone()))
+                .configure(move |cfg| routes::configure(cfg, &app_state));
+            let upgrade_state = state.clone();
+            let signal = shutting_down.clone();
+            HttpService::build()
+                // Frames are small and latency-bound: never wait on
+                // delayed ACKs.
+                .tcp_nodelay(true)
+                // HttpServer's defaults.
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(addr)
+                // Idle keep-alive connections close when a graceful stop
+                // begins, as under HttpServer.
+                .graceful_shutdown_signal(move || {
+                    let signal = signal.clone();
+                    async move { signal.notified().await }
+                })
+                .upgrade(fn_service(move |(req, framed)| routes::ws::upgrade(req, framed, upgrade_state.clone())))
+                // No route reads the configured host or address.
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?
         .run();
     log::info!("database: {target}");

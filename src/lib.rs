@@ -7,6 +7,8 @@
 //!   store;
 //! - [`routes`]: HTTP and WebSocket endpoints; [`metrics`]: Prometheus;
 //! - [`cluster`]: cluster mode's link to the other nodes, over Redis;
+//! - [`transport`]: an upgraded WebSocket connection (framing, reading,
+//!   writing) for one session;
 //! - [`engine`]: starting everything on a listener, and graceful shutdown.
 
 pub mod auth;
@@ -17,5 +19,6 @@ pub mod engine;
 pub mod metrics;
 pub mod routes;
 pub mod secret;
+pub mod transport;
 
 pub use engine::{start, Running};

@@ -87,6 +87,7 @@ pub mod ot;
 pub mod peer;
 pub mod presence;
 pub mod protocol;
+pub mod queue;
 pub mod registry;
 pub mod session;
 pub mod store;

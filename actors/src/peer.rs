@@ -16,10 +16,10 @@ use actix::{Message, Recipient};
 use bytes::Bytes;
 use bytestring::ByteString;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use crate::ids::{RoomName, SessionId, UserId};
 use crate::protocol::{frames, CloseCode, Ref, WireError};
+use crate::queue::{FrameSender, TrySendError};
 
 /// What the transport writes next.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ pub struct PeerShared {
     pub session_id: SessionId,
     pub user_id: UserId,
     pub name: Option<Arc<str>>,
-    frames: mpsc::Sender<Outbound>,
+    frames: FrameSender,
     control: Recipient<Control>,
 }
 
@@ -85,7 +85,7 @@ impl Peer {
         session_id: SessionId,
         user_id: UserId,
         name: Option<Arc<str>>,
-        frames: mpsc::Sender<Outbound>,
+        frames: FrameSender,
         control: Recipient<Control>,
     ) -> Peer {
         Peer(Arc::new(PeerShared { session_id, user_id, name, frames, control }))
@@ -96,11 +96,11 @@ impl Peer {
     pub fn deliver(&self, frame: ByteString) -> Delivery {
         match self.frames.try_send(Outbound::Frame(frame)) {
             Ok(()) => Delivery::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(TrySendError::Full(_)) => {
                 self.control.do_send(Control::SlowConsumer);
                 Delivery::Full
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
+            Err(TrySendError::Closed(_)) => Delivery::Gone,
         }
     }
 

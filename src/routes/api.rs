@@ -176,7 +176,7 @@ async fn disconnect_user(_: Authorized, state: web::Data<AppState>, path: web::P
         }
     };
     let here = state.deps.registry.send(DisconnectUser { user_id: user_id.clone() });
-    let (here, elsewhere) = futures_util::join!(here, elsewhere);
+    let (here, elsewhere) = tokio::join!(here, elsewhere);
     let closed = here.map_err(WireError::from)? + elsewhere;
     Ok(HttpResponse::Ok().json(json!({ "closed": closed })))
 }

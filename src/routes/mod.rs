@@ -8,8 +8,7 @@ pub mod errors;
 mod health;
 mod home;
 mod metrics;
-mod outlet_body;
-mod ws;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -52,7 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     }
     // Resources with method routes, so that another method on a known path
     // is a 405 with `Allow` rather than a 404.
-    cfg.service(web::resource("/ws").get(ws::upgrade))
+    cfg.service(web::resource(ws::PATH).get(ws::not_upgraded))
         .service(web::resource("/health").get(health::health))
         .service(web::resource("/ready").get(health::ready))
         .service(web::resource("/metrics").get(metrics::metrics))
@@ -62,7 +61,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
 
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer(req: &actix_web::HttpRequest) -> Option<&str> {
-    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_token(req.headers())
+}
+
+pub fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
+    let value = headers.get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

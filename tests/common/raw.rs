@@ -7,10 +7,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub const TEXT: u8 = 0x1;
-pub const CLOSE: u8 = 0x8;
-pub const PING: u8 = 0x9;
-pub const PONG: u8 = 0xA;
+// RFC 6455's opcodes; the framing below is this client's own.
+#[allow(unused_imports)] // each test file uses a few
+pub use huddle::transport::codec::{BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT};
 
 pub struct RawWs {
     stream: TcpStream,
@@ -20,11 +19,20 @@ pub struct RawWs {
 impl RawWs {
     /// Upgrades with `Authorization: Bearer <token>`.
     pub async fn connect(addr: SocketAddr, token: &str) -> RawWs {
+        Self::handshake(addr, &format!("Authorization: Bearer {token}\r\n")).await
+    }
+
+    /// Upgrades without a token: the first frame must authenticate.
+    pub async fn open(addr: SocketAddr) -> RawWs {
+        Self::handshake(addr, "").await
+    }
+
+    async fn handshake(addr: SocketAddr, extra_headers: &str) -> RawWs {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         let request = format!(
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Authorization: Bearer {token}\r\n\r\n"
+             {extra_headers}\r\n"
         );
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut buf = Vec::new();
@@ -65,27 +73,69 @@ impl RawWs {
 
     /// Sends one masked frame.
     pub async fn send(&mut self, opcode: u8, payload: &[u8]) {
-        let mut f = vec![0x80 | opcode];
-        let mask = [0x12u8, 0x34, 0x56, 0x78];
-        match payload.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n if n < 65536 => {
-                f.push(0x80 | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
+        self.send_fragment(true, opcode, payload).await;
+    }
+
+    /// Sends one masked frame, final or not.
+    pub async fn send_fragment(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        let mut f = header(fin, opcode, payload.len() as u64);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        self.stream.write_all(&f).await.expect("write frame");
+    }
+
+    /// Sends only the header of a masked frame announcing `len` bytes.
+    pub async fn send_header(&mut self, opcode: u8, len: u64) {
+        self.stream.write_all(&header(true, opcode, len)).await.expect("write header");
+    }
+
+    /// Sends bytes as they are; `false` if the server has closed.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).await.is_ok()
+    }
+
+    /// Reads until the server's Close: the codes of the `error` frames
+    /// before it, and the close code (`None` if the connection ended
+    /// without a Close, or nothing came within `wait`).
+    pub async fn errors_then_close(&mut self, wait: Duration) -> (Vec<String>, Option<u16>) {
+        let mut errors = Vec::new();
+        loop {
+            match self.frame(wait).await {
+                Some((CLOSE, payload)) => return (errors, Some(close_code(&payload))),
+                Some((TEXT, payload)) => {
+                    let frame: serde_json::Value = serde_json::from_slice(&payload).expect("JSON frame");
+                    if frame["event"] == "error" {
+                        errors.push(frame["data"]["code"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                Some(_) => {}
+                None => return (errors, None),
             }
         }
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&f).await.expect("write frame");
     }
 
     pub async fn send_text(&mut self, text: &str) {
         self.send(TEXT, text.as_bytes()).await;
     }
+}
+
+const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+
+/// A client frame's header (masked with [`MASK`]).
+fn header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+    match len {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&MASK);
+    f
 }
 
 /// Parses one unmasked server frame from the front of `buf`.

@@ -25,7 +25,7 @@ use actix::{
 };
 use bytestring::ByteString;
 use futures_util::Stream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::auth::{Identity, TokenVerifier};
 use crate::config::Settings;
@@ -38,9 +38,10 @@ use crate::registry::{self, Registry, Unregister};
 use crate::store::Db;
 
 use crate::peer::{Control, Outbound, Peer};
+use crate::queue::{FrameSender, TrySendError};
 use self::rate::{RateLimiter, Verdict};
 use self::routing::RoomAddr;
-use self::socket::{Inbound, Outlet};
+use self::socket::{FrameLimit, Inbound, Outlet, AUTH_FRAME_LIMIT};
 
 /// How long a queued Close may take to reach the client before the actor
 /// stops anyway (a client that stopped reading never takes it).
@@ -64,7 +65,7 @@ impl SessionDeps {
 pub struct Session {
     id: SessionId,
     deps: SessionDeps,
-    queue: mpsc::Sender<Outbound>,
+    queue: FrameSender,
     /// Tells the transport to close at once (slow consumers).
     abort: Option<oneshot::Sender<CloseCode>>,
     /// Resolves when the transport stops writing.
@@ -79,6 +80,9 @@ pub struct Session {
     limiter: RateLimiter,
     expiry: Option<SpawnHandle>,
     decode_limits: DecodeLimits,
+    /// What the transport may read: raised to `max_frame_bytes` once
+    /// authenticated.
+    frame_limit: FrameLimit,
     peer: Option<Peer>,
     /// Requests whose response is not queued yet.
     inflight: usize,
@@ -93,11 +97,12 @@ pub struct Session {
 pub struct SessionStarter {
     ctx: Context<Session>,
     id: SessionId,
+    frame_limit: FrameLimit,
 }
 
 impl Default for SessionStarter {
     fn default() -> Self {
-        SessionStarter { ctx: Context::new(), id: SessionId::new() }
+        SessionStarter { ctx: Context::new(), id: SessionId::new(), frame_limit: FrameLimit::new(AUTH_FRAME_LIMIT) }
     }
 }
 
@@ -112,6 +117,12 @@ impl SessionStarter {
         registry::register(registry, identity.user_id.clone(), self.id, self.ctx.address().recipient())
     }
 
+    /// The limit the transport's reader must enforce on every frame it
+    /// reads for this session.
+    pub fn frame_limit(&self) -> FrameLimit {
+        self.frame_limit.clone()
+    }
+
     /// Starts the actor and returns the outlet the transport must write
     /// out. `identity`: the connection was authenticated (and registered)
     /// before the upgrade.
@@ -120,10 +131,12 @@ impl SessionStarter {
         I: Stream<Item = Inbound> + 'static,
     {
         let settings = deps.settings.clone();
-        let (queue, outbound) = mpsc::channel(settings.max_outbound_queue.max(1));
+        let (queue, outbound) = crate::queue::queue(settings.max_outbound_queue);
         let (abort, abort_rx) = oneshot::channel();
         let (finished_tx, finished) = oneshot::channel();
         let now = Instant::now();
+        let before_auth = AUTH_FRAME_LIMIT.min(settings.max_frame_bytes);
+        self.frame_limit.set(if identity.is_some() { settings.max_frame_bytes } else { before_auth });
         let session = Session {
             id: self.id,
             queue,
@@ -137,6 +150,7 @@ impl SessionStarter {
             limiter: RateLimiter::new(settings.rate_per_second, settings.rate_burst, now),
             expiry: None,
             decode_limits: settings.decode_limits(),
+            frame_limit: self.frame_limit,
             peer: None,
             inflight: 0,
             draining: false,
@@ -195,8 +209,8 @@ impl Session {
     fn enqueue(&mut self, out: Outbound, ctx: &mut Context<Self>) {
         match self.queue.try_send(out) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.slow_consumer(ctx),
-            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+            Err(TrySendError::Full(_)) => self.slow_consumer(ctx),
+            Err(TrySendError::Closed(_)) => ctx.stop(),
         }
     }
 
@@ -278,6 +292,7 @@ impl Session {
     fn authenticated(&mut self, r#ref: Option<&Ref>, ctx: &mut Context<Self>) {
         let Some(identity) = &self.identity else { return };
         log::debug!("session {}: authenticated as {}", self.id, identity.user_id);
+        self.frame_limit.set(self.deps.settings.max_frame_bytes);
         self.peer = Some(Peer::new(
             self.id,
             identity.user_id.clone(),
@@ -408,7 +423,15 @@ impl StreamHandler<Inbound> for Session {
             Inbound::Ping(payload) => self.enqueue(Outbound::Pong(payload), ctx),
             Inbound::Pong => {}
             Inbound::Close => self.close(CloseCode::Normal, ctx),
-            Inbound::Binary | Inbound::TooLarge | Inbound::InvalidUtf8 if !authenticated => {
+            Inbound::TooLarge if !authenticated => {
+                let limit = self.frame_limit.get();
+                let e = WireError::new(
+                    ErrorCode::Unauthenticated,
+                    format!("a frame before authentication may be at most {limit} bytes; send an auth request first"),
+                );
+                self.refuse_auth(None, &e, ctx);
+            }
+            Inbound::Binary | Inbound::InvalidUtf8 if !authenticated => {
                 let e = WireError::new(ErrorCode::Unauthenticated, "the first frame must be a JSON text frame with an auth request");
                 self.refuse_auth(None, &e, ctx);
             }
