@@ -35,7 +35,7 @@ async fn demo_page_and_tokens() {
     let page = http.call("GET", "/", None, None).await;
     assert_eq!(page.status, 200);
     assert!(page.text.contains("<title>Huddle demo</title>"));
-    for asset in ["/app.js", "/huddle.js", "/style.css", "/favicon.svg", "/favicon.ico"] {
+    for asset in ["/app.js", "/editor.js", "/huddle.js", "/style.css", "/favicon.svg", "/favicon.ico"] {
         let r = http.call("GET", asset, None, None).await;
         assert_eq!(r.status, 200, "{asset}");
         assert!(!r.text.is_empty());

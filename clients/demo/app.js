@@ -2,11 +2,14 @@
 // beside it. Everything goes through the client library (./huddle.js);
 // this file only turns its events and state into DOM.
 //
-// The document is saved a moment after typing stops, with the version the
-// edit creates. When someone else saved first, the page shows both texts and
-// lets the user choose: an edit is never dropped silently.
+// The document is bound to the editor (./editor.js): every keystroke is an
+// operation that the server merges with everyone else's, so several people
+// type at once without conflicts, and each sees the others' cursors. The
+// history lists the versions and shows any of them read-only. The chat says
+// who is typing, from the others' awareness states in the chat room.
 
 import { HuddleClient, newClientMsgId } from './huddle.js';
+import { SharedEditor, colorFor } from './editor.js';
 
 const params = new URLSearchParams(location.search);
 /** The shared document and chat; `?doc=` and `?chat=` pick others. */
@@ -14,8 +17,14 @@ const DOC_ID = params.get('doc') || 'demo';
 const CHAT_ID = params.get('chat') || 'demo';
 const DOC_ROOM = `document:${DOC_ID}`;
 const CHAT_ROOM = `chat:${CHAT_ID}`;
-/** Pause after the last keystroke before the document is saved. */
-const SAVE_DELAY_MS = 400;
+/** Pause in typing after which the chat stops saying "X is typing". */
+const TYPING_PAUSE_MS = 2_000;
+/** Versions one history request asks for: a screenful or two of the list. */
+const HISTORY_PAGE = 25;
+/** Versions the history list shows at most; older ones come back with "Show older". */
+const HISTORY_MAX_LISTED = 500;
+/** Inserted text shown in a history entry, at most. */
+const HISTORY_PREVIEW_CHARS = 24;
 /** User ids one `/demo/names` request may ask about (the server's limit). */
 const NAMES_PER_REQUEST = 100;
 
@@ -31,22 +40,29 @@ const ui = {
   status: $('status'),
   retry: $('retry'),
   docText: $('doc-text'),
+  docMirror: $('doc-mirror'),
+  docCursors: $('doc-cursors'),
+  editor: $('editor'),
+  docOld: $('doc-old'),
+  viewing: $('viewing'),
+  viewingText: $('viewing-text'),
+  backLive: $('back-live'),
   docVersion: $('doc-version'),
   docMembers: $('doc-members'),
   docCount: $('doc-count'),
   docStatus: $('doc-status'),
-  conflict: $('conflict'),
-  conflictText: $('conflict-text'),
-  conflictTheirs: $('conflict-theirs'),
-  conflictMine: $('conflict-mine'),
-  useTheirs: $('use-theirs'),
-  keepMine: $('keep-mine'),
+  historyToggle: $('history-toggle'),
+  history: $('history'),
+  historyList: $('history-list'),
+  historyOlder: $('history-older'),
+  historyNote: $('history-note'),
   chatMembers: $('chat-members'),
   chatCount: $('chat-count'),
   chatMessages: $('chat-messages'),
   chatOffline: $('chat-offline'),
   chatForm: $('chat-form'),
   chatInput: $('chat-input'),
+  chatTyping: $('chat-typing'),
 };
 
 /** @type {HuddleClient | null} */
@@ -161,7 +177,7 @@ async function start(name) {
     reconnect: { maxAttempts: Infinity },
   });
   // For the curious (and the browser tests): the live client.
-  window.huddleDemo = { client };
+  window.huddleDemo = { client, editor };
   listen(client);
   await client.connect();
   ui.login.hidden = true;
@@ -174,16 +190,18 @@ async function start(name) {
 }
 
 async function openDocument() {
+  let opened;
   try {
-    await client.joinDocument(DOC_ID);
+    opened = await client.openDocument(DOC_ID);
   } catch (err) {
     if (err.code !== 'NOT_FOUND') throw err;
     // First visitor of a fresh server: create it, then join.
     await client.createDocument(DOC_ID, { title: 'Shared notes', content: '' }).catch((e) => {
       if (e.code !== 'ALREADY_EXISTS') throw e;
     });
-    await client.joinDocument(DOC_ID);
+    opened = await client.openDocument(DOC_ID);
   }
+  bindDocument(opened);
 }
 
 // ---- connection status -------------------------------------------------------------
@@ -192,16 +210,16 @@ function listen(c) {
   c.on('state', renderStatus);
   c.on('room_state', (room) => {
     for (const m of room.members) learnName(m.user_id, m.name);
-    if (room.room === DOC_ROOM) renderMembers(ui.docMembers, ui.docCount, room);
-    if (room.room === CHAT_ROOM) renderMembers(ui.chatMembers, ui.chatCount, room);
+    if (room.room === DOC_ROOM) {
+      renderMembers(ui.docMembers, ui.docCount, room);
+      documentMoved(room);
+    }
+    if (room.room === CHAT_ROOM) {
+      renderMembers(ui.chatMembers, ui.chatCount, room);
+      renderTyping(room.awareness);
+    }
   });
   c.on('user:joined', (u) => learnName(u.user_id, u.name));
-  c.on('room_joined', (joined) => {
-    if (joined.room === DOC_ROOM) documentLoaded(joined.document);
-  });
-  c.on('documents:updated', (update) => {
-    if (update.room === DOC_ROOM) remoteEdit(update.document, update.user_id);
-  });
   c.on('chat:message', (event) => {
     if (event.room === CHAT_ROOM) showMessage(event.message);
   });
@@ -226,6 +244,7 @@ function renderStatus(state) {
   ui.chatOffline.hidden = online;
   ui.docMembers.classList.toggle('stale', !online);
   ui.chatMembers.classList.toggle('stale', !online);
+  renderDocStatus();
 }
 
 ui.retry.addEventListener('click', () => client?.reconnectNow());
@@ -242,6 +261,8 @@ function renderMembers(list, count, room) {
       const li = document.createElement('li');
       li.textContent = m.name ?? m.user_id;
       li.dataset.userId = m.user_id;
+      // The color of the user's cursor in the document.
+      li.style.setProperty('--user-color', colorFor(m.user_id));
       if (m.user_id === me.userId) li.classList.add('me');
       return li;
     }),
@@ -250,152 +271,269 @@ function renderMembers(list, count, room) {
 
 // ---- the document ------------------------------------------------------------------
 
-const doc = {
-  /** What the server has that our text is based on: {content, version}. */
-  base: null,
-  /** The textarea holds edits not yet saved. */
-  dirty: false,
-  saving: false,
-  timer: 0,
-  /** The document someone else saved while we had edits, or null. */
-  conflict: null,
-};
+const editor = new SharedEditor({
+  textarea: ui.docText,
+  layer: ui.docCursors,
+  mirror: ui.docMirror,
+  me,
+  nameOf,
+  onEdit: renderDocStatus,
+});
+/** @type {import('./huddle.js').DocumentBinding | null} */
+let binding = null;
+/** Who made the version shown last ("v12 by Bob"), when it was not us. */
+let lastAuthor = null;
 
-/** The status line under the document: text and names (`nameEl`). */
+function bindDocument(b) {
+  binding = b;
+  editor.bind(b);
+  ui.docText.placeholder = 'Type here; everyone in the room sees it as you type.';
+  const room = client.state.rooms[DOC_ROOM];
+  const loaded = room?.kind === 'document' ? room.document : null;
+  // Version 0 is the content the document was created with: nobody edited it.
+  lastAuthor = loaded !== null && loaded !== undefined && loaded.version > 0 ? loaded.updated_by : null;
+  b.on('change', ({ userId, source }) => {
+    if (source === 'remote' && userId !== undefined) lastAuthor = userId;
+    renderDocStatus();
+  });
+  b.on('synced', renderDocStatus);
+  b.on('error', (err) => setDocStatus(`Not saved: ${err.message}`));
+  b.on('closed', ({ error }) => {
+    editor.release();
+    binding = null;
+    setDocStatus(`Document closed${error === null ? '' : `: ${error.message}`}`);
+  });
+  renderDocStatus();
+}
+
+/**
+ * The status line under the document: text and names (`nameEl`). It is a
+ * live region, so it changes only when what it says changes (the version is
+ * in the header).
+ */
 function setDocStatus(...parts) {
+  const key = parts.map((p) => (typeof p === 'string' ? p : `@${p.dataset.nameOf}`)).join('');
+  if (ui.docStatus.dataset.key === key) return;
+  ui.docStatus.dataset.key = key;
   ui.docStatus.replaceChildren(...parts);
 }
 
-function showVersion() {
-  ui.docVersion.textContent = doc.base === null ? 'v–' : `v${doc.base.version}`;
-}
-
-/** A (re)join delivered the server's document. */
-function documentLoaded(document) {
-  ui.docText.disabled = false;
-  ui.docText.placeholder = 'Type here; everyone in the room sees it.';
-  if (!doc.dirty || doc.base === null) {
-    doc.base = { content: document.content, version: document.version };
-    setText(document.content);
-    showVersion();
-    if (document.version === 0) setDocStatus('New document');
-    else setDocStatus(`Saved · v${document.version} by `, nameEl(document.updated_by));
-    return;
-  }
-  // Back after a disconnect with unsaved edits.
-  if (document.version === doc.base.version) {
-    scheduleSave(0);
+function renderDocStatus() {
+  if (binding === null) return;
+  const online = client.state.status === 'connected';
+  if (!online) {
+    setDocStatus(binding.pending ? 'Offline: your edits are kept and sent when the connection is back.' : 'Offline');
+  } else if (binding.pending) {
+    setDocStatus('Saving…');
+  } else if (lastAuthor !== null && lastAuthor !== me.userId) {
+    setDocStatus('Saved · last edit by ', nameEl(lastAuthor));
   } else {
-    openConflict(document);
+    setDocStatus('Saved');
   }
 }
 
-function remoteEdit(document, userId) {
-  if (doc.base !== null && document.version <= doc.base.version) return;
-  if (!doc.dirty && !doc.saving) {
-    doc.base = { content: document.content, version: document.version };
-    setText(document.content);
-    showVersion();
-    setDocStatus(`v${document.version} by `, nameEl(userId));
-    return;
-  }
-  // Someone saved while we were typing: show it now, do not overwrite.
-  openConflict(document);
-}
-
-/** Replaces the textarea's text, keeping the caret where it was if possible. */
-function setText(text) {
-  if (ui.docText.value === text) return;
-  const focused = document.activeElement === ui.docText;
-  const { selectionStart, selectionEnd } = ui.docText;
-  ui.docText.value = text;
-  if (focused) ui.docText.setSelectionRange(Math.min(selectionStart, text.length), Math.min(selectionEnd, text.length));
+/** The document's room state changed: its version, and the history if it is open. */
+function documentMoved(room) {
+  const version = room.version ?? null;
+  ui.docVersion.textContent = version === null ? 'v–' : `v${version}`;
+  if (versions.open && version !== null && (versions.newest === null || version > versions.newest)) loadNewer();
 }
 
 ui.docText.addEventListener('input', () => {
-  doc.dirty = doc.base === null || ui.docText.value !== doc.base.content;
-  if (doc.conflict !== null) {
-    ui.conflictMine.textContent = ui.docText.value;
+  lastAuthor = me.userId;
+});
+
+// ---- versions: the history list and a read-only view ---------------------------------
+
+const versions = {
+  open: false,
+  /** Listed versions: their <li>, newest first in the list. */
+  items: new Map(),
+  /** The oldest and newest versions listed (null: none yet). */
+  oldest: null,
+  newest: null,
+  /** One request at a time; a newer one is asked for after it. */
+  loading: false,
+  wantNewer: false,
+  /** The version shown read-only, or null for the live document. */
+  viewing: null,
+  /** Counts snapshot requests, so that only the last one's answer is shown. */
+  asked: 0,
+};
+
+ui.historyToggle.addEventListener('click', () => (versions.open ? closeHistory() : openHistory()));
+
+function openHistory() {
+  versions.open = true;
+  ui.history.hidden = false;
+  ui.historyToggle.setAttribute('aria-expanded', 'true');
+  versions.items.clear();
+  versions.oldest = null;
+  versions.newest = null;
+  ui.historyList.replaceChildren();
+  ui.historyNote.textContent = '';
+  loadOlder().then(() => ui.historyList.querySelector('button')?.focus());
+}
+
+function closeHistory() {
+  versions.open = false;
+  ui.history.hidden = true;
+  ui.historyToggle.setAttribute('aria-expanded', 'false');
+  backToLive();
+}
+
+/** A history request; failures are said in the list's note. */
+async function historyPage(afterVersion, limit) {
+  try {
+    return await client.request('documents:history', { document_id: DOC_ID, after_version: afterVersion, limit });
+  } catch (err) {
+    ui.historyNote.textContent = err.code === 'NOT_FOUND' ? err.message : `Could not load the history: ${err.message}`;
+    return null;
+  }
+}
+
+/** The page of versions before the oldest listed (or the newest page). */
+async function loadOlder() {
+  if (versions.loading || binding === null) return;
+  versions.loading = true;
+  ui.historyOlder.hidden = true;
+  const upTo = versions.oldest === null ? (binding.version ?? 0) : versions.oldest - 1;
+  const after = Math.max(0, upTo - HISTORY_PAGE);
+  if (versions.newest === null) versions.newest = upTo;
+  const page = upTo > after ? await historyPage(after, upTo - after) : { changes: [] };
+  versions.loading = false;
+  if (page === null || !versions.open) return;
+  for (const change of [...page.changes].reverse()) listVersion(change, 'end');
+  versions.oldest = after + 1;
+  if (after === 0) {
+    // Version 0: the content the document was created with.
+    listVersion({ version: 0, ops: [], user_id: null, created_at: null }, 'end');
+    versions.oldest = 0;
+  }
+  ui.historyOlder.hidden = versions.oldest === 0;
+  if (versions.wantNewer) loadNewer();
+}
+
+/** Versions after the newest listed, put at the top. */
+async function loadNewer() {
+  if (versions.loading || versions.newest === null) {
+    versions.wantNewer = true;
     return;
   }
-  setDocStatus(doc.dirty ? 'Editing…' : `Saved · v${doc.base.version}`);
-  scheduleSave(SAVE_DELAY_MS);
-});
-
-function scheduleSave(delay) {
-  clearTimeout(doc.timer);
-  doc.timer = setTimeout(save, delay);
-}
-
-async function save() {
-  if (!doc.dirty || doc.saving || doc.conflict !== null || doc.base === null) return;
-  doc.saving = true;
-  const text = ui.docText.value;
-  const version = doc.base.version + 1;
-  setDocStatus('Saving…');
-  try {
-    const saved = await client.updateDocument(DOC_ID, text, version);
-    doc.base = { content: text, version: saved };
-    doc.dirty = ui.docText.value !== text;
-    showVersion();
-    setDocStatus(doc.dirty ? 'Editing…' : `Saved · v${saved}`);
-  } catch (err) {
-    if (err.code === 'VERSION_CONFLICT') {
-      const latest = latestDocument();
-      if (latest !== null && latest.version >= (err.details.current_version ?? 0)) openConflict(latest);
-      else setDocStatus('Someone else saved first; loading their version…');
-      // otherwise the `documents:updated` push, which is on its way, opens it
-    } else if (err.code === 'CONNECTION_LOST' || err.code === 'TIMEOUT' || err.code === 'NOT_CONNECTED') {
-      setDocStatus('Offline: your edits are kept and saved when the connection is back.');
-    } else {
-      setDocStatus(`Not saved: ${err.message}`);
-    }
-  } finally {
-    doc.saving = false;
+  versions.wantNewer = false;
+  versions.loading = true;
+  const page = await historyPage(versions.newest, HISTORY_PAGE);
+  versions.loading = false;
+  if (page === null || !versions.open) return;
+  for (const change of page.changes) {
+    listVersion(change, 'start');
+    versions.newest = Math.max(versions.newest, change.version);
   }
-  if (doc.dirty && doc.conflict === null && client.state.status === 'connected') scheduleSave(SAVE_DELAY_MS);
+  // A long list loses its oldest entries; "Show older" brings them back.
+  while (versions.items.size > HISTORY_MAX_LISTED) {
+    versions.items.get(versions.oldest)?.remove();
+    versions.items.delete(versions.oldest);
+    versions.oldest += 1;
+    ui.historyOlder.hidden = false;
+  }
+  if (page.has_more || versions.wantNewer) loadNewer();
 }
 
-function latestDocument() {
-  const room = client.state.rooms[DOC_ROOM];
-  return room?.kind === 'document' ? room.document : null;
+function listVersion(change, where) {
+  if (versions.items.has(change.version)) return;
+  const li = document.createElement('li');
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.dataset.version = String(change.version);
+  button.setAttribute('aria-pressed', String(versions.viewing === change.version));
+  const head = document.createElement('span');
+  head.className = 'history-head';
+  head.append(`v${change.version}`);
+  if (change.user_id !== null) head.append(' · ', nameEl(change.user_id));
+  if (change.created_at !== null) head.append(` · ${clock(change.created_at, true)}`);
+  const what = document.createElement('span');
+  what.className = 'history-what';
+  what.textContent = change.version === 0 ? 'created' : describeOps(change.ops);
+  button.append(head, what);
+  button.addEventListener('click', () => viewVersion(change.version));
+  li.append(button);
+  versions.items.set(change.version, li);
+  if (where === 'start') ui.historyList.prepend(li);
+  else ui.historyList.append(li);
 }
 
-function openConflict(theirs) {
-  clearTimeout(doc.timer);
-  doc.conflict = theirs;
-  ui.conflict.hidden = false;
-  ui.conflictText.replaceChildren(nameEl(theirs.updated_by), ` saved version ${theirs.version} while you were editing.`);
-  ui.conflictTheirs.textContent = theirs.content;
-  ui.conflictMine.textContent = ui.docText.value;
-  ui.docVersion.textContent = `v${doc.base.version} → v${theirs.version}`;
-  setDocStatus('Conflict: choose which text to keep.');
+/** What an operation did, in a few words: `+"abc" −2`. */
+function describeOps(ops) {
+  let inserted = '';
+  let deleted = 0;
+  for (const c of ops) {
+    if (typeof c === 'string') inserted += c;
+    else if (typeof c === 'object') deleted += c.d;
+  }
+  const parts = [];
+  if (inserted !== '') {
+    const chars = [...inserted];
+    const shown = chars.slice(0, HISTORY_PREVIEW_CHARS).join('').replace(/\n/g, '⏎');
+    parts.push(`+“${shown}${chars.length > HISTORY_PREVIEW_CHARS ? '…' : ''}”`);
+  }
+  if (deleted > 0) parts.push(`−${deleted}`);
+  return parts.join(' ') || 'no change';
 }
 
-function closeConflict() {
-  doc.conflict = null;
-  ui.conflict.hidden = true;
-}
-
-ui.useTheirs.addEventListener('click', () => {
-  const theirs = latestDocument() ?? doc.conflict;
-  doc.base = { content: theirs.content, version: theirs.version };
-  doc.dirty = false;
-  setText(theirs.content);
-  closeConflict();
-  showVersion();
-  setDocStatus(`v${theirs.version} by `, nameEl(theirs.updated_by));
+// Up and down move between the versions.
+ui.historyList.addEventListener('keydown', (event) => {
+  if (event.key !== 'ArrowDown' && event.key !== 'ArrowUp') return;
+  const buttons = [...ui.historyList.querySelectorAll('button')];
+  const at = buttons.indexOf(document.activeElement);
+  const next = buttons[at + (event.key === 'ArrowDown' ? 1 : -1)];
+  if (next === undefined) return;
+  event.preventDefault();
+  next.focus();
 });
 
-ui.keepMine.addEventListener('click', () => {
-  const theirs = latestDocument() ?? doc.conflict;
-  // Our text, saved on top of theirs.
-  doc.base = { content: theirs.content, version: theirs.version };
-  doc.dirty = true;
-  closeConflict();
-  showVersion();
-  scheduleSave(0);
-});
+ui.historyOlder.addEventListener('click', () => loadOlder());
+
+async function viewVersion(version) {
+  const asked = ++versions.asked;
+  let document;
+  try {
+    ({ document } = await client.request('documents:snapshot', { document_id: DOC_ID, version }));
+  } catch (err) {
+    if (asked === versions.asked) setDocStatus(`Could not show version ${version}: ${err.message}`);
+    return;
+  }
+  if (asked !== versions.asked || !versions.open) return;
+  versions.viewing = version;
+  for (const [v, li] of versions.items) li.firstChild.setAttribute('aria-pressed', String(v === version));
+  ui.docOld.value = document.content;
+  ui.viewingText.replaceChildren(`Version ${version}`, ' · ', nameEl(document.updated_by), ` · ${clock(document.updated_at, true)} · read-only`);
+  ui.viewing.hidden = false;
+  ui.docOld.hidden = false;
+  ui.editor.hidden = true;
+}
+
+function backToLive() {
+  versions.asked++;
+  if (versions.viewing === null) return;
+  versions.viewing = null;
+  for (const li of versions.items.values()) li.firstChild.setAttribute('aria-pressed', 'false');
+  ui.viewing.hidden = true;
+  ui.docOld.hidden = true;
+  ui.editor.hidden = false;
+  editor.draw();
+  ui.docText.focus();
+}
+
+ui.backLive.addEventListener('click', backToLive);
+// Escape, anywhere in the history or the old version, goes back to the live document.
+for (const el of [ui.history, ui.docOld, ui.viewing]) {
+  el.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && versions.viewing !== null) {
+      event.preventDefault();
+      backToLive();
+    }
+  });
+}
 
 // ---- the chat ----------------------------------------------------------------------
 
@@ -417,9 +555,10 @@ function messageItem(userId, text, time) {
   return li;
 }
 
-function clock(iso) {
+function clock(iso, seconds = false) {
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  const format = seconds ? { hour: '2-digit', minute: '2-digit', second: '2-digit' } : { hour: '2-digit', minute: '2-digit' };
+  return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString([], format);
 }
 
 /** The library announces each message once, in seq order. */
@@ -442,8 +581,49 @@ ui.chatForm.addEventListener('submit', (event) => {
   const text = ui.chatInput.value.trim();
   if (text === '' || client === null) return;
   ui.chatInput.value = '';
+  stopTyping();
   send(text, newClientMsgId());
 });
+
+// ---- who is typing in the chat -----------------------------------------------------
+
+/** Our `typing` state in the chat: on while we type, off after a pause and on send. */
+const typing = { on: false, timer: 0 };
+
+ui.chatInput.addEventListener('input', () => {
+  if (client === null) return;
+  if (ui.chatInput.value.trim() === '') {
+    stopTyping();
+    return;
+  }
+  clearTimeout(typing.timer);
+  typing.timer = setTimeout(stopTyping, TYPING_PAUSE_MS);
+  if (typing.on) return;
+  typing.on = true;
+  client.setAwareness(CHAT_ROOM, { typing: true, name: me.name }).catch(() => undefined);
+});
+
+function stopTyping() {
+  clearTimeout(typing.timer);
+  if (!typing.on) return;
+  typing.on = false;
+  client?.setAwareness(CHAT_ROOM, null).catch(() => undefined);
+}
+
+/** "Bob is typing…" from the others' states in the chat room. */
+function renderTyping(entries) {
+  const who = new Map();
+  for (const { user_id: userId, state } of entries) {
+    if (state?.typing !== true || userId === me.userId) continue;
+    who.set(userId, typeof state.name === 'string' && state.name.trim() !== '' ? state.name : nameOf(userId));
+  }
+  const names = [...who.values()];
+  let text = '';
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) text = `${names[0]}, ${names[1]} and ${names.length - 2} more are typing…`;
+  if (ui.chatTyping.textContent !== text) ui.chatTyping.textContent = text;
+}
 
 function send(text, clientMsgId) {
   const li = messageItem(me.userId, text, client.state.status === 'connected' ? 'sending…' : 'waiting for the connection…');

@@ -530,25 +530,120 @@ function replaceAllOp(from, to) {
 /**
  * The smallest operation turning `from` into `to`: the common start and end
  * are kept, the middle replaced. Never splits a surrogate pair.
+ *
+ * `cursor` (code points in `to`), when given, says where the change ends:
+ * the caret of the editor that made it. It settles which characters
+ * changed where the texts alone cannot tell: typing `a` between the two
+ * letters of `aa` inserts at 1, not at the end, so a cursor elsewhere in the
+ * text moves as the user expects.
  */
-function diffOp(from, to) {
+function diffOp(from, to, cursor) {
     const max = Math.min(from.length, to.length);
     let start = 0;
-    while (start < max && from.charCodeAt(start) === to.charCodeAt(start))
-        start++;
-    // Never cut between the halves of a pair: give the half back to the middle.
-    if (start > 0 && isHigh(from.charCodeAt(start - 1)))
-        start--;
     let end = 0;
-    while (end < max - start && from.charCodeAt(from.length - 1 - end) === to.charCodeAt(to.length - 1 - end))
-        end++;
-    if (end > 0 && isLow(from.charCodeAt(from.length - end)))
-        end--;
+    if (cursor === undefined) {
+        start = commonStart(from, to, max);
+        end = commonEnd(from, to, max - start);
+    }
+    else {
+        // The common end stops at the cursor; the start takes what is left.
+        end = commonEnd(from, to, Math.min(max, to.length - codeUnitOffset(to, cursor)));
+        start = commonStart(from, to, max - end);
+    }
     const out = new OpBuilder();
     out.keep(codePointLength(from.slice(0, start)));
     out.delete(codePointLength(from.slice(start, from.length - end)));
     out.insert(to.slice(start, to.length - end));
     return out.finish();
+}
+/** UTF-16 units both texts start with (at most `max`), whole pairs only. */
+function commonStart(a, b, max) {
+    let n = 0;
+    while (n < max && a.charCodeAt(n) === b.charCodeAt(n))
+        n++;
+    // Never cut between the halves of a pair: give the half back to the middle.
+    if (n > 0 && isHigh(a.charCodeAt(n - 1)))
+        n--;
+    return n;
+}
+/** UTF-16 units both texts end with (at most `max`), whole pairs only. */
+function commonEnd(a, b, max) {
+    let n = 0;
+    while (n < max && a.charCodeAt(a.length - 1 - n) === b.charCodeAt(b.length - 1 - n))
+        n++;
+    if (n > 0 && isLow(a.charCodeAt(a.length - n)))
+        n--;
+    return n;
+}
+// ---- positions: cursors and selections ----------------------------------------------------
+/**
+ * Where `position` (code points in the text `op` applies to) is in the text
+ * after `op`. Inserts before it push it right, deletes before it pull it
+ * left, and a delete around it leaves it where the deleted text was. An
+ * insert exactly at `position` pushes it only with `moveWithInsert`: the
+ * cursor of whoever typed the insert moves with it, anyone else's stays
+ * before it (so two people typing at one place do not push each other).
+ */
+function transformPosition(position, op, moveWithInsert = false) {
+    let moved = position;
+    // Characters of the old text before `position` not walked yet.
+    let before = position;
+    for (const c of op) {
+        if (typeof c === 'number') {
+            before -= c;
+        }
+        else if (typeof c === 'string') {
+            if (before > 0 || (before === 0 && moveWithInsert))
+                moved += codePointLength(c);
+        }
+        else {
+            moved -= Math.min(Math.max(before, 0), c.d);
+            before -= c.d;
+        }
+        if (before < 0)
+            break;
+    }
+    return moved;
+}
+/**
+ * Where `position` (code points in the text after `op`) was in the text
+ * before it: the inverse of `transformPosition` where one exists. A
+ * position in or right after inserted text goes back to where the insert
+ * was made.
+ */
+function positionBefore(position, op) {
+    let old = 0;
+    let now = 0;
+    for (const c of op) {
+        if (typeof c === 'number') {
+            if (now + c >= position)
+                return old + (position - now);
+            old += c;
+            now += c;
+        }
+        else if (typeof c === 'string') {
+            const n = codePointLength(c);
+            if (now + n >= position)
+                return old;
+            now += n;
+        }
+        else {
+            old += c.d;
+        }
+    }
+    return old + (position - now);
+}
+/**
+ * The UTF-16 index of code point `position` in `text`: what a textarea's
+ * `selectionStart` counts. Past the end: the text's length.
+ */
+function codeUnitOffset(text, position) {
+    const at = advance(text, 0, Math.max(0, position));
+    return at < 0 ? text.length : at;
+}
+/** The code point position of UTF-16 index `offset` in `text` (a textarea's `selectionStart`). */
+function codePointOffset(text, offset) {
+    return codePointLength(text.slice(0, Math.max(0, offset)));
 }
 
 // ---- protocol.ts ----
@@ -647,6 +742,11 @@ function parseRoomName(room) {
 // INVALID_INPUT, PAYLOAD_TOO_LARGE, ...) drops local edits: every
 // unacknowledged edit is undone (`change` with `source: 'rejected'`) and
 // `error` carries the refusal and the dropped operation in `details.dropped`.
+//
+// Cursors: a position is shared as a place in the server's text at a version
+// (`sharedPosition`), which every editor can move over the versions it
+// integrated since and its own pending edits (`localPosition`); the last
+// versions are remembered for that.
 
 
 
@@ -656,6 +756,15 @@ function parseRoomName(room) {
 const DOCUMENT_HISTORY_MAX = 1000;
 /** Pause before resending an operation refused with SERVER_BUSY / RATE_LIMITED without `retry_after_ms`. */
 const OP_BUSY_RETRY_MS = 1_000;
+/**
+ * Versions remembered to place positions others shared (`localPosition`).
+ * A shared cursor is usually a few versions old when it arrives (awareness
+ * overtakes operations, which wait for their commit); 256 covers seconds of
+ * several people typing.
+ */
+const POSITION_LOG_VERSIONS = 256;
+/** Characters inserted by the remembered versions, at most (a large paste is remembered alone). */
+const POSITION_LOG_CHARS = 256 * 1024;
 class DocumentBinding {
     id;
     host;
@@ -688,6 +797,10 @@ class DocumentBinding {
     unsynced = false;
     retryTimer;
     lastAwareness = [];
+    /** The last versions integrated, in order, for `localPosition`; none before `logStart`. */
+    log = [];
+    logStart = 0;
+    logSize = 0;
     stopWatching;
     resolveReady;
     rejectReady;
@@ -777,12 +890,72 @@ class DocumentBinding {
     /**
      * For editors that only give the new value: the difference from the
      * current text becomes the edit (the common start and end are kept).
-     * Returns the operation applied.
+     * `cursor`, the caret after the edit (code points in `text`), places the
+     * change where the texts alone are ambiguous (typing into a run of one
+     * letter). Returns the operation applied.
      */
-    setText(text) {
-        const op = diffOp(this.localText, text);
+    setText(text, cursor) {
+        const op = diffOp(this.localText, text, cursor);
         this.apply(op);
         return op;
+    }
+    // ---- positions others can place ---------------------------------------------------------
+    /**
+     * Where a position of the local text (code points) is in the server's
+     * text: what to share (awareness) so that others can place it with
+     * `localPosition`. A position in or after a pending insert goes to where
+     * the insert was made; the insert moves it along again when it reaches
+     * the others as its author's. `null` while the binding is not live.
+     */
+    sharedPosition(position) {
+        if (this.currentStatus !== 'live' || this.awaitingFate || this.serverVersion === null)
+            return null;
+        const at = Math.min(Math.max(0, position), codePointLength(this.localText));
+        return { version: this.serverVersion, position: positionBefore(at, this.pendingOps()) };
+    }
+    /**
+     * Where a position another connection shared is in the local text now:
+     * moved over the versions integrated since (an insert at it by `author`,
+     * its owner, moves it along; anyone else's leaves it before) and over our
+     * pending edits. `null` when the binding has not integrated that version
+     * yet: try again after the next `change`. A position older than the
+     * versions the binding remembers is taken as it was at the oldest one.
+     */
+    localPosition(shared, author) {
+        if (this.serverVersion === null || shared.version > this.serverVersion)
+            return null;
+        let at = Math.max(0, shared.position);
+        for (const v of this.log)
+            if (v.version > shared.version)
+                at = transformPosition(at, v.ops, v.userId !== undefined && v.userId === author);
+        at = Math.min(at, codePointLength(this.serverText));
+        return transformPosition(at, this.pendingOps());
+    }
+    /** Our unacknowledged edits as one operation on the server's text. */
+    pendingOps() {
+        return composeOps(this.inflight?.ops ?? [], this.buffer ?? []);
+    }
+    /** Remembers an integrated version for `localPosition`; `null`: versions were skipped. */
+    remember(version, ops, userId) {
+        if (ops === null) {
+            this.log.length = 0;
+            this.logSize = 0;
+            this.logStart = version;
+            return;
+        }
+        let size = 0;
+        for (const c of ops)
+            if (typeof c === 'string')
+                size += c.length;
+        this.log.push({ version, ops, userId, size });
+        this.logSize += size;
+        while (this.log.length > 1 && (this.log.length > POSITION_LOG_VERSIONS || this.logSize > POSITION_LOG_CHARS)) {
+            const dropped = this.log.shift();
+            if (dropped === undefined)
+                break;
+            this.logSize -= dropped.size;
+            this.logStart = dropped.version;
+        }
     }
     /** Shares (or with `null` clears) this connection's state: a cursor, a selection. */
     setAwareness(state) {
@@ -805,6 +978,7 @@ class DocumentBinding {
             this.serverText = ack.document.content;
             this.localText = ack.document.content;
             this.serverVersion = ack.document.version;
+            this.remember(ack.document.version, null, undefined);
             this.currentStatus = 'live';
             this.resolveReady(this);
             this.drain();
@@ -926,6 +1100,8 @@ class DocumentBinding {
         const serverText = applyOp(this.serverText, serverOp);
         const before = this.localText;
         const localText = applyOp(before, local);
+        // A whole-content update moves positions as its smallest change would.
+        this.remember(event.version, event.kind === 'content' ? diffOp(this.serverText, serverText) : serverOp, event.userId);
         this.serverText = serverText;
         this.serverVersion = event.version;
         this.localText = localText;
@@ -950,6 +1126,7 @@ class DocumentBinding {
             // buffer onto what it did.
             this.rebaseBuffer(applyOp(this.serverText, inflight.ops), serverText);
         }
+        this.remember(version, ops, this.host.userId());
         this.serverText = serverText;
         this.serverVersion = version;
         this.inflight = null;
@@ -1103,6 +1280,7 @@ class DocumentBinding {
         this.rebaseBuffer(base, snapshot.content);
         this.serverText = snapshot.content;
         this.serverVersion = snapshot.version;
+        this.remember(snapshot.version, null, undefined);
         for (const version of this.incoming.keys())
             if (version <= snapshot.version)
                 this.incoming.delete(version);
@@ -2960,4 +3138,4 @@ function defaultWebSocket() {
 // @huddle/client: the public surface. Everything an application needs is
 // re-exported here; the files behind it each own one concept.
 
-export { DocumentBinding, HuddleClient, createClient, HuddleError, isRetryable, TypedEmitter, newClientMsgId, applyDiff, mergePage, withMember, withoutMember, applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, replaceAllOp, transformOp, CloseCode, PROTOCOL_VERSION, parseRoomName, roomName, DEFAULT_RECONNECT, backoffDelay };
+export { DocumentBinding, HuddleClient, createClient, HuddleError, isRetryable, TypedEmitter, newClientMsgId, applyDiff, mergePage, withMember, withoutMember, applyOp, codePointLength, codePointOffset, codeUnitOffset, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, positionBefore, replaceAllOp, transformOp, transformPosition, CloseCode, PROTOCOL_VERSION, parseRoomName, roomName, DEFAULT_RECONNECT, backoffDelay };

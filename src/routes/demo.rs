@@ -22,6 +22,7 @@ use crate::routes::AppState;
 
 const INDEX: &str = include_str!("../../clients/demo/index.html");
 const APP_JS: &str = include_str!("../../clients/demo/app.js");
+const EDITOR_JS: &str = include_str!("../../clients/demo/editor.js");
 const CLIENT_JS: &str = include_str!("../../clients/demo/huddle.js");
 const STYLE: &str = include_str!("../../clients/demo/style.css");
 const FAVICON: &str = include_str!("../../clients/demo/favicon.svg");
@@ -67,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     };
     cfg.service(asset("/", INDEX, "text/html; charset=utf-8"))
         .service(asset("/app.js", APP_JS, "text/javascript; charset=utf-8"))
+        .service(asset("/editor.js", EDITOR_JS, "text/javascript; charset=utf-8"))
         .service(asset("/huddle.js", CLIENT_JS, "text/javascript; charset=utf-8"))
         .service(asset("/style.css", STYLE, "text/css; charset=utf-8"))
         // The page names /favicon.svg; browsers ask for /favicon.ico anyway.

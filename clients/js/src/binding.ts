@@ -29,13 +29,18 @@
 // INVALID_INPUT, PAYLOAD_TOO_LARGE, ...) drops local edits: every
 // unacknowledged edit is undone (`change` with `source: 'rejected'`) and
 // `error` carries the refusal and the dropped operation in `details.dropped`.
+//
+// Cursors: a position is shared as a place in the server's text at a version
+// (`sharedPosition`), which every editor can move over the versions it
+// integrated since and its own pending edits (`localPosition`); the last
+// versions are remembered for that.
 
 import type { RoomManager, Requester } from './rooms.js';
 import { HuddleError } from './errors.js';
 import { TypedEmitter } from './events.js';
 import type { Listener } from './events.js';
 import { newClientMsgId } from './messages.js';
-import { applyOp, composeOps, diffOp, normalizeOp, opsEqual, parseOp, replaceAllOp, transformOp } from './ot.js';
+import { applyOp, codePointLength, composeOps, diffOp, normalizeOp, opsEqual, parseOp, positionBefore, replaceAllOp, transformOp, transformPosition } from './ot.js';
 import type { OpComponent, TextOp } from './ot.js';
 import { roomName } from './protocol.js';
 import type { AwarenessEntry, AwarenessState, DocumentJoinAck, PushMap, RoomName } from './protocol.js';
@@ -45,6 +50,25 @@ import type { RoomState } from './state.js';
 const DOCUMENT_HISTORY_MAX = 1000;
 /** Pause before resending an operation refused with SERVER_BUSY / RATE_LIMITED without `retry_after_ms`. */
 const OP_BUSY_RETRY_MS = 1_000;
+/**
+ * Versions remembered to place positions others shared (`localPosition`).
+ * A shared cursor is usually a few versions old when it arrives (awareness
+ * overtakes operations, which wait for their commit); 256 covers seconds of
+ * several people typing.
+ */
+const POSITION_LOG_VERSIONS = 256;
+/** Characters inserted by the remembered versions, at most (a large paste is remembered alone). */
+const POSITION_LOG_CHARS = 256 * 1024;
+
+/**
+ * A position in the server's text at `version`, in code points: what a
+ * cursor shared with others says, since their texts differ from ours by
+ * edits in flight. `sharedPosition` makes one, `localPosition` places one.
+ */
+export interface SharedPosition {
+  version: number;
+  position: number;
+}
 
 /**
  * Why the local text changed without a local edit: `remote` (another
@@ -109,6 +133,15 @@ interface Inflight {
   ackVersion?: number;
 }
 
+/** One integrated version, kept to move shared positions over it. */
+interface LoggedVersion {
+  version: number;
+  ops: TextOp;
+  userId: string | undefined;
+  /** Characters it inserts. */
+  size: number;
+}
+
 type Incoming =
   | { kind: 'op'; version: number; ops: TextOp; userId: string }
   | { kind: 'content'; version: number; content: string; userId: string }
@@ -145,6 +178,10 @@ export class DocumentBinding {
   private unsynced = false;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private lastAwareness: readonly AwarenessEntry[] = [];
+  /** The last versions integrated, in order, for `localPosition`; none before `logStart`. */
+  private readonly log: LoggedVersion[] = [];
+  private logStart = 0;
+  private logSize = 0;
   private readonly stopWatching: () => void;
   private resolveReady!: (binding: DocumentBinding) => void;
   private rejectReady!: (error: HuddleError) => void;
@@ -248,12 +285,70 @@ export class DocumentBinding {
   /**
    * For editors that only give the new value: the difference from the
    * current text becomes the edit (the common start and end are kept).
-   * Returns the operation applied.
+   * `cursor`, the caret after the edit (code points in `text`), places the
+   * change where the texts alone are ambiguous (typing into a run of one
+   * letter). Returns the operation applied.
    */
-  setText(text: string): TextOp {
-    const op = diffOp(this.localText, text);
+  setText(text: string, cursor?: number): TextOp {
+    const op = diffOp(this.localText, text, cursor);
     this.apply(op);
     return op;
+  }
+
+  // ---- positions others can place ---------------------------------------------------------
+
+  /**
+   * Where a position of the local text (code points) is in the server's
+   * text: what to share (awareness) so that others can place it with
+   * `localPosition`. A position in or after a pending insert goes to where
+   * the insert was made; the insert moves it along again when it reaches
+   * the others as its author's. `null` while the binding is not live.
+   */
+  sharedPosition(position: number): SharedPosition | null {
+    if (this.currentStatus !== 'live' || this.awaitingFate || this.serverVersion === null) return null;
+    const at = Math.min(Math.max(0, position), codePointLength(this.localText));
+    return { version: this.serverVersion, position: positionBefore(at, this.pendingOps()) };
+  }
+
+  /**
+   * Where a position another connection shared is in the local text now:
+   * moved over the versions integrated since (an insert at it by `author`,
+   * its owner, moves it along; anyone else's leaves it before) and over our
+   * pending edits. `null` when the binding has not integrated that version
+   * yet: try again after the next `change`. A position older than the
+   * versions the binding remembers is taken as it was at the oldest one.
+   */
+  localPosition(shared: SharedPosition, author?: string): number | null {
+    if (this.serverVersion === null || shared.version > this.serverVersion) return null;
+    let at = Math.max(0, shared.position);
+    for (const v of this.log) if (v.version > shared.version) at = transformPosition(at, v.ops, v.userId !== undefined && v.userId === author);
+    at = Math.min(at, codePointLength(this.serverText));
+    return transformPosition(at, this.pendingOps());
+  }
+
+  /** Our unacknowledged edits as one operation on the server's text. */
+  private pendingOps(): TextOp {
+    return composeOps(this.inflight?.ops ?? [], this.buffer ?? []);
+  }
+
+  /** Remembers an integrated version for `localPosition`; `null`: versions were skipped. */
+  private remember(version: number, ops: TextOp | null, userId: string | undefined): void {
+    if (ops === null) {
+      this.log.length = 0;
+      this.logSize = 0;
+      this.logStart = version;
+      return;
+    }
+    let size = 0;
+    for (const c of ops) if (typeof c === 'string') size += c.length;
+    this.log.push({ version, ops, userId, size });
+    this.logSize += size;
+    while (this.log.length > 1 && (this.log.length > POSITION_LOG_VERSIONS || this.logSize > POSITION_LOG_CHARS)) {
+      const dropped = this.log.shift();
+      if (dropped === undefined) break;
+      this.logSize -= dropped.size;
+      this.logStart = dropped.version;
+    }
   }
 
   /** Shares (or with `null` clears) this connection's state: a cursor, a selection. */
@@ -278,6 +373,7 @@ export class DocumentBinding {
       this.serverText = ack.document.content;
       this.localText = ack.document.content;
       this.serverVersion = ack.document.version;
+      this.remember(ack.document.version, null, undefined);
       this.currentStatus = 'live';
       this.resolveReady(this);
       this.drain();
@@ -390,6 +486,8 @@ export class DocumentBinding {
     const serverText = applyOp(this.serverText, serverOp);
     const before = this.localText;
     const localText = applyOp(before, local);
+    // A whole-content update moves positions as its smallest change would.
+    this.remember(event.version, event.kind === 'content' ? diffOp(this.serverText, serverText) : serverOp, event.userId);
     this.serverText = serverText;
     this.serverVersion = event.version;
     this.localText = localText;
@@ -413,6 +511,7 @@ export class DocumentBinding {
       // buffer onto what it did.
       this.rebaseBuffer(applyOp(this.serverText, inflight.ops), serverText);
     }
+    this.remember(version, ops, this.host.userId());
     this.serverText = serverText;
     this.serverVersion = version;
     this.inflight = null;
@@ -568,6 +667,7 @@ export class DocumentBinding {
     this.rebaseBuffer(base, snapshot.content);
     this.serverText = snapshot.content;
     this.serverVersion = snapshot.version;
+    this.remember(snapshot.version, null, undefined);
     for (const version of this.incoming.keys()) if (version <= snapshot.version) this.incoming.delete(version);
     this.host.rooms.documentSaved(this.id, snapshot.content, snapshot.version, undefined);
   }

@@ -2,7 +2,7 @@
 // re-exported here; the files behind it each own one concept.
 
 export { DocumentBinding } from './binding.js';
-export type { BindingStatus, DocumentBindingEvents, TextChange, TextChangeSource } from './binding.js';
+export type { BindingStatus, DocumentBindingEvents, SharedPosition, TextChange, TextChangeSource } from './binding.js';
 export { HuddleClient, createClient } from './client.js';
 export type { HuddleClientOptions } from './client.js';
 export { HuddleError, isRetryable } from './errors.js';
@@ -21,7 +21,22 @@ export type {
 export { newClientMsgId } from './messages.js';
 export { applyDiff, mergePage, withMember, withoutMember } from './presence.js';
 export type { HistoryOptions, SendOptions } from './messages.js';
-export { applyOp, codePointLength, composeOps, diffOp, normalizeOp, opBaseLength, opsEqual, parseOp, replaceAllOp, transformOp } from './ot.js';
+export {
+  applyOp,
+  codePointLength,
+  codePointOffset,
+  codeUnitOffset,
+  composeOps,
+  diffOp,
+  normalizeOp,
+  opBaseLength,
+  opsEqual,
+  parseOp,
+  positionBefore,
+  replaceAllOp,
+  transformOp,
+  transformPosition,
+} from './ot.js';
 export type { OpComponent, OpSide, TextOp } from './ot.js';
 export { CloseCode, PROTOCOL_VERSION, parseRoomName, roomName } from './protocol.js';
 export type {

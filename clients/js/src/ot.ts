@@ -325,19 +325,112 @@ export function replaceAllOp(from: string, to: string): TextOp {
 /**
  * The smallest operation turning `from` into `to`: the common start and end
  * are kept, the middle replaced. Never splits a surrogate pair.
+ *
+ * `cursor` (code points in `to`), when given, says where the change ends:
+ * the caret of the editor that made it. It settles which characters
+ * changed where the texts alone cannot tell: typing `a` between the two
+ * letters of `aa` inserts at 1, not at the end, so a cursor elsewhere in the
+ * text moves as the user expects.
  */
-export function diffOp(from: string, to: string): TextOp {
+export function diffOp(from: string, to: string, cursor?: number): TextOp {
   const max = Math.min(from.length, to.length);
   let start = 0;
-  while (start < max && from.charCodeAt(start) === to.charCodeAt(start)) start++;
-  // Never cut between the halves of a pair: give the half back to the middle.
-  if (start > 0 && isHigh(from.charCodeAt(start - 1))) start--;
   let end = 0;
-  while (end < max - start && from.charCodeAt(from.length - 1 - end) === to.charCodeAt(to.length - 1 - end)) end++;
-  if (end > 0 && isLow(from.charCodeAt(from.length - end))) end--;
+  if (cursor === undefined) {
+    start = commonStart(from, to, max);
+    end = commonEnd(from, to, max - start);
+  } else {
+    // The common end stops at the cursor; the start takes what is left.
+    end = commonEnd(from, to, Math.min(max, to.length - codeUnitOffset(to, cursor)));
+    start = commonStart(from, to, max - end);
+  }
   const out = new OpBuilder();
   out.keep(codePointLength(from.slice(0, start)));
   out.delete(codePointLength(from.slice(start, from.length - end)));
   out.insert(to.slice(start, to.length - end));
   return out.finish();
+}
+
+/** UTF-16 units both texts start with (at most `max`), whole pairs only. */
+function commonStart(a: string, b: string, max: number): number {
+  let n = 0;
+  while (n < max && a.charCodeAt(n) === b.charCodeAt(n)) n++;
+  // Never cut between the halves of a pair: give the half back to the middle.
+  if (n > 0 && isHigh(a.charCodeAt(n - 1))) n--;
+  return n;
+}
+
+/** UTF-16 units both texts end with (at most `max`), whole pairs only. */
+function commonEnd(a: string, b: string, max: number): number {
+  let n = 0;
+  while (n < max && a.charCodeAt(a.length - 1 - n) === b.charCodeAt(b.length - 1 - n)) n++;
+  if (n > 0 && isLow(a.charCodeAt(a.length - n))) n--;
+  return n;
+}
+
+// ---- positions: cursors and selections ----------------------------------------------------
+
+/**
+ * Where `position` (code points in the text `op` applies to) is in the text
+ * after `op`. Inserts before it push it right, deletes before it pull it
+ * left, and a delete around it leaves it where the deleted text was. An
+ * insert exactly at `position` pushes it only with `moveWithInsert`: the
+ * cursor of whoever typed the insert moves with it, anyone else's stays
+ * before it (so two people typing at one place do not push each other).
+ */
+export function transformPosition(position: number, op: readonly OpComponent[], moveWithInsert = false): number {
+  let moved = position;
+  // Characters of the old text before `position` not walked yet.
+  let before = position;
+  for (const c of op) {
+    if (typeof c === 'number') {
+      before -= c;
+    } else if (typeof c === 'string') {
+      if (before > 0 || (before === 0 && moveWithInsert)) moved += codePointLength(c);
+    } else {
+      moved -= Math.min(Math.max(before, 0), c.d);
+      before -= c.d;
+    }
+    if (before < 0) break;
+  }
+  return moved;
+}
+
+/**
+ * Where `position` (code points in the text after `op`) was in the text
+ * before it: the inverse of `transformPosition` where one exists. A
+ * position in or right after inserted text goes back to where the insert
+ * was made.
+ */
+export function positionBefore(position: number, op: readonly OpComponent[]): number {
+  let old = 0;
+  let now = 0;
+  for (const c of op) {
+    if (typeof c === 'number') {
+      if (now + c >= position) return old + (position - now);
+      old += c;
+      now += c;
+    } else if (typeof c === 'string') {
+      const n = codePointLength(c);
+      if (now + n >= position) return old;
+      now += n;
+    } else {
+      old += c.d;
+    }
+  }
+  return old + (position - now);
+}
+
+/**
+ * The UTF-16 index of code point `position` in `text`: what a textarea's
+ * `selectionStart` counts. Past the end: the text's length.
+ */
+export function codeUnitOffset(text: string, position: number): number {
+  const at = advance(text, 0, Math.max(0, position));
+  return at < 0 ? text.length : at;
+}
+
+/** The code point position of UTF-16 index `offset` in `text` (a textarea's `selectionStart`). */
+export function codePointOffset(text: string, offset: number): number {
+  return codePointLength(text.slice(0, Math.max(0, offset)));
 }

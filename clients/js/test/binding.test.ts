@@ -440,6 +440,40 @@ describe('document binding', () => {
     assert.throws(() => doc.insert(0, '\ud800'), (e: unknown) => e instanceof HuddleError && e.code === 'INVALID_INPUT');
   });
 
+  test('setText with the caret places an ambiguous edit where it was typed', async () => {
+    const server = new DocServer('aa');
+    const { client, doc } = await open(server);
+    assert.deepEqual(doc.setText('aaa', 2), [1, 'a']);
+    await converged(client, doc, server);
+    assert.deepEqual(server.history[0]?.ops, [1, 'a']);
+  });
+
+  test('cursors: shared on the server text, placed over later versions and pending edits', async () => {
+    const server = new DocServer('hello');
+    const { client, doc } = await open(server);
+    server.hold = true;
+    doc.insert(5, ' world'); // in flight
+    // Our caret after our pending insert is shared as where the insert was made.
+    assert.deepEqual(doc.sharedPosition(11), { version: 0, position: 5 });
+    assert.deepEqual(doc.sharedPosition(2), { version: 0, position: 2 });
+    // Bob shared his caret at 5 on version 0, then typed there.
+    server.remoteOp([5, '!'], 'bob');
+    await until(client, () => doc.version === 1, 2_000, 'bob integrated');
+    assert.equal(doc.text, 'hello! world');
+    assert.equal(doc.localPosition({ version: 0, position: 5 }, 'bob'), 6, "bob's insert moves bob's cursor");
+    assert.equal(doc.localPosition({ version: 0, position: 5 }, 'carol'), 5, "and leaves carol's before it");
+    assert.equal(doc.localPosition({ version: 0, position: 2 }, 'bob'), 2);
+    assert.equal(doc.localPosition({ version: 1, position: 6 }, 'carol'), 6, 'before our pending insert');
+    assert.equal(doc.localPosition({ version: 2, position: 0 }, 'carol'), null, 'a version not integrated yet');
+    assert.equal(doc.localPosition({ version: 1, position: 99 }, 'carol'), 6, 'past the end: the end');
+    server.hold = false;
+    server.release();
+    await converged(client, doc, server);
+    // Our operation is version 2 now; carol's cursor at the end of version 1 stays before it.
+    assert.equal(doc.localPosition({ version: 1, position: 6 }, 'carol'), 6);
+    assert.deepEqual(doc.sharedPosition(12), { version: 2, position: 12 });
+  });
+
   test('closing leaves the room and reports unacknowledged edits', async () => {
     const server = new DocServer('z');
     const { client, doc } = await open(server);

@@ -6,7 +6,21 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 
-import { HuddleError, applyOp, codePointLength, composeOps, diffOp, normalizeOp, parseOp, replaceAllOp, transformOp } from '../src/index.js';
+import {
+  HuddleError,
+  applyOp,
+  codePointLength,
+  codePointOffset,
+  codeUnitOffset,
+  composeOps,
+  diffOp,
+  normalizeOp,
+  parseOp,
+  positionBefore,
+  replaceAllOp,
+  transformOp,
+  transformPosition,
+} from '../src/index.js';
 import type { OpComponent, TextOp } from '../src/index.js';
 
 interface Vectors {
@@ -90,6 +104,42 @@ describe('JavaScript-only forms', () => {
     assert.deepEqual(diffOp('x😀', 'x😁'), [1, '😁', { d: 1 }]);
     assert.deepEqual(diffOp('😀a😀', '😀b😀'), [1, 'b', { d: 1 }]);
   });
+
+  test('diffOp with a cursor puts the change where the caret says', () => {
+    // Typing `a` between the letters of `aa`: the texts alone say "at the end".
+    assert.deepEqual(diffOp('aa', 'aaa'), [2, 'a']);
+    assert.deepEqual(diffOp('aa', 'aaa', 2), [1, 'a']);
+    assert.deepEqual(diffOp('aa', 'aaa', 1), ['a']);
+    // Backspace on the second of three: the caret is left at 1.
+    assert.deepEqual(diffOp('aaa', 'aa', 1), [1, { d: 1 }]);
+    assert.deepEqual(diffOp('😀😀', '😀😀😀', 1), ['😀']);
+    // A cursor past the end or a change elsewhere still gives the right text.
+    assert.equal(applyOp('abc', diffOp('abc', 'abXc', 99)), 'abXc');
+    assert.equal(applyOp('abc', diffOp('abc', 'abXc', 0)), 'abXc');
+  });
+
+  test('a position moves over an operation; an insert at it moves only its author', () => {
+    assert.equal(transformPosition(3, ['ab']), 5);
+    assert.equal(transformPosition(3, [3, 'ab']), 3);
+    assert.equal(transformPosition(3, [3, 'ab'], true), 5);
+    assert.equal(transformPosition(3, [4, 'ab']), 3);
+    assert.equal(transformPosition(3, [1, { d: 1 }]), 2);
+    assert.equal(transformPosition(3, [1, { d: 5 }]), 1, 'deleted around it: where the deleted text was');
+    assert.equal(transformPosition(3, [3, { d: 2 }]), 3);
+    assert.equal(transformPosition(2, ['😀']), 3, 'code points');
+    assert.equal(positionBefore(5, ['ab']), 3);
+    assert.equal(positionBefore(1, ['ab']), 0, 'inside an insert: where it was made');
+    assert.equal(positionBefore(5, [3, 'ab']), 3, 'right after an insert: where it was made');
+    assert.equal(positionBefore(2, [1, 'x', { d: 4 }]), 1);
+    assert.equal(positionBefore(4, [1, 'x', { d: 4 }]), 7);
+  });
+
+  test('code point and UTF-16 offsets', () => {
+    assert.equal(codeUnitOffset('a😀b', 2), 3);
+    assert.equal(codeUnitOffset('a😀b', 9), 4);
+    assert.equal(codePointOffset('a😀b', 3), 2);
+    assert.equal(codePointOffset('a😀b', 0), 0);
+  });
 });
 
 // ---- properties over random texts and operations --------------------------------------------
@@ -168,6 +218,51 @@ describe('properties', () => {
       const op = diffOp(from, to);
       assert.equal(applyOp(from, op), to, JSON.stringify({ from, to, op }));
       assert.deepEqual(parseOp(op), op, 'normal form, no lone surrogate');
+      const cursor = Math.floor(r() * (codePointLength(to) + 2));
+      const hinted = diffOp(from, to, cursor);
+      assert.equal(applyOp(from, hinted), to, JSON.stringify({ from, to, cursor, hinted }));
+      assert.deepEqual(parseOp(hinted), hinted);
+    }
+  });
+
+  test('with the caret after an insert or at a deletion, diffOp finds that very edit', () => {
+    const r = rng(3);
+    for (let run = 0; run < RUNS; run++) {
+      const from = randomText(r, 10);
+      const len = codePointLength(from);
+      const at = Math.floor(r() * (len + 1));
+      const head = from.slice(0, codeUnitOffset(from, at));
+      if (r() < 0.5) {
+        const text = randomText(r, 4) || 'a';
+        const op = diffOp(from, head + text + from.slice(head.length), at + codePointLength(text));
+        assert.deepEqual(op, normalizeOp([at, text]), JSON.stringify({ from, at, text }));
+      } else if (at < len) {
+        const n = 1 + Math.floor(r() * (len - at));
+        const op = diffOp(from, head + from.slice(codeUnitOffset(from, at + n)), at);
+        assert.deepEqual(op, normalizeOp([at, { d: n }]), JSON.stringify({ from, at, n }));
+      }
+    }
+  });
+
+  test('transformPosition agrees with transforming an insert at the position', () => {
+    const r = rng(5);
+    const MARK = '|';
+    for (let run = 0; run < RUNS; run++) {
+      const doc = randomText(r, 12);
+      const len = codePointLength(doc);
+      const b = randomOp(r, len);
+      const p = Math.floor(r() * (len + 1));
+      const after = applyOp(doc, b);
+      for (const [side, moves] of [['left', false], ['right', true]] as const) {
+        const marked = applyOp(after, transformOp(normalizeOp([p, MARK]), b, side));
+        const want = codePointOffset(marked, marked.indexOf(MARK));
+        assert.equal(transformPosition(p, b, moves), want, JSON.stringify({ doc, b, p, side }));
+      }
+      // And back: a position after `b` comes from one that `b` moves around it.
+      const q = Math.floor(r() * (codePointLength(after) + 1));
+      const back = positionBefore(q, b);
+      assert.ok(back >= 0 && back <= len, JSON.stringify({ doc, b, q, back }));
+      assert.ok(transformPosition(back, b, false) <= q && q <= transformPosition(back, b, true), JSON.stringify({ doc, b, q, back }));
     }
   });
 });

@@ -1,10 +1,13 @@
 // The demo page end to end: two browser contexts are two people on
-// `huddle serve --demo`. They see each other, share edits and chat; one goes
-// offline, misses messages and edits, comes back, and is shown exactly what
-// it missed, once, with the conflicting edit offered rather than lost. A
-// third person who comes after one has left still sees that one's name, the
-// rooms show how many people are in them, and a refused sign-in shows the
-// server's reason.
+// `huddle serve --demo`. They see each other, type into the document at the
+// same time and end with the same text holding both edits, and each sees the
+// other's cursor (with a name) move as the other types. The chat says who is
+// typing. One goes offline, misses messages and edits, edits too, comes back,
+// and is shown exactly what it missed, once, with both edits merged; the
+// others see the cursor go and come back. The history shows the document at
+// an older version. A third person who comes after one has left still sees
+// that one's name, the rooms show how many people are in them, and a refused
+// sign-in shows the server's reason.
 //
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM_PATH) driven by
 // playwright-core; screenshots go to clients/js/test-results/.
@@ -33,6 +36,11 @@ const RESULTS = fileURLToPath(new URL('../../../test-results/', import.meta.url)
 const DEMO_DIR = fileURLToPath(new URL('../../../../demo/', import.meta.url));
 /** Longest wait for anything the page should show. */
 const UI_TIMEOUT_MS = 10_000;
+/** Alice's first draft, then what each adds at the same time (Alice to line 1, Bob at the end). */
+const DRAFT = 'Agenda\n1. ship the client\n';
+const ALICE_ADDS = ' for Friday';
+const BOB_ADDS = '2. Bob: fix the tests';
+const MERGED = `Agenda${ALICE_ADDS}\n1. ship the client\n${BOB_ADDS}`;
 
 /** Signs in with `name` and waits until the document and chat are loaded. */
 async function signIn(page: Page, baseUrl: string, name: string): Promise<void> {
@@ -42,6 +50,46 @@ async function signIn(page: Page, baseUrl: string, name: string): Promise<void> 
   await page.waitForSelector('#status[data-status="connected"]');
   await page.waitForSelector('#doc-text:not([disabled])');
   await page.waitForSelector(`#chat-members li:text-is("${name}")`);
+}
+
+/** The live document's text on `page`. */
+function docText(page: Page): Promise<string> {
+  return page.inputValue('#doc-text');
+}
+
+/** Waits until `page`'s document is exactly `text` and every local edit is stored. */
+async function docIs(page: Page, text: string): Promise<void> {
+  await page.waitForFunction(
+    (t) => (document.getElementById('doc-text') as HTMLTextAreaElement).value === t && document.getElementById('doc-status')?.textContent?.startsWith('Saved'),
+    text,
+  );
+}
+
+/** Where `userId`'s cursor is drawn on `page`, once it is; its name label must say `name`. */
+async function remoteCaret(page: Page, userId: string, name: string): Promise<{ x: number; y: number }> {
+  const caret = page.locator(`#doc-cursors .remote-cursor[data-user-id="${userId}"] .remote-caret`);
+  await caret.locator(`.remote-name:text-is("${name}")`).waitFor();
+  const box = await caret.boundingBox();
+  assert.ok(box !== null, `${name}'s cursor is visible`);
+  return { x: box.x, y: box.y };
+}
+
+/** Waits until `userId`'s cursor on `page` is right of `from` (typing moved it), on the same line. */
+async function caretMovedRight(page: Page, userId: string, from: { x: number; y: number }): Promise<void> {
+  await page.waitForFunction(
+    ([id, x, y]) => {
+      const el = document.querySelector(`#doc-cursors .remote-cursor[data-user-id="${id}"] .remote-caret`);
+      if (el === null) return false;
+      const box = el.getBoundingClientRect();
+      return box.x > x + 20 && Math.abs(box.y - y) < 2;
+    },
+    [userId, from.x, from.y] as const,
+  );
+}
+
+/** Waits until the line under `page`'s chat says exactly `text` about who is typing. */
+async function typingIs(page: Page, text: string): Promise<void> {
+  await page.waitForFunction((t) => document.getElementById('chat-typing')?.textContent === t, text);
 }
 
 async function messageTexts(page: Page): Promise<string[]> {
@@ -69,6 +117,8 @@ describe('demo page', () => {
   let bob: BrowserContext;
   let a: Page;
   let b: Page;
+  /** The version Alice's draft made. */
+  let draftVersion = 0;
 
   before(async () => {
     mkdirSync(RESULTS, { recursive: true });
@@ -99,6 +149,7 @@ describe('demo page', () => {
     for (const [path, type] of [
       ['/index.html', /html/],
       ['/app.js', /javascript/],
+      ['/editor.js', /javascript/],
       ['/huddle.js', /javascript/],
       ['/style.css', /css/],
       ['/favicon.svg', /svg/],
@@ -137,7 +188,7 @@ describe('demo page', () => {
     await context.close();
   });
 
-  test('two people edit, chat, and one of them recovers after going offline', async () => {
+  test('two people type at once: no conflict, one text, and each sees the other\'s cursor', async () => {
     // both join and see each other
     await signIn(a, baseUrl, 'Alice');
     await signIn(b, baseUrl, 'Bob');
@@ -149,33 +200,78 @@ describe('demo page', () => {
       await page.waitForSelector('#chat-count:text-is("2 here")');
     }
 
-    // Alice types; Bob sees the text and the new version
-    const startVersion = Number((await b.textContent('#doc-version'))?.replace(/^v/, ''));
-    await a.fill('#doc-text', 'Agenda\n1. ship the client');
-    await b.waitForFunction(() => (document.getElementById('doc-text') as HTMLTextAreaElement).value === 'Agenda\n1. ship the client');
-    await b.waitForSelector(`#doc-version:text-is("v${startVersion + 1}")`);
-    await a.waitForSelector(`#doc-version:text-is("v${startVersion + 1}")`);
+    // Alice writes a first draft; Bob sees it
+    await a.fill('#doc-text', DRAFT);
+    await docIs(a, DRAFT);
+    await docIs(b, DRAFT);
+    draftVersion = Number((await a.textContent('#doc-version'))?.replace(/^v/, ''));
+    assert.ok(draftVersion > 0);
 
-    // Bob chats; Alice sees it
-    await sendChat(b, 'Hi Alice, reading your agenda');
+    // Alice goes to the end of the first line, Bob to the end of the text;
+    // each sees the other's cursor, with the name
+    await a.click('#doc-text');
+    await a.keyboard.press('Control+Home');
+    await a.keyboard.press('End');
+    await b.click('#doc-text');
+    await b.keyboard.press('Control+End');
+    const aliceAt = await remoteCaret(b, 'alice', 'Alice');
+    const bobAt = await remoteCaret(a, 'bob', 'Bob');
+    assert.ok(bobAt.y > aliceAt.y, 'Bob is on a lower line than Alice');
+
+    // both type at the same time, keystrokes interleaved
+    await Promise.all([a.keyboard.type(ALICE_ADDS, { delay: 15 }), b.keyboard.type(BOB_ADDS, { delay: 15 })]);
+    await docIs(a, MERGED);
+    await docIs(b, MERGED);
+
+    // the cursors followed the typing, each on its own line
+    await caretMovedRight(b, 'alice', aliceAt);
+    await caretMovedRight(a, 'bob', bobAt);
+    // a selection is drawn too
+    await b.keyboard.down('Shift');
+    for (let i = 0; i < 'the tests'.length; i++) await b.keyboard.press('ArrowLeft');
+    await b.keyboard.up('Shift');
+    await a.waitForSelector('#doc-cursors .remote-selection');
+    await a.screenshot({ path: `${RESULTS}alice-cursors.png` });
+    await b.screenshot({ path: `${RESULTS}bob-cursors.png` });
+  });
+
+  test('the chat says who is typing, until they send or pause', async () => {
+    await b.fill('#chat-input', 'Hi Alice, reading your agenda');
+    await typingIs(a, 'Bob is typing…');
+    assert.equal(await b.textContent('#chat-typing'), '', 'not about yourself');
+    await b.press('#chat-input', 'Enter');
     await seesMessage(a, 'Hi Alice, reading your agenda');
-    await seesMessage(b, 'Hi Alice, reading your agenda');
+    await typingIs(a, '');
+    // typing, then a pause: it goes away by itself
+    await a.type('#chat-input', 'hmm');
+    await typingIs(b, 'Alice is typing…');
+    await typingIs(b, '');
+    await a.fill('#chat-input', '');
+  });
+
+  test('one goes offline, both edit, and the edits merge when it is back', async () => {
     const before = await messageTexts(b);
 
-    // Bob goes offline
+    // Bob goes offline; his cursor leaves Alice's window
     await bob.setOffline(true);
     await b.waitForSelector('#status:not([data-status="connected"])');
     await b.waitForSelector('#chat-offline:not([hidden])');
+    await a.waitForSelector('#doc-cursors .remote-cursor[data-user-id="bob"]', { state: 'detached' });
 
     // meanwhile: Alice writes twice and edits; Bob writes and edits too
     await sendChat(a, 'Bob, are you there?');
     await sendChat(a, 'I added a second point');
     await seesMessage(a, 'I added a second point');
-    await a.fill('#doc-text', 'Agenda\n1. ship the client\n2. alice: write the docs');
-    await a.waitForSelector(`#doc-version:text-is("v${startVersion + 2}")`);
+    await a.click('#doc-text');
+    await a.keyboard.press('Control+Home');
+    await a.keyboard.type('# ');
+    await docIs(a, `# ${MERGED}`);
     await sendChat(b, 'typed while offline');
     await b.waitForSelector('#chat-messages li.pending');
-    await b.fill('#doc-text', 'Agenda\n1. ship the client\n2. bob: fix the tests');
+    await b.click('#doc-text');
+    await b.keyboard.press('Control+End');
+    await b.keyboard.type(' (offline)');
+    await b.waitForSelector('#doc-status:has-text("Offline: your edits are kept")');
 
     // Bob comes back: exactly the missed messages, once, then his own
     await bob.setOffline(false);
@@ -190,28 +286,60 @@ describe('demo page', () => {
     assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), 'in seq order');
     assert.equal(new Set(seqs).size, seqs.length, 'no seq twice');
 
-    // Bob's offline edit conflicts with Alice's: shown, not lost
-    await b.waitForSelector('#conflict:not([hidden])');
-    assert.match((await b.textContent('#conflict-theirs')) ?? '', /alice: write the docs/);
-    assert.match((await b.textContent('#conflict-mine')) ?? '', /bob: fix the tests/);
-    await a.screenshot({ path: `${RESULTS}alice.png` });
-    await b.screenshot({ path: `${RESULTS}bob-conflict.png` });
-
-    // Bob keeps his text; Alice gets it as the next version
-    await b.click('#keep-mine');
-    await b.waitForSelector('#conflict', { state: 'hidden' });
-    await a.waitForFunction(() => (document.getElementById('doc-text') as HTMLTextAreaElement).value.includes('bob: fix the tests'));
-    await a.waitForSelector(`#doc-version:text-is("v${startVersion + 3}")`);
-    await b.waitForSelector(`#doc-version:text-is("v${startVersion + 3}")`);
-
+    // both edits are in, in both windows, and Bob's cursor is back
+    const merged = `# ${MERGED} (offline)`;
+    await docIs(b, merged);
+    await docIs(a, merged);
+    await remoteCaret(a, 'bob', 'Bob');
     await a.screenshot({ path: `${RESULTS}alice-final.png` });
     await b.screenshot({ path: `${RESULTS}bob-final.png` });
   });
 
+  test('the history shows the document at an older version', async () => {
+    // Bob adds a line, one stored version per keystroke: more than a page of history
+    let text = await docText(b);
+    await b.click('#doc-text');
+    await b.keyboard.press('Control+End');
+    for (const key of '\nabcdefghijklmnopqrstuvwxyz') {
+      await b.keyboard.type(key);
+      text += key;
+      await docIs(b, text);
+    }
+    await docIs(a, text);
+    await a.click('#history-toggle');
+    await a.waitForSelector('#history-list button');
+    assert.equal(await a.getAttribute('#history-toggle', 'aria-expanded'), 'true');
+    // The newest version first; the draft's is on an older page.
+    const live = Number((await a.textContent('#doc-version'))?.replace(/^v/, ''));
+    assert.equal(await a.getAttribute('#history-list li:first-child button', 'data-version'), String(live));
+    const draft = a.locator(`#history-list button[data-version="${draftVersion}"]`);
+    let pages = 1;
+    for (; (await draft.count()) === 0 && pages < 10; pages++) {
+      const shown = await a.locator('#history-list li').count();
+      await a.click('#history-older');
+      await a.waitForFunction((n) => document.querySelectorAll('#history-list li').length > n, shown);
+    }
+    assert.ok(pages > 1, 'the draft was not on the first page');
+    await draft.click();
+    await a.waitForSelector('#doc-old:not([hidden])');
+    assert.equal(await a.inputValue('#doc-old'), DRAFT);
+    assert.match((await a.textContent('#viewing-text')) ?? '', new RegExp(`^Version ${draftVersion} · Alice · .* · read-only$`));
+    assert.equal(await a.getAttribute('#doc-old', 'readonly'), '');
+    assert.equal(await a.isVisible('#doc-text'), false);
+    await a.screenshot({ path: `${RESULTS}alice-history.png` });
+    // Escape goes back to the live document, where nothing was lost
+    await a.press('#doc-old', 'Escape');
+    await a.waitForSelector('#doc-text:visible');
+    assert.equal(await docText(a), await docText(b));
+    await a.click('#history-toggle');
+    await a.waitForSelector('#history', { state: 'hidden' });
+  });
+
   test('someone who left is still shown by name', async () => {
-    // Bob closes his window: he is no longer in the rooms' presence
+    // Bob closes his window: he is no longer in the rooms' presence, and his cursor goes
     await b.close();
     await a.waitForSelector('#chat-members li:text-is("Bob")', { state: 'detached' });
+    await a.waitForSelector('#doc-cursors .remote-cursor[data-user-id="bob"]', { state: 'detached' });
     await a.waitForSelector('#chat-count:text-is("1 here")');
     // Carol comes later and reads Bob's messages and Bob's version
     const carol = await browser.newContext({ viewport: { width: 1100, height: 720 } });
