@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use huddle_actors::cluster::{Remote, RoomEvent};
 use huddle_actors::ids::{NodeId, UserId};
+use huddle_actors::presence::remote::NodePresence;
 use huddle_actors::registry::DisconnectUser;
 use redis::aio::ConnectionManager;
 use redis::Value;
@@ -86,13 +87,19 @@ impl Nodes {
         peers
     }
 
-    /// Nodes the shared store shows alive (a room's snapshot): watched from
-    /// now on, so that they are judged if they fall silent, even if this
-    /// node never heard them before.
-    pub fn saw<'a>(&self, nodes: impl Iterator<Item = (&'a str, u64)>) {
+    /// Takes what a room's snapshot says of the other nodes: the nodes
+    /// this node judged dead at the incarnation shown are left out (the
+    /// store may not have expired them yet, and a room that starts now was
+    /// not told they died); the others are watched from now on, so that
+    /// they are judged if they fall silent, even if this node never heard
+    /// them before.
+    pub fn seen_in(&self, nodes: &mut Vec<NodePresence>) {
+        let dead = lock(&self.dead);
+        nodes.retain(|n| dead.get(n.node.as_str()).is_none_or(|&died_at| n.stamp.incarnation > died_at));
+        drop(dead);
         let mut heard = lock(&self.heard);
-        for (node, incarnation) in nodes {
-            heard.entry(node.to_owned()).or_insert((Instant::now(), incarnation));
+        for n in nodes.iter() {
+            heard.entry(n.node.as_str().to_owned()).or_insert((Instant::now(), n.stamp.incarnation));
         }
     }
 

@@ -143,8 +143,8 @@ impl Batch {
                             let _ = answer.send(!matches!(value, Value::Int(0)));
                         }
                         Reply::Snapshot(to) => {
-                            let nodes = presence::parse_snapshot(value);
-                            link.inner.nodes.saw(nodes.iter().map(|n| (n.node.as_str(), n.stamp.incarnation)));
+                            let mut nodes = presence::parse_snapshot(value);
+                            link.inner.nodes.seen_in(&mut nodes);
                             to.deliver(nodes);
                         }
                     }
