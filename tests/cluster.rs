@@ -11,8 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{pushes_until, seqs, until_listed, users, Cluster, RedisServer, NODE_TIMEOUT_MS};
-use common::proxy::Proxy;
+use common::cluster::{pushes_until, seqs, until_listed, users, Cluster, NODE_TIMEOUT_MS};
 use common::{token, Client};
 use serde_json::{json, Value};
 
@@ -265,11 +264,8 @@ async fn a_paused_node_catches_up_and_its_members_converge() {
 
 #[tokio::test]
 async fn a_node_cut_from_redis_converges_through_the_periodic_check() {
-    let Some(mut c) = Cluster::start(0, no_extra) else { return };
     // Node 0 reaches Redis through a proxy the test can cut; node 1 directly.
-    let proxy = Proxy::start(c.redis.addr());
-    c.nodes.push(c.spawn(0, &[("HUDDLE_REDIS_URL".into(), RedisServer::url_via(proxy.addr))]));
-    c.nodes.push(c.spawn(1, &[]));
+    let Some((c, proxy)) = Cluster::start_cuttable(&[]) else { return };
 
     let mut m0 = member(&c, 0, "m0", "cut").await;
     let mut m1 = member(&c, 1, "m1", "cut").await;
@@ -536,17 +532,10 @@ async fn the_connection_limit_counts_every_node() {
 
 #[tokio::test]
 async fn a_join_on_a_node_far_behind_never_repeats_what_the_joiner_has() {
-    let Some(mut c) = Cluster::start(0, no_extra) else { return };
     // Node 0 reaches Redis through a proxy, repairs at most 5 messages in
     // a join, and checks the database only when its link comes back.
-    let proxy = Proxy::start(c.redis.addr());
-    let behind = [
-        ("HUDDLE_REDIS_URL".to_owned(), RedisServer::url_via(proxy.addr)),
-        ("HUDDLE_MAX_RECOVERY".to_owned(), "5".to_owned()),
-        ("HUDDLE_CHECK_INTERVAL_MS".to_owned(), "600000".to_owned()),
-    ];
-    c.nodes.push(c.spawn(0, &behind));
-    c.nodes.push(c.spawn(1, &[]));
+    let behind = [("HUDDLE_MAX_RECOVERY", "5"), ("HUDDLE_CHECK_INTERVAL_MS", "600000")];
+    let Some((c, proxy)) = Cluster::start_cuttable(&behind) else { return };
     let mut old = member(&c, 0, "old", "far").await;
     let mut writer = member(&c, 1, "w", "far").await;
     proxy.cut();
@@ -572,10 +561,7 @@ async fn a_join_on_a_node_far_behind_never_repeats_what_the_joiner_has() {
 
 #[tokio::test]
 async fn a_revocation_redis_lost_still_evicts_through_the_periodic_check() {
-    let Some(mut c) = Cluster::start(0, no_extra) else { return };
-    let proxy = Proxy::start(c.redis.addr());
-    c.nodes.push(c.spawn(0, &[("HUDDLE_REDIS_URL".into(), RedisServer::url_via(proxy.addr))]));
-    c.nodes.push(c.spawn(1, &[]));
+    let Some((c, proxy)) = Cluster::start_cuttable(&[]) else { return };
     let created = c.api(1, "POST", "/api/documents", Some(json!({"document_id": "secret", "owner": "owner"}))).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let granted = c.api(1, "PUT", "/api/documents/secret/access/bob", Some(json!({"role": "editor"}))).await;

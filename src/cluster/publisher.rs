@@ -5,7 +5,7 @@
 //! were queued, so Redis applies this node's changes in the order they
 //! were made). A full queue or a failed pipeline drops events and counts
 //! them: the commit is the truth, the other nodes' checks read messages
-//! back, and this node's presence is written again whole ([`republish`])
+//! back, and this node's presence is written again whole (`republish`)
 //! once the link is back.
 
 use actix::Recipient;

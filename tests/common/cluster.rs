@@ -15,6 +15,7 @@ use crate::common::gate;
 use crate::common::http::{Http, Reply};
 use crate::common::postgres::TempDatabase;
 use crate::common::process::{Process, BIN};
+use crate::common::proxy::Proxy;
 use crate::common::{token, Client};
 
 /// The API key the nodes are started with.
@@ -146,6 +147,18 @@ impl Cluster {
             node.log_until(LINK_UP, Duration::from_secs(20));
         }
         node
+    }
+
+    /// Two nodes, node 0 (with `extra` settings) reaching Redis through a
+    /// proxy the test can cut, node 1 directly.
+    pub fn start_cuttable(extra: &[(&str, &str)]) -> Option<(Cluster, Proxy)> {
+        let mut c = Cluster::start(0, |_| Vec::new())?;
+        let proxy = Proxy::start(c.redis.addr());
+        let mut settings = vec![("HUDDLE_REDIS_URL".to_owned(), RedisServer::url_via(proxy.addr))];
+        settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        c.nodes.push(c.spawn(0, &settings));
+        c.nodes.push(c.spawn(1, &[]));
+        Some((c, proxy))
     }
 
     pub fn node(&self, i: usize) -> &Process {

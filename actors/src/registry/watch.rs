@@ -8,60 +8,62 @@
 //! evicts. The link asks for the same check at once ([`CatchUp`]) when it
 //! comes back after an outage, or finds this node was paused.
 
+use actix::dev::ToEnvelope;
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
 
+use crate::chat::ChatRoom;
 use crate::cluster::{AccessStored, Stored};
-use crate::ids::{ChatId, DocumentId};
-use crate::registry::Registry;
+use crate::document::DocumentRoom;
+use crate::registry::{Hosted, Registry};
+use crate::store::{Store, StoreResult};
 
 /// Every open room catches up from the database now.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct CatchUp;
 
-impl Registry {
-    /// Reads the positions of every open chat and tells each room.
-    pub(super) fn check_positions(&mut self, ctx: &mut Context<Self>) {
-        self.check_access(ctx);
-        let ids: Vec<ChatId> = self.chats.iter().filter(|(_, addr)| addr.connected()).map(|(id, _)| id.clone()).collect();
-        if ids.is_empty() {
-            return;
-        }
-        let read = self.rooms.db.run(move |s| s.chat_positions(&ids));
-        ctx.spawn(read.into_actor(self).map(|positions, registry, _| match positions {
-            Ok(positions) => {
-                for (id, seq) in positions {
-                    if let Some(room) = registry.chats.get(&id) {
-                        // A room whose mailbox is full is busy, not lost:
-                        // the next check tells it again.
-                        let _ = room.try_send(Stored(seq));
-                    }
-                }
-            }
-            Err(e) => log::warn!("cluster check: cannot read the positions of open chats: {e}"),
-        }));
-    }
-}
+/// One query for a figure of many rooms: `(room, figure)` for those that
+/// exist.
+type ReadAll<I, V> = fn(&dyn Store, &[I]) -> StoreResult<Vec<(I, V)>>;
 
 impl Registry {
-    /// Reads the access counts of every open document and tells each room.
-    fn check_access(&mut self, ctx: &mut Context<Self>) {
-        let ids: Vec<DocumentId> =
-            self.documents.iter().filter(|(_, addr)| addr.connected()).map(|(id, _)| id.clone()).collect();
+    /// Reads the positions of every open chat and the access counts of
+    /// every open document, and tells each room its own.
+    pub(super) fn check_positions(&mut self, ctx: &mut Context<Self>) {
+        self.tell_open::<ChatRoom, _, _>(ctx, "the positions of open chats", |s, ids| s.chat_positions(ids), Stored);
+        self.tell_open::<DocumentRoom, _, _>(
+            ctx,
+            "the access counts of open documents",
+            |s, ids| s.document_access_versions(ids),
+            AccessStored,
+        );
+    }
+
+    /// Reads one figure of every open room of kind `R` in one query
+    /// (`what` names it in the log), and sends each room its own.
+    fn tell_open<R, V, M>(&mut self, ctx: &mut Context<Self>, what: &'static str, read: ReadAll<R::Id, V>, tell: fn(V) -> M)
+    where
+        R: Hosted + Handler<M>,
+        R::Context: ToEnvelope<R, M>,
+        M: Message<Result = ()> + Send + 'static,
+        V: Send + 'static,
+    {
+        let ids: Vec<R::Id> = R::rooms(self).iter().filter(|(_, addr)| addr.connected()).map(|(id, _)| id.clone()).collect();
         if ids.is_empty() {
             return;
         }
-        let read = self.rooms.db.run(move |s| s.document_access_versions(&ids));
-        ctx.spawn(read.into_actor(self).map(|versions, registry, _| match versions {
-            Ok(versions) => {
-                for (id, version) in versions {
-                    if let Some(room) = registry.documents.get(&id) {
-                        // Busy: the next check tells it again.
-                        let _ = room.try_send(AccessStored(version));
+        let found = self.rooms.db.run(move |s| read(s, &ids));
+        ctx.spawn(found.into_actor(self).map(move |found, registry, _| match found {
+            Ok(found) => {
+                for (id, figure) in found {
+                    if let Some(room) = R::rooms(registry).get(&id) {
+                        // A room whose mailbox is full is busy, not lost:
+                        // the next check tells it again.
+                        let _ = room.try_send(tell(figure));
                     }
                 }
             }
-            Err(e) => log::warn!("cluster check: cannot read the access counts of open documents: {e}"),
+            Err(e) => log::warn!("cluster check: cannot read {what}: {e}"),
         }));
     }
 }
