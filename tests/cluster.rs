@@ -483,6 +483,19 @@ async fn presence_and_awareness_span_the_nodes() {
     let ack = carol.ok("chat:join", json!({"chat_id": "here"})).await;
     assert_eq!(ack["awareness"], json!([{"session_id": cursor["session_id"], "user_id": "alice", "state": {"cursor": 3}}]));
 
+    // A room that opens on a node learns the states set before it opened
+    // (in the join's answer, or pushed right after it).
+    alice.ok("chat:join", json!({"chat_id": "fresh"})).await;
+    alice.ok("awareness:set", json!({"room": "chat:fresh", "state": {"line": 7}})).await;
+    let mut dave = c.client(1, "dave").await;
+    let ack = dave.ok("chat:join", json!({"chat_id": "fresh"})).await;
+    let state = match ack["awareness"].as_array().and_then(|a| a.first()) {
+        Some(listed) => listed.clone(),
+        None => dave.expect_push("awareness", "chat:fresh").await,
+    };
+    assert_eq!((state["user_id"].as_str(), &state["state"]), (Some("alice"), &json!({"line": 7})));
+    alice.ok("chat:leave", json!({"chat_id": "fresh"})).await;
+
     // Bob leaves one node: still here through the other; then the other.
     bob1.ok("chat:leave", json!({"chat_id": "here"})).await;
     until_listed(&mut alice, "chat:here", &[("alice", 1), ("bob", 1), ("carol", 1)]).await;

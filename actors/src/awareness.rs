@@ -107,6 +107,13 @@ impl Awareness {
         Set::Later
     }
 
+    /// The states of this node's connections as they are now.
+    pub fn local_states(&self) -> impl Iterator<Item = Update> + '_ {
+        self.entries.iter().filter_map(|(s, e)| {
+            e.state.as_ref().map(|state| Update { session_id: *s, user_id: e.user_id.clone(), state: Some(state.clone()) })
+        })
+    }
+
     /// The state of `session` as it is now (after [`Set::Now`]: what to push).
     pub fn current(&self, session: SessionId) -> Option<Update> {
         self.entries.get(&session).map(|e| Update { session_id: session, user_id: e.user_id.clone(), state: e.state.clone() })

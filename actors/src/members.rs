@@ -315,6 +315,12 @@ impl Members {
                     log::debug!("{}: node {node} sent more awareness states than it has connections; one dropped", self.room);
                 }
             }
+            RoomEvent::AwarenessWanted { node } => {
+                let Some(cluster) = &self.cluster else { return };
+                for update in self.awareness.local_states() {
+                    cluster.awareness_to(&node, &self.room, Push::Awareness(&update).encode(&self.room));
+                }
+            }
             RoomEvent::ChatMessage { .. } | RoomEvent::Revoked { .. } => {}
         }
     }

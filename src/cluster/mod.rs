@@ -265,6 +265,14 @@ impl Link {
         self.inner.seq.fetch_add(1, Ordering::AcqRel) + 1
     }
 
+    /// Asks the other nodes for their connections' awareness states in
+    /// `room` (it just opened here, or this node's link came back): they
+    /// answer this node alone, as pushes the room forwards to its members.
+    /// Redis keeps no awareness state to read instead.
+    fn ask_awareness(&self, room: &RoomName) {
+        publisher::send_raw(self, wire::room_channel(room), wire::encode("want", 0, self.node(), b""));
+    }
+
     /// Queues a write of this node's presence; when the queue is full the
     /// change waits in the mirror, and the whole presence is written again.
     fn queue_write(&self, item: publisher::Outgoing) {
@@ -298,6 +306,7 @@ impl Cluster for Link {
             let read = async {
                 confirmed.await;
                 let (tx, rx) = oneshot::channel();
+                link.ask_awareness(&room);
                 let to = publisher::SnapshotTo { waiter: Some(tx), inbox };
                 link.inner.publisher.send(publisher::Outgoing::Snapshot { room, to }).await.ok()?;
                 rx.await.ok()
@@ -337,6 +346,12 @@ impl Cluster for Link {
         if self.inner.publisher.try_send(outgoing).is_err() {
             self.metrics().publish_failed(1);
         }
+    }
+
+    fn awareness_to(&self, node: &NodeId, _room: &RoomName, frame: ByteString) {
+        // The frame names its room.
+        let payload = wire::encode_awareness(self.node(), self.incarnation(), &frame);
+        publisher::send_raw(self, wire::node_channel(node.as_str()), payload);
     }
 
     fn admit(&self, user: &UserId, connections: usize, limit: usize) -> Admitted {

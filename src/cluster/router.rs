@@ -43,6 +43,15 @@ pub fn route(link: &Link, push: PushInfo) {
                         let _ = link.inner.publisher.try_send(Outgoing::Snapshot { room, to });
                     }
                 }
+            } else if header.kind == "aware" {
+                // An answer to this node's `want`: about the room its
+                // frame names.
+                let Some(channel) = wire::awareness_channel(&bytes[header.body_at..]) else { return };
+                let Some(inbox) = link.inner.subscriptions.inbox(&channel) else { return };
+                let Some(event) = wire::decode_event(&header, bytes.clone()) else { return };
+                if inbox.try_send(Remote(event)).is_err() {
+                    link.metrics().remote_dropped();
+                }
             } else {
                 node::incoming(link, &header, &bytes[header.body_at..]);
             }

@@ -189,6 +189,7 @@ pub async fn run(link: Link, mut redis: ConnectionManager) {
             log::info!("cluster: Redis link up; {} channels subscribed; every open room catches up", add.len());
             link.request_republish();
             for (room, inbox) in table.rooms() {
+                link.ask_awareness(&room);
                 let to = SnapshotTo { waiter: None, inbox };
                 if link.inner.publisher.send(Outgoing::Snapshot { room, to }).await.is_err() {
                     return;

@@ -28,7 +28,8 @@
 //! | `revoke` | 0 | user id | room |
 //! | `user` | incarnation | `{"s": seq, "u": user, "c": connections, "n": name?}`: one user's connections on the node | room |
 //! | `all` | incarnation | `{"s": seq, "users": [{"u", "c", "n"?}]}`: the node's whole presence in the room | room |
-//! | `aware` | incarnation | the `awareness` push frame | room |
+//! | `aware` | incarnation | the `awareness` push frame | room, or node (an answer to `want`) |
+//! | `want` | 0 | empty: "this room just opened here; what are your awareness states?" | room |
 //! | `hb` | incarnation | empty | cluster |
 //! | `disconnect` | request id | user id | cluster |
 //! | `closed` | request id | connections closed (decimal) | node |
@@ -199,7 +200,15 @@ pub fn encode_awareness(origin: &str, incarnation: u64, frame: &ByteString) -> V
 #[derive(Deserialize)]
 struct AwarenessFrame<'a> {
     #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow)]
     data: AwarenessData<'a>,
+}
+
+/// The room channel an `awareness` frame sent to this node alone is about.
+pub fn awareness_channel(frame: &[u8]) -> Option<String> {
+    let frame: AwarenessFrame<'_> = serde_json::from_slice(frame).ok()?;
+    Some(room_channel(&RoomName::parse(&frame.room).ok()?))
 }
 
 #[derive(Deserialize)]
@@ -239,6 +248,7 @@ pub fn decode_event(payload: &Payload<'_>, bytes: Bytes) -> Option<RoomEvent> {
                 Update { session_id: SessionId::parse(&d.session_id).ok()?, user_id: UserId::parse(&d.user_id).ok()?, state };
             Some(RoomEvent::Awareness { node: node()?, stamp: stamp(0), update, frame: ByteString::try_from(body).ok()? })
         }
+        "want" => Some(RoomEvent::AwarenessWanted { node: node()? }),
         _ => None,
     }
 }
@@ -300,6 +310,9 @@ mod tests {
         );
         let Some(RoomEvent::Awareness { update, .. }) = roundtrip(encode_awareness("n2", 9, &cleared)) else { panic!() };
         assert_eq!(update.state, None);
+        assert_eq!(awareness_channel(cleared.as_bytes()).as_deref(), Some("huddle:room:chat:g"));
+        let wanted = roundtrip(encode("want", 0, "n3", b""));
+        assert_eq!(wanted, Some(RoomEvent::AwarenessWanted { node: NodeId::parse("n3").unwrap() }));
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub enum RoomEvent {
     /// A node died (silent for `node_timeout_ms`) at `incarnation`: its
     /// users and awareness states are gone from the room.
     NodeGone { node: NodeId, incarnation: u64 },
+    /// The room just opened on `node`, which asks for the current
+    /// awareness states of this node's connections
+    /// ([`Cluster::awareness_to`]).
+    AwarenessWanted { node: NodeId },
 }
 
 /// An event of the room from another node, delivered to the room actor.
@@ -111,6 +115,10 @@ pub trait Cluster: Send + Sync + 'static {
     /// A connection of this node pushed its awareness state in `room`
     /// (`frame`, as members receive it): told to the other nodes.
     fn awareness(&self, room: &RoomName, frame: ByteString);
+
+    /// A current awareness state of a connection of this node in `room`,
+    /// for `node` only (which just opened the room and asked).
+    fn awareness_to(&self, node: &NodeId, room: &RoomName, frame: ByteString);
 
     /// May `user` have `connections` on this node (this one included),
     /// given its connections on the other nodes and `limit`? Counts them
