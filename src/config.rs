@@ -163,7 +163,8 @@ pub struct Options {
     /// Rooms one connection may join.
     #[arg(long, env = "HUDDLE_MAX_ROOMS_PER_CONNECTION", default_value_t = 100)]
     pub max_rooms_per_connection: usize,
-    /// Concurrent connections of one user.
+    /// Concurrent connections of one user (in a cluster, on every node
+    /// together; on this node's count alone while Redis is unreachable).
     #[arg(long, env = "HUDDLE_MAX_CONNECTIONS_PER_USER", default_value_t = 20)]
     pub max_connections_per_user: usize,
     /// How long an empty room actor stays warm, in milliseconds.
@@ -211,7 +212,8 @@ pub struct Options {
     /// generated from the host name when unset.
     #[arg(long, env = "HUDDLE_NODE_ID")]
     pub node_id: Option<String>,
-    /// Cluster mode: a node not heard from for this long is dead.
+    /// Cluster mode: a node not heard from for this long is dead, and its
+    /// users leave every room on the other nodes.
     #[arg(long, env = "HUDDLE_NODE_TIMEOUT_MS", default_value_t = 10_000)]
     pub node_timeout_ms: u64,
     /// Cluster mode: how long a gap in a room's order may stay open before

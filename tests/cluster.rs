@@ -11,8 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{pushes_until, seqs, Cluster, RedisServer, NODE_TIMEOUT_MS};
-use common::proxy::Proxy;
+use common::cluster::{pushes_until, seqs, until_listed, users, Cluster, NODE_TIMEOUT_MS};
 use common::{token, Client};
 use serde_json::{json, Value};
 
@@ -29,6 +28,24 @@ async fn member(c: &Cluster, i: usize, user: &str, chat: &str) -> Client {
 
 fn message(chat: &str, content: String) -> (&'static str, Value) {
     ("chat:message", json!({"chat_id": chat, "content": content}))
+}
+
+/// How long after `node_timeout_ms` the other nodes may take to say that a
+/// dead node's users left: the next liveness check (a quarter of the
+/// timeout), then the push; generous, for a loaded CI machine.
+const LEFT_MARGIN: Duration = Duration::from_secs(3);
+
+/// The `user:left` pushes of `room` on `client` until every user in
+/// `users` has left, within `node_timeout_ms` plus [`LEFT_MARGIN`] from
+/// `since`.
+async fn all_leave(client: &mut Client, room: &str, users: &[&str], since: std::time::Instant) {
+    let mut waiting: Vec<&str> = users.to_vec();
+    while !waiting.is_empty() {
+        let left = client.expect_push("user:left", room).await;
+        waiting.retain(|u| left["user_id"] != *u);
+    }
+    let took = since.elapsed();
+    assert!(took < Duration::from_millis(NODE_TIMEOUT_MS) + LEFT_MARGIN, "{users:?} left {room} only after {took:?}");
 }
 
 #[tokio::test]
@@ -50,16 +67,32 @@ async fn three_publishers_on_three_nodes_give_every_member_the_database_order() 
             let joined = p.ok("chat:join", json!({"chat_id": "one"})).await;
             let from = joined["last_seq"].as_i64().expect("last_seq");
             let mut acked = Vec::new();
+            // Every frame in the order it arrived.
+            let mut frames = Vec::new();
             for burst in 0..10 {
                 let sends: Vec<_> = (0..10).map(|k| message("one", format!("p{i} #{}", burst * 10 + k))).collect();
-                for r in p.send_together(&sends).await {
-                    acked.push(p.response(r).await.expect("acked")["message"].clone());
+                let refs = p.send_together(&sends).await;
+                while frames.iter().filter(|f: &&Value| f["event"] == "ack").count() < (burst + 1) * 10 {
+                    frames.push(p.next().await);
+                }
+                for r in refs {
+                    let ack = frames.iter().find(|f| f["ref"] == json!(r)).expect("acked");
+                    acked.push(ack["data"]["message"].clone());
                 }
             }
+            while !frames.iter().any(|f| f["event"] == "chat:message" && f["data"]["message"]["seq"] == 300) {
+                frames.push(p.next().await);
+            }
             // A publisher is a member too: its own messages reach it as
-            // pushes, in seq order, after their acks.
-            let seen = pushes_until(&mut p, "chat:one", 300).await;
-            assert_eq!(seqs(&seen), (from + 1..=300).collect::<Vec<_>>(), "publisher p{i}");
+            // pushes, in seq order, each after its ack.
+            let pushed: Vec<Value> =
+                frames.iter().filter(|f| f["event"] == "chat:message").map(|f| f["data"]["message"].clone()).collect();
+            assert_eq!(seqs(&pushed), (from + 1..=300).collect::<Vec<_>>(), "publisher p{i}");
+            for m in &acked {
+                let ack_at = frames.iter().position(|f| f["event"] == "ack" && f["data"]["message"] == *m);
+                let push_at = frames.iter().position(|f| f["event"] == "chat:message" && f["data"]["message"] == *m);
+                assert!(ack_at < push_at, "publisher p{i}: the push of {m} came before its ack");
+            }
             acked
         }));
     }
@@ -86,6 +119,12 @@ async fn a_killed_node_loses_nothing_acked_and_its_clients_recover_elsewhere() {
     let mut watcher = member(&c, 1, "watcher", "crash").await;
     let mut w0 = member(&c, 0, "w0", "crash").await;
     let mut w1 = member(&c, 1, "w1", "crash").await;
+    // The watcher sees the victim's users, and its cursor.
+    until_listed(&mut watcher, "chat:crash", &[("vm", 1), ("w0", 1), ("w1", 1), ("watcher", 1)]).await;
+    victim_member.ok("awareness:set", json!({"room": "chat:crash", "state": {"cursor": 1}})).await;
+    let cursor = watcher.expect_push("awareness", "chat:crash").await;
+    assert_eq!((cursor["user_id"].as_str(), &cursor["state"]), (Some("vm"), &json!({"cursor": 1})));
+    let mut killed_at = std::time::Instant::now();
     let mut acked = Vec::new();
     for round in 0..8 {
         let sends: Vec<_> = (0..5).map(|k| message("crash", format!("w0 {round}.{k}"))).collect();
@@ -95,6 +134,7 @@ async fn a_killed_node_loses_nothing_acked_and_its_clients_recover_elsewhere() {
         if round == 7 {
             // Mid-stream: w0's last burst is in flight.
             c.nodes[0].child.kill().expect("SIGKILL");
+            killed_at = std::time::Instant::now();
         }
         for r in r0 {
             match w0.try_response(r).await {
@@ -125,6 +165,12 @@ async fn a_killed_node_loses_nothing_acked_and_its_clients_recover_elsewhere() {
     let seen = seqs(&before);
     let last_seen = seen.last().copied().unwrap_or(0);
     assert_eq!(seen, (1..=last_seen).collect::<Vec<_>>());
+    // The other node says that the dead node's users left, and clears
+    // their awareness.
+    all_leave(&mut watcher, "chat:crash", &["vm", "w0"], killed_at).await;
+    let cleared = watcher.expect_push("awareness", "chat:crash").await;
+    assert_eq!((cleared["session_id"].clone(), cleared["state"].clone()), (cursor["session_id"].clone(), Value::Null));
+    until_listed(&mut watcher, "chat:crash", &[("w1", 1), ("watcher", 1)]).await;
     // ...and recovers exactly the rest on the other node.
     let mut back = c.client(1, "vm").await;
     let joined = back.ok("chat:join", json!({"chat_id": "crash", "since_seq": last_seen})).await;
@@ -144,6 +190,9 @@ async fn a_redis_restart_mid_stream_delays_pushes_but_never_gaps_or_repeats_them
     let Some(mut c) = Cluster::start(2, no_extra) else { return };
     let mut members = [member(&c, 0, "m0", "storm").await, member(&c, 1, "m1", "storm").await];
     let mut writers = [member(&c, 0, "w0", "storm").await, member(&c, 1, "w1", "storm").await];
+    // A quiet room open on node 0 only: after the restart only Redis can
+    // tell node 1 who is in it.
+    let _quiet = member(&c, 0, "q0", "quiet").await;
     for step in 0..60 {
         match step {
             20 => c.redis.kill(),
@@ -168,6 +217,15 @@ async fn a_redis_restart_mid_stream_delays_pushes_but_never_gaps_or_repeats_them
     for m in members.iter_mut() {
         assert_eq!(m.expect_push("chat:message", "chat:storm").await["message"]["seq"], 61);
     }
+    // Presence is rebuilt: node 1 opens the quiet room and reads who is
+    // there from Redis, which lost everything with the restart.
+    c.until_presence(1, "chat:quiet", &[("q0", 1)]).await;
+    // Nobody was taken for gone on the way.
+    let everyone = [("m0", 1), ("m1", 1), ("w0", 1), ("w1", 1)];
+    for m in members.iter_mut() {
+        until_listed(m, "chat:storm", &everyone).await;
+        assert!(m.kept(|f| f["event"] == "user:left").is_empty());
+    }
 }
 
 #[tokio::test]
@@ -180,30 +238,34 @@ async fn a_paused_node_catches_up_and_its_members_converge() {
         writer.ok("chat:message", json!({"chat_id": "nap", "content": format!("before {i}")})).await;
     }
     assert_eq!(seqs(&pushes_until(&mut paused_member, "chat:nap", 5).await), vec![1, 2, 3, 4, 5]);
+    let everyone = [("m0", 1), ("m1", 1), ("w", 1)];
+    until_listed(&mut awake, "chat:nap", &everyone).await;
     c.node(0).signal("STOP");
+    let paused_at = std::time::Instant::now();
     for i in 0..20 {
         writer.ok("chat:message", json!({"chat_id": "nap", "content": format!("while paused {i}")})).await;
     }
-    // The others carry on meanwhile.
+    // The others carry on meanwhile, and after node_timeout_ms take the
+    // paused node for dead: its user leaves.
     assert_eq!(seqs(&pushes_until(&mut awake, "chat:nap", 25).await), (1..=25).collect::<Vec<_>>());
-    // The pause itself: longer than node_timeout_ms (this sleep is the
-    // scenario, not a wait for something).
-    tokio::time::sleep(Duration::from_millis(NODE_TIMEOUT_MS + 300)).await;
+    all_leave(&mut awake, "chat:nap", &["m0"], paused_at).await;
     c.node(0).signal("CONT");
     c.node(0).log_until("was paused", Duration::from_secs(10));
     let stored = c.stored(1, "nap").await;
     assert_eq!(pushes_until(&mut paused_member, "chat:nap", 25).await, stored[5..].to_vec());
     writer.ok("chat:message", json!({"chat_id": "nap", "content": "after"})).await;
     assert_eq!(paused_member.expect_push("chat:message", "chat:nap").await["message"]["seq"], 26);
+    // It republished: its user is back for the others, and both nodes
+    // list the same room.
+    while awake.expect_push("user:joined", "chat:nap").await["user_id"] != "m0" {}
+    until_listed(&mut awake, "chat:nap", &everyone).await;
+    until_listed(&mut paused_member, "chat:nap", &everyone).await;
 }
 
 #[tokio::test]
 async fn a_node_cut_from_redis_converges_through_the_periodic_check() {
-    let Some(mut c) = Cluster::start(0, no_extra) else { return };
     // Node 0 reaches Redis through a proxy the test can cut; node 1 directly.
-    let proxy = Proxy::start(c.redis.addr());
-    c.nodes.push(c.spawn(0, &[("HUDDLE_REDIS_URL".into(), RedisServer::url_via(proxy.addr))]));
-    c.nodes.push(c.spawn(1, &[]));
+    let Some((c, proxy)) = Cluster::start_cuttable(&[]) else { return };
 
     let mut m0 = member(&c, 0, "m0", "cut").await;
     let mut m1 = member(&c, 1, "m1", "cut").await;
@@ -386,4 +448,147 @@ async fn cluster_mode_refuses_sqlite() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cluster mode (HUDDLE_REDIS_URL is set) needs a PostgreSQL database"), "{stderr}");
+}
+
+#[tokio::test]
+async fn presence_and_awareness_span_the_nodes() {
+    let Some(c) = Cluster::start(2, no_extra) else { return };
+    let mut alice = member(&c, 0, "alice", "here").await;
+    // Bob joins on the other node: his answer lists alice, she hears him.
+    let mut bob1 = c.client(1, "bob").await;
+    let ack = bob1.ok("chat:join", json!({"chat_id": "here"})).await;
+    assert_eq!((users(&ack["members"]), &ack["member_count"]), (vec![("alice".into(), 1), ("bob".into(), 1)], &json!(2)));
+    let joined = alice.expect_push("user:joined", "chat:here").await;
+    assert_eq!((joined["user_id"].as_str(), joined["name"].as_str()), (Some("bob"), Some("bob (name)")));
+    // A second connection of bob, on alice's node: the same user.
+    let mut bob0 = member(&c, 0, "bob", "here").await;
+    until_listed(&mut alice, "chat:here", &[("alice", 1), ("bob", 2)]).await;
+    until_listed(&mut bob1, "chat:here", &[("alice", 1), ("bob", 2)]).await;
+    for i in 0..2 {
+        let page = c.until_presence(i, "chat:here", &[("alice", 1), ("bob", 2)]).await;
+        assert_eq!((&page["member_count"], &page["has_more"]), (&json!(2), &json!(false)));
+    }
+    let first = c.api(1, "GET", "/api/rooms/chat:here/presence?limit=1", None).await;
+    assert_eq!((users(&first.body["members"]), &first.body["has_more"]), (vec![("alice".into(), 1)], &json!(true)));
+    let rest = c.api(0, "GET", "/api/rooms/chat:here/presence?after_user_id=alice&limit=5", None).await;
+    assert_eq!(users(&rest.body["members"]), vec![("bob".into(), 2)]);
+    let bad = c.api(0, "GET", "/api/rooms/general/presence", None).await;
+    assert_eq!((bad.status, &bad.body["details"]["field"]), (400, &json!("room")));
+
+    // Awareness crosses, and a join on the other node lists it.
+    alice.ok("awareness:set", json!({"room": "chat:here", "state": {"cursor": 3}})).await;
+    let cursor = bob1.expect_push("awareness", "chat:here").await;
+    assert_eq!((cursor["user_id"].as_str(), &cursor["state"]), (Some("alice"), &json!({"cursor": 3})));
+    let mut carol = c.client(1, "carol").await;
+    let ack = carol.ok("chat:join", json!({"chat_id": "here"})).await;
+    assert_eq!(ack["awareness"], json!([{"session_id": cursor["session_id"], "user_id": "alice", "state": {"cursor": 3}}]));
+
+    // A room that opens on a node learns the states set before it opened
+    // (in the join's answer, or pushed right after it).
+    alice.ok("chat:join", json!({"chat_id": "fresh"})).await;
+    alice.ok("awareness:set", json!({"room": "chat:fresh", "state": {"line": 7}})).await;
+    let mut dave = c.client(1, "dave").await;
+    let ack = dave.ok("chat:join", json!({"chat_id": "fresh"})).await;
+    let state = match ack["awareness"].as_array().and_then(|a| a.first()) {
+        Some(listed) => listed.clone(),
+        None => dave.expect_push("awareness", "chat:fresh").await,
+    };
+    assert_eq!((state["user_id"].as_str(), &state["state"]), (Some("alice"), &json!({"line": 7})));
+    alice.ok("chat:leave", json!({"chat_id": "fresh"})).await;
+
+    // Bob leaves one node: still here through the other; then the other.
+    bob1.ok("chat:leave", json!({"chat_id": "here"})).await;
+    until_listed(&mut alice, "chat:here", &[("alice", 1), ("bob", 1), ("carol", 1)]).await;
+    assert!(alice.kept(|f| f["event"] == "user:left").is_empty(), "bob is still here");
+    bob0.ok("chat:leave", json!({"chat_id": "here"})).await;
+    assert_eq!(carol.expect_push("user:left", "chat:here").await["user_id"], "bob");
+    assert_eq!(alice.expect_push("user:left", "chat:here").await["user_id"], "bob");
+
+    // Alice goes: carol, on the other node, hears her cursor cleared and
+    // that she left.
+    alice.close().await;
+    let cleared = carol.expect_push("awareness", "chat:here").await;
+    assert_eq!((cleared["session_id"].clone(), cleared["state"].clone()), (cursor["session_id"].clone(), Value::Null));
+    assert_eq!(carol.expect_push("user:left", "chat:here").await["user_id"], "alice");
+    c.until_presence(0, "chat:here", &[("carol", 1)]).await;
+}
+
+#[tokio::test]
+async fn the_connection_limit_counts_every_node() {
+    let Some(c) = Cluster::start(2, |_| vec![("HUDDLE_MAX_CONNECTIONS_PER_USER".into(), "2".into())]) else { return };
+    let first = c.client(0, "dora").await;
+    let _second = c.client(1, "dora").await;
+    // A third, on either node: refused before the upgrade...
+    for i in 0..2 {
+        let (status, body) = Client::open_with(&c.node(i).ws_url(), Some(&token("dora"))).await.err().expect("refused");
+        assert_eq!((status, &body["details"]["limit"]), (429, &json!("max_connections_per_user")), "node {i}");
+    }
+    // ...or after a first-frame auth.
+    let mut third = Client::open(&c.node(1).ws_url()).await;
+    third.send(json!({"event": "auth", "data": {"token": token("dora")}, "ref": 1})).await;
+    assert_eq!(third.expect_event("error").await["data"]["code"], "LIMIT_EXCEEDED");
+    assert_eq!(third.expect_close().await, 1008);
+    // Others are not affected; a closed connection frees its slot on
+    // every node (once the other node's count reaches Redis: retried,
+    // bounded).
+    c.client(1, "erin").await;
+    first.close().await;
+    let deadline = std::time::Instant::now() + common::client::WAIT;
+    loop {
+        match Client::open_with(&c.node(1).ws_url(), Some(&token("dora"))).await {
+            Ok(_) => break,
+            Err((429, _)) if std::time::Instant::now() < deadline => tokio::task::yield_now().await,
+            Err(other) => panic!("dora was not let back in: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_join_on_a_node_far_behind_never_repeats_what_the_joiner_has() {
+    // Node 0 reaches Redis through a proxy, repairs at most 5 messages in
+    // a join, and checks the database only when its link comes back.
+    let behind = [("HUDDLE_MAX_RECOVERY", "5"), ("HUDDLE_CHECK_INTERVAL_MS", "600000")];
+    let Some((c, proxy)) = Cluster::start_cuttable(&behind) else { return };
+    let mut old = member(&c, 0, "old", "far").await;
+    let mut writer = member(&c, 1, "w", "far").await;
+    proxy.cut();
+    c.node(0).log_until("Redis link lost", Duration::from_secs(10));
+    for i in 1..=12 {
+        writer.ok("chat:message", json!({"chat_id": "far", "content": format!("{i}")})).await;
+    }
+    // A client that saw all twelve elsewhere comes to node 0, whose room
+    // is twelve behind: more than a join repairs.
+    let mut back = c.client(0, "back").await;
+    let ack = back.ok("chat:join", json!({"chat_id": "far", "since_seq": 12})).await;
+    assert_eq!((&ack["last_seq"], &ack["messages"], &ack["recovered"]), (&json!(12), &json!([]), &json!(true)));
+    // The room catches up for its older member...
+    let stored = c.stored(1, "far").await;
+    assert_eq!(pushes_until(&mut old, "chat:far", 12).await, stored);
+    // ...and the newcomer hears only what comes after its answer.
+    proxy.restore();
+    c.node(0).log_until("Redis link up", Duration::from_secs(20));
+    writer.ok("chat:message", json!({"chat_id": "far", "content": "13"})).await;
+    assert_eq!(seqs(&pushes_until(&mut back, "chat:far", 13).await), vec![13]);
+    assert_eq!(old.expect_push("chat:message", "chat:far").await["message"]["seq"], 13);
+}
+
+#[tokio::test]
+async fn a_revocation_redis_lost_still_evicts_through_the_periodic_check() {
+    let Some((c, proxy)) = Cluster::start_cuttable(&[]) else { return };
+    let created = c.api(1, "POST", "/api/documents", Some(json!({"document_id": "secret", "owner": "owner"}))).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let granted = c.api(1, "PUT", "/api/documents/secret/access/bob", Some(json!({"role": "editor"}))).await;
+    assert_eq!(granted.status, 200);
+    let mut bob = c.client(0, "bob").await;
+    bob.ok("documents:join", json!({"document_id": "secret"})).await;
+    let mut owner = c.client(0, "owner").await;
+    owner.ok("documents:join", json!({"document_id": "secret"})).await;
+    // Node 0 cannot hear the revocation's event: only the database says.
+    proxy.cut();
+    c.node(0).log_until("Redis link lost", Duration::from_secs(10));
+    let revoked = c.api(1, "PUT", "/api/documents/secret/access/bob", Some(json!({"role": "none"}))).await;
+    assert_eq!(revoked.status, 200);
+    let evicted = bob.expect_event("error").await;
+    assert_eq!((evicted["room"].as_str(), evicted["data"]["code"].as_str()), (Some("document:secret"), Some("PERMISSION_DENIED")));
+    assert_eq!(owner.expect_push("user:left", "document:secret").await["user_id"], "bob");
 }

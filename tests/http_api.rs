@@ -221,3 +221,40 @@ async fn deleting_a_users_connections_closes_them_with_4003() {
     let r = http.call("DELETE", "/api/users/carol/connections", None, None).await;
     assert_eq!(r.status, 401);
 }
+
+#[tokio::test]
+async fn room_presence_lists_who_is_in_a_room() {
+    let server = api_server();
+    let api = Api::new(&server);
+    let mut bob = server.client("bob").await;
+    bob.ok("chat:join", json!({"chat_id": "lobby"})).await;
+    let mut alice = server.client("alice").await;
+    alice.ok("chat:join", json!({"chat_id": "lobby"})).await;
+    let mut alice2 = server.client("alice").await;
+    alice2.ok("chat:join", json!({"chat_id": "lobby"})).await;
+    let (status, page) = api.get("/api/rooms/chat:lobby/presence").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        page,
+        json!({"members": [
+            {"user_id": "alice", "name": "alice (name)", "connections": 2},
+            {"user_id": "bob", "name": "bob (name)", "connections": 1},
+        ], "has_more": false, "member_count": 2})
+    );
+    let (_, first) = api.get("/api/rooms/chat:lobby/presence?limit=1").await;
+    assert_eq!((first["members"][0]["user_id"].clone(), first["has_more"].clone()), (json!("alice"), json!(true)));
+    let (_, rest) = api.get("/api/rooms/chat:lobby/presence?after_user_id=alice&limit=1").await;
+    assert_eq!((rest["members"][0]["user_id"].clone(), rest["has_more"].clone()), (json!("bob"), json!(false)));
+    // A room nobody is in, existing or not: an empty page.
+    let (status, empty) = api.get("/api/rooms/document:nothing/presence").await;
+    assert_eq!((status, empty), (200, json!({"members": [], "has_more": false, "member_count": 0})));
+    for (path, field) in [
+        ("/api/rooms/lobby/presence", "room"),
+        ("/api/rooms/chat:lobby/presence?limit=0", "limit"),
+        ("/api/rooms/chat:lobby/presence?limit=1001", "limit"),
+    ] {
+        let (status, e) = api.get(path).await;
+        assert_eq!((status, e["code"].clone(), e["details"]["field"].clone()), (400, json!("INVALID_INPUT"), json!(field)), "{path}");
+    }
+    server.stop().await;
+}

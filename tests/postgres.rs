@@ -103,6 +103,7 @@ fn an_item_postgres_refuses_fails_alone_and_the_batch_commits() {
     store.create_chat(&a, false, &[], None).unwrap();
     store.create_chat(&b, false, &[], None).unwrap();
     let message = |chat: &ChatId, user: &str, content: &str, cid: Option<&str>| NewMessage {
+        id: uuid::Uuid::new_v4().simple().to_string(),
         chat_id: chat.clone(),
         user_id: UserId::parse(user).unwrap(),
         content: content.into(),

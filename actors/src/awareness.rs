@@ -17,12 +17,19 @@
 //! Memory: one entry per connection that has a state (at most
 //! `max_awareness_bytes` of JSON each, shared by every frame that carries
 //! it), and the ids of those waiting for the timer.
+//!
+//! In cluster mode the room also keeps the states of connections on other
+//! nodes (their node coalesced and pushed them; this room only forwards
+//! the frames and lists the states in join acks). Each node may hold at
+//! most as many states here as it has connections in the room, so they
+//! cost at most `max_awareness_bytes` per connection, like local ones. A
+//! node that dies, or whose user left it, has its states cleared.
 
 use std::collections::HashMap;
 
 use serde::{Serialize, Serializer};
 
-use crate::ids::{SessionId, UserId};
+use crate::ids::{NodeId, SessionId, UserId};
 use crate::protocol::AwarenessState;
 
 struct Entry {
@@ -60,6 +67,16 @@ pub struct Awareness {
     pending: Vec<SessionId>,
     /// The timer runs.
     ticking: bool,
+    /// States of connections on other nodes.
+    remote: HashMap<SessionId, RemoteEntry>,
+    /// How many of `remote` each node holds.
+    remote_per_node: HashMap<NodeId, usize>,
+}
+
+struct RemoteEntry {
+    node: NodeId,
+    user_id: UserId,
+    state: AwarenessState,
 }
 
 impl Awareness {
@@ -88,6 +105,13 @@ impl Awareness {
             self.pending.push(session);
         }
         Set::Later
+    }
+
+    /// The states of this node's connections as they are now.
+    pub fn local_states(&self) -> impl Iterator<Item = Update> + '_ {
+        self.entries.iter().filter_map(|(s, e)| {
+            e.state.as_ref().map(|state| Update { session_id: *s, user_id: e.user_id.clone(), state: Some(state.clone()) })
+        })
     }
 
     /// The state of `session` as it is now (after [`Set::Now`]: what to push).
@@ -142,6 +166,58 @@ impl Awareness {
         e.shown.then_some(e.user_id)
     }
 
+    /// A connection on `node` pushed `update`. False when it is refused:
+    /// a new state from a node that already has `room_for` states here.
+    pub fn remote_set(&mut self, node: &NodeId, update: &Update, room_for: usize) -> bool {
+        let Some(state) = &update.state else {
+            self.remote_remove(update.session_id);
+            return true;
+        };
+        match self.remote.get_mut(&update.session_id) {
+            Some(e) if e.node == *node => e.state = state.clone(),
+            _ => {
+                self.remote_remove(update.session_id);
+                let held = self.remote_per_node.entry(node.clone()).or_default();
+                if *held >= room_for {
+                    return false;
+                }
+                *held += 1;
+                let entry = RemoteEntry { node: node.clone(), user_id: update.user_id.clone(), state: state.clone() };
+                self.remote.insert(update.session_id, entry);
+            }
+        }
+        true
+    }
+
+    /// Clears the states of `node`'s connections (all of them, or only
+    /// those of `users`): the pushes that say so.
+    pub fn remote_clear(&mut self, node: &NodeId, users: Option<&[UserId]>) -> Vec<Update> {
+        let cleared: Vec<(SessionId, UserId)> = self
+            .remote
+            .iter()
+            .filter(|(_, e)| e.node == *node && users.is_none_or(|u| u.contains(&e.user_id)))
+            .map(|(s, e)| (*s, e.user_id.clone()))
+            .collect();
+        cleared
+            .into_iter()
+            .map(|(session_id, user_id)| {
+                self.remote_remove(session_id);
+                Update { session_id, user_id, state: None }
+            })
+            .collect()
+    }
+
+    fn remote_remove(&mut self, session: SessionId) {
+        if let Some(e) = self.remote.remove(&session) {
+            if let Some(held) = self.remote_per_node.get_mut(&e.node) {
+                *held -= 1;
+                if *held == 0 {
+                    self.remote_per_node.remove(&e.node);
+                }
+            }
+        }
+    }
+
     /// The states of connections other than `except`, at most `limit`, as a
     /// join ack lists them.
     pub fn listing(&self, except: SessionId, limit: usize) -> Listing<'_> {
@@ -166,12 +242,15 @@ struct ListedState<'a> {
 
 impl Listing<'_> {
     fn iter(&self) -> impl Iterator<Item = ListedState<'_>> {
-        self.awareness
+        let here = self
+            .awareness
             .entries
             .iter()
             .filter(|(s, _)| **s != self.except)
-            .filter_map(|(s, e)| e.state.as_ref().map(|state| ListedState { session_id: *s, user_id: &e.user_id, state }))
-            .take(self.limit)
+            .filter_map(|(s, e)| e.state.as_ref().map(|state| ListedState { session_id: *s, user_id: &e.user_id, state }));
+        let there =
+            self.awareness.remote.iter().map(|(s, e)| ListedState { session_id: *s, user_id: &e.user_id, state: &e.state });
+        here.chain(there).take(self.limit)
     }
 }
 
@@ -235,6 +314,29 @@ mod tests {
         assert_eq!(a.set(t, &bob, Some(state(r#"{"c":1}"#))), Set::Later);
         assert_eq!(a.leave(t), Some(bob.clone()));
         assert!(a.tick().is_empty(), "the pending state is dropped");
+    }
+
+    #[test]
+    fn states_from_other_nodes_are_listed_bounded_and_cleared_with_their_node() {
+        let mut a = Awareness::default();
+        let (n1, n2) = (NodeId::parse("n1").unwrap(), NodeId::parse("n2").unwrap());
+        let update = |s: SessionId, u: &str, st: Option<AwarenessState>| Update { session_id: s, user_id: user(u), state: st };
+        let (s1, s2, s3) = (SessionId::new(), SessionId::new(), SessionId::new());
+        assert!(a.remote_set(&n1, &update(s1, "bob", Some(state(r#"{"x":1}"#))), 2));
+        assert!(a.remote_set(&n1, &update(s2, "carol", Some(state(r#"{"x":2}"#))), 2));
+        assert!(!a.remote_set(&n1, &update(s3, "dave", Some(state("{}"))), 2), "n1 has two connections here");
+        assert!(a.remote_set(&n1, &update(s1, "bob", Some(state(r#"{"x":3}"#))), 2), "a known connection may change");
+        assert!(a.remote_set(&n2, &update(s3, "dave", Some(state("{}"))), 1));
+        let me = SessionId::new();
+        a.set(me, &user("me"), Some(state("{}")));
+        assert_eq!(serde_json::to_value(a.listing(me, 10)).unwrap().as_array().unwrap().len(), 3);
+        let cleared = a.remote_clear(&n1, Some(&[user("carol")]));
+        assert_eq!(cleared, vec![update(s2, "carol", None)]);
+        let cleared = a.remote_clear(&n1, None);
+        assert_eq!(cleared, vec![update(s1, "bob", None)]);
+        assert!(a.remote_set(&n1, &update(s2, "carol", Some(state("{}"))), 1), "room again");
+        assert!(a.remote_set(&n2, &update(s3, "dave", None), 1));
+        assert_eq!(serde_json::to_value(a.listing(me, 10)).unwrap().as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -136,6 +136,14 @@ impl Default for SessionId {
     }
 }
 
+impl SessionId {
+    /// A session id as shown on the wire (32 hex digits), from another
+    /// node's frame.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        uuid::Uuid::try_parse(s).map(Self).map_err(|_| InvalidId("must be a session id (32 hex digits)"))
+    }
+}
+
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The short form is enough to tell sessions apart in logs.
@@ -152,6 +160,43 @@ impl fmt::Debug for SessionId {
 impl Serialize for SessionId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// Longest node id, in characters: node ids go into Redis channel and key
+/// names and into the header of every message between nodes.
+pub const MAX_NODE_ID_CHARS: usize = 64;
+
+/// A node of a cluster: 1 to 64 characters of `A-Za-z0-9_.-` (no space,
+/// no glob character: it is a word in headers and a part of key names).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(Arc<str>);
+
+impl NodeId {
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_NODE_ID_CHARS
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            return Err(InvalidId("must be 1 to 64 characters of A-Za-z0-9_.-"));
+        }
+        Ok(Self(Arc::from(s)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({:?})", &*self.0)
     }
 }
 

@@ -47,7 +47,13 @@
 //! events (from the binary's Redis link) and [`cluster::Stored`] positions
 //! (from the registry's periodic check, [`registry::watch`]); a chat room
 //! lets everything out through one [`cluster::reorder::Reorder`] order.
-//! Without it none of this runs.
+//! Presence spans the nodes: a room's [`members::Members`] tells the
+//! cluster each change of its users' connections and each awareness push,
+//! and takes the other nodes' (and the news that one died) into its
+//! [`presence::remote::Elsewhere`]; the periodic check also re-reads a
+//! document's roles when its access changed; the registry admits a
+//! connection against the user's count on every node. Without it none of
+//! this runs.
 //!
 //! Who owns what:
 //! - [`session::Session`]: authentication, decoding (once, into

@@ -12,6 +12,13 @@
 //! answers onto the wire. Batched presence and coalesced awareness need a
 //! timer: `Members` asks its room to be sent a [`Tick`] later, only while
 //! something is pending, and the room hands it back to [`Members::tick`].
+//!
+//! In cluster mode the room is one part of a room that spans the nodes:
+//! `Members` tells the cluster each change of a user's connections here
+//! and each awareness push, and takes the other nodes' ([`Members::remote`])
+//! as if they happened here: `user:joined` / `user:left` (or the diff)
+//! when a user's first connection in the whole cluster appears or its last
+//! goes, counts and lists over every node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,14 +26,16 @@ use std::time::Duration;
 
 use actix::{Message, WeakRecipient};
 use bytestring::ByteString;
+use serde::Serialize;
 
 use crate::awareness::{Awareness, Set, Update};
+use crate::cluster::{Cluster, RoomEvent};
 use crate::config::Settings;
-use crate::ids::{RoomName, SessionId, UserId};
+use crate::ids::{NodeId, RoomName, SessionId, UserId};
 use crate::observer::Observer;
 use crate::peer::{Delivery, Peer, Requester};
 use crate::presence::diff::{Diff, DiffLog, Recorded};
-use crate::presence::{Joined, Presence};
+use crate::presence::{Joined, Presence, RemoteChange};
 use crate::protocol::frames::{Empty, PresencePage, PresenceSnapshot, RoomOnly};
 use crate::protocol::{AwarenessState, Push, WireError};
 
@@ -54,6 +63,32 @@ pub enum Ask {
     List { after_user_id: Option<UserId>, limit: usize },
     /// `awareness:set` (`None` clears).
     SetAwareness(Option<AwarenessState>),
+}
+
+/// A page of the room's users for the server itself (the HTTP API's
+/// `GET /api/rooms/{room}/presence`), which needs no membership.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "PresenceReply")]
+pub struct PresenceQuery {
+    pub after_user_id: Option<UserId>,
+    pub limit: usize,
+}
+
+/// The answer to a [`PresenceQuery`], serialized as the route's body.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct PresenceReply {
+    pub members: Vec<Member>,
+    pub has_more: bool,
+    pub member_count: usize,
+}
+
+/// One user present, as [`PresenceReply`] lists it.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: UserId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub connections: usize,
 }
 
 /// A room's timer rang: the room passes it to [`Members::tick`].
@@ -95,10 +130,12 @@ pub struct Members {
     observer: Arc<dyn Observer>,
     /// Where [`Tick`]s go: the room, once started ([`Members::ring_at`]).
     alarm: Option<WeakRecipient<Tick>>,
+    /// Cluster mode only: the other nodes, told of this node's changes.
+    cluster: Option<Arc<dyn Cluster>>,
 }
 
 impl Members {
-    pub fn new(room: RoomName, observer: Arc<dyn Observer>, settings: &Settings) -> Members {
+    pub fn new(room: RoomName, observer: Arc<dyn Observer>, settings: &Settings, cluster: Option<Arc<dyn Cluster>>) -> Members {
         let limits = Limits {
             max_listed: settings.presence_max_listed,
             max_instant: settings.presence_max_instant,
@@ -113,6 +150,7 @@ impl Members {
             limits,
             observer,
             alarm: None,
+            cluster,
         }
     }
 
@@ -142,6 +180,11 @@ impl Members {
         self.presence.sessions_of(user).to_vec()
     }
 
+    /// The users connected on this node, with their connections.
+    pub fn local_users(&self) -> Vec<(UserId, Vec<SessionId>)> {
+        self.presence.local().map(|(u, s)| (u.clone(), s.to_vec())).collect()
+    }
+
     /// Admits the requester: adds it, acks with `ack` (given the room and
     /// what it shows of the members: the first `presence_max_listed` users,
     /// the newcomer among them if it sorts there, their count, the others'
@@ -156,6 +199,9 @@ impl Members {
             Joined::FirstConnection => self.record(&user, name.as_ref(), true),
             Joined::AnotherConnection | Joined::AlreadyMember => false,
         };
+        if let Some(cluster) = &self.cluster {
+            cluster.presence(&self.room, &user, self.presence.sessions_of(&user).len(), name.as_ref());
+        }
         let clock = self.diffs.clock();
         if let Some(slot) = self.presence.slot_mut(session) {
             slot.seen_at = clock;
@@ -216,14 +262,100 @@ impl Members {
     /// connection, that the user left. Returns the removed peer.
     pub fn remove(&mut self, session: SessionId) -> Option<Peer> {
         let left = self.presence.leave(session)?;
+        if let Some(cluster) = &self.cluster {
+            cluster.presence(&self.room, &left.user_id, left.here, None);
+        }
         if let Some(user_id) = self.awareness.leave(session) {
             let cleared = Update { session_id: session, user_id, state: None };
-            self.push(Push::Awareness(&cleared), None);
+            self.push_awareness(&cleared, None);
         }
         if left.last_connection && self.record(&left.user_id, None, false) {
             self.push(Push::UserLeft { user_id: &left.user_id }, None);
         }
         Some(left.slot.peer)
+    }
+
+    /// Pushes a connection's awareness state here, and to the other nodes.
+    fn push_awareness(&mut self, update: &Update, except: Option<SessionId>) {
+        let frame = self.push(Push::Awareness(update), except);
+        if let Some(cluster) = &self.cluster {
+            cluster.awareness(&self.room, frame);
+        }
+    }
+
+    /// Takes an event of the room's presence on other nodes (cluster mode).
+    pub fn remote(&mut self, event: RoomEvent) {
+        match event {
+            RoomEvent::UserPresence { node, stamp, user } => {
+                let change = self.presence.remote_set(&node, stamp, user);
+                self.announce(&node, change);
+            }
+            RoomEvent::Presence(nodes) => {
+                for presence in nodes {
+                    let node = presence.node.clone();
+                    let change = self.presence.remote_replace(presence);
+                    self.announce(&node, change);
+                }
+            }
+            RoomEvent::NodeGone { node, incarnation } => {
+                for cleared in self.awareness.remote_clear(&node, None) {
+                    self.push(Push::Awareness(&cleared), None);
+                }
+                let change = self.presence.remote_gone(&node, incarnation);
+                self.announce(&node, change);
+            }
+            RoomEvent::Awareness { node, stamp, update, frame } => {
+                if !self.presence.elsewhere().takes(&node, stamp) {
+                    return;
+                }
+                let room_for = self.presence.elsewhere().connections_on(&node);
+                if self.awareness.remote_set(&node, &update, room_for) {
+                    self.broadcast(frame, None);
+                } else {
+                    log::debug!("{}: node {node} sent more awareness states than it has connections; one dropped", self.room);
+                }
+            }
+            RoomEvent::AwarenessWanted { node } => {
+                let Some(cluster) = &self.cluster else { return };
+                for update in self.awareness.local_states() {
+                    cluster.awareness_to(&node, &self.room, Push::Awareness(&update).encode(&self.room));
+                }
+            }
+            RoomEvent::ChatMessage { .. } | RoomEvent::Revoked { .. } => {}
+        }
+    }
+
+    /// Tells this node's members what another node's report changed: the
+    /// states of users gone from it are cleared, and users who joined or
+    /// left the room as a whole are announced.
+    fn announce(&mut self, node: &NodeId, change: RemoteChange) {
+        if !change.departed.is_empty() {
+            for cleared in self.awareness.remote_clear(node, Some(&change.departed)) {
+                self.push(Push::Awareness(&cleared), None);
+            }
+        }
+        for moved in change.moved {
+            if self.record(&moved.user_id, moved.name.as_ref(), moved.joined) {
+                let push = if moved.joined {
+                    Push::UserJoined { user_id: &moved.user_id, name: moved.name.as_deref() }
+                } else {
+                    Push::UserLeft { user_id: &moved.user_id }
+                };
+                self.push(push, None);
+            }
+        }
+    }
+
+    /// `GET /api/rooms/{room}/presence`: a page of the users as they are
+    /// now, on every node.
+    pub fn query(&self, q: &PresenceQuery) -> PresenceReply {
+        let page = self.presence.page(q.after_user_id.as_ref(), q.limit);
+        let members = page
+            .members
+            .iter()
+            .map(|m| Member { user_id: m.user_id.clone(), name: m.name.map(String::from), connections: m.connections })
+            .collect();
+        PresenceReply { members, has_more: page.has_more, member_count: self.presence.member_count() }
     }
 
     /// Encodes `push` once and offers it to every member but `except`;
@@ -238,6 +370,12 @@ impl Members {
     /// kept for later) to every member but `except`.
     pub fn broadcast(&mut self, frame: ByteString, except: Option<SessionId>) {
         self.deliver_each(|session, _| (Some(session) != except).then(|| frame.clone()));
+    }
+
+    /// Offers an already encoded frame to every member for which `skip` is
+    /// false.
+    pub fn broadcast_unless(&mut self, frame: ByteString, skip: impl Fn(SessionId) -> bool) {
+        self.deliver_each(|session, _| (!skip(session)).then(|| frame.clone()));
     }
 
     /// Offers each member the frame `frame_for` gives it (if any). Members
@@ -301,7 +439,7 @@ impl Members {
         req.ack(Empty {});
         if set == Set::Now {
             if let Some(update) = self.awareness.current(session) {
-                self.push(Push::Awareness(&update), Some(session));
+                self.push_awareness(&update, Some(session));
             }
             self.awareness.pushed(session);
             self.ring(Tick::Awareness, self.limits.awareness_interval);
@@ -314,7 +452,7 @@ impl Members {
             Tick::Presence => self.send_diffs(),
             Tick::Awareness => {
                 for update in self.awareness.tick() {
-                    self.push(Push::Awareness(&update), Some(update.session_id));
+                    self.push_awareness(&update, Some(update.session_id));
                 }
                 if self.awareness.ticking() {
                     self.ring(Tick::Awareness, self.limits.awareness_interval);

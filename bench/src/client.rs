@@ -26,6 +26,7 @@ use futures_util::stream::SplitSink;
 use awc::http;
 use futures_util::StreamExt;
 
+use crate::Placement;
 use crate::scan::{self, Event};
 use crate::stats::{excerpt, Shared};
 
@@ -40,7 +41,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Where clients connect, and what every client of a run shares.
 pub struct Net {
     pub client: awc::Client,
-    pub url: String,
+    /// Every node's URL, and how connections are spread over them.
+    pub urls: Vec<String>,
+    placement: Placement,
+    next: std::cell::Cell<usize>,
     pub shared: Shared,
     /// Every client actor of the run, to tell them all to close at the end.
     pub clients: RefCell<Vec<Recipient<Command>>>,
@@ -77,6 +81,11 @@ impl actix_service::Service<actix_tls::connect::ConnectInfo<http::Uri>> for NoDe
 
 impl Net {
     pub fn new(url: &str, shared: Shared) -> Rc<Net> {
+        Self::spread(&[url.to_owned()], Placement::RoundRobin, shared)
+    }
+
+    /// Connections to several nodes, placed as `placement` says.
+    pub fn spread(urls: &[String], placement: Placement, shared: Shared) -> Rc<Net> {
         let tcp = NoDelay(actix_tls::connect::Connector::default().service());
         let connector = awc::Connector::new()
             .connector(tcp)
@@ -87,11 +96,29 @@ impl Net {
         let client = awc::Client::builder().connector(connector).timeout(Duration::from_secs(30)).finish();
         Rc::new(Net {
             client,
-            url: url.to_owned(),
+            urls: urls.to_vec(),
+            placement,
+            next: std::cell::Cell::new(0),
             shared,
             clients: RefCell::new(Vec::new()),
             open: std::cell::Cell::new(0),
         })
+    }
+
+    /// The node the next connection goes to (`publisher`: it publishes).
+    pub fn pick(&self, publisher: bool) -> &str {
+        let n = self.urls.len();
+        let turn = || {
+            let i = self.next.get();
+            self.next.set(i.wrapping_add(1));
+            i
+        };
+        match self.placement {
+            _ if n == 1 => &self.urls[0],
+            Placement::RoundRobin => &self.urls[turn() % n],
+            Placement::Cross if publisher => &self.urls[0],
+            Placement::Cross => &self.urls[1 + turn() % (n - 1)],
+        }
     }
 
     /// Tells every client still open to close.
@@ -121,6 +148,10 @@ pub trait Behaviour: Unpin + Sized + 'static {
     /// Any later text frame.
     fn on_frame(&mut self, event: Event, frame: &[u8], io: &mut Io<'_>);
     fn on_command(&mut self, _cmd: Command, _io: &mut Io<'_>) {}
+    /// Whether this client publishes (where [`Placement::Cross`] puts it).
+    fn publishes(&self) -> bool {
+        false
+    }
     /// Called on the interval asked for with [`Io::tick_every`].
     fn on_tick(&mut self, _io: &mut Io<'_>) {}
 }
@@ -175,12 +206,13 @@ pub struct Client<B: Behaviour> {
 /// Opens a WebSocket authenticated by a header token and starts a client
 /// actor on it.
 pub async fn connect<B: Behaviour>(net: Rc<Net>, token: Rc<str>, behaviour: B) -> Result<Addr<Client<B>>, String> {
-    let request = net.client.ws(net.url.as_str()).bearer_auth(&*token).max_frame_size(MAX_FRAME_BYTES);
+    let url = net.pick(behaviour.publishes()).to_owned();
+    let request = net.client.ws(url.as_str()).bearer_auth(&*token).max_frame_size(MAX_FRAME_BYTES);
     let (_response, framed) = match request.connect().await {
         Ok(ok) => ok,
         Err(e) => {
             net.shared.borrow_mut().connect_failures += 1;
-            return Err(format!("WebSocket connect to {}: {e}", net.url));
+            return Err(format!("WebSocket connect to {url}: {e}"));
         }
     };
     net.shared.borrow_mut().connected += 1;

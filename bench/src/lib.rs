@@ -43,15 +43,35 @@ use serde_json::json;
 pub use report::Report;
 pub use scenarios::run;
 
-/// The server under test.
+/// The server under test: one node, or the nodes of a cluster.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `ws://host:port/ws`
-    pub url: String,
-    /// The HS256 secret the server checks tokens with.
+    /// `ws://host:port/ws` of each node; clients are spread over them as
+    /// `placement` says.
+    pub urls: Vec<String>,
+    /// The HS256 secret the server checks tokens with (every node's).
     pub secret: String,
-    /// The server's process, for CPU and RSS (none: not measured).
-    pub server_pid: Option<u32>,
+    /// The server processes, for CPU and RSS (summed over the nodes;
+    /// none: not measured).
+    pub server_pids: Vec<u32>,
+    pub placement: Placement,
+}
+
+impl Target {
+    /// One node.
+    pub fn single(url: impl Into<String>, secret: impl Into<String>, server_pid: Option<u32>) -> Target {
+        Target { urls: vec![url.into()], secret: secret.into(), server_pids: server_pid.into_iter().collect(), placement: Placement::RoundRobin }
+    }
+}
+
+/// Which node each connection goes to, when there are several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Placement {
+    /// Each new connection (and reconnection) to the next node.
+    RoundRobin,
+    /// Publishers on the first node, everyone else over the others: every
+    /// delivery crosses nodes (cross-node latency).
+    Cross,
 }
 
 /// This process's part of the connections: `index` of `count`.

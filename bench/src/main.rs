@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use huddle_bench::server::{Server, ServerOptions};
-use huddle_bench::{report, Report, RunOptions, Scenario, Shard, Target};
+use huddle_bench::server::{fresh_secret, Server, ServerOptions};
+use huddle_bench::{report, Placement, Report, RunOptions, Scenario, Shard, Target};
 
 #[derive(Parser)]
 #[command(name = "huddle-bench", about = "Load harness for Huddle (see bench/README.md)")]
@@ -38,15 +38,25 @@ struct Global {
     /// Extra KEY=VALUE environment for the started server (repeatable).
     #[arg(long = "server-env", global = true)]
     server_env: Vec<String>,
-    /// A running server instead: ws://HOST:PORT/ws
+    /// Start this many nodes of a cluster (with --server-bin). They need
+    /// --server-env DATABASE_URL=postgres://... and
+    /// --server-env HUDDLE_REDIS_URL=redis://...
+    #[arg(long, global = true, default_value_t = 1)]
+    nodes: usize,
+    /// A running server instead: ws://HOST:PORT/ws; repeat it for the
+    /// nodes of a cluster.
     #[arg(long, global = true)]
-    url: Option<String>,
+    url: Vec<String>,
+    /// Where connections go when there are several nodes.
+    #[arg(long, global = true, value_enum, default_value = "round-robin")]
+    placement: Placement,
     /// The running server's HUDDLE_JWT_SECRET.
     #[arg(long, global = true, env = "HUDDLE_JWT_SECRET", hide_env_values = true)]
     secret: Option<String>,
-    /// The running server's pid, for CPU and RSS figures.
+    /// The running server's pid, for CPU and RSS figures (repeat it for
+    /// the nodes of a cluster: summed).
     #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Runs of the scenario, one report each.
     #[arg(long, global = true, default_value_t = 1)]
     repeat: usize,
@@ -205,11 +215,9 @@ fn run(cli: Cli) -> Result<bool, String> {
         }
     };
 
-    let mut server = None;
-    let target = match (&g.server_bin, &g.url) {
-        _ if matches!(scenario, Scenario::Ceiling { .. }) => {
-            Target { url: String::new(), secret: String::new(), server_pid: None }
-        }
+    let mut servers = Vec::new();
+    let target = match (&g.server_bin, g.url.is_empty()) {
+        _ if matches!(scenario, Scenario::Ceiling { .. }) => Target::single("", "", None),
         (Some(bin), _) => {
             let env = g
                 .server_env
@@ -217,30 +225,46 @@ fn run(cli: Cli) -> Result<bool, String> {
                 .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
                 .collect::<Option<Vec<_>>>()
                 .ok_or("--server-env takes KEY=VALUE")?;
-            let s = Server::spawn(&ServerOptions {
-                bin: bin.clone(),
-                cpus: g.server_cpus.clone(),
-                sync: g.sync.clone(),
-                workers: g.server_workers,
-                env,
-            })?;
-            eprintln!("server: pid {} at {} (log {})", s.pid, s.url, s.log.display());
-            let t = Target { url: s.url.clone(), secret: s.secret.clone(), server_pid: Some(s.pid) };
-            server = Some(s);
-            t
+            if g.nodes > 1 && !env.iter().any(|(k, _)| k == "HUDDLE_REDIS_URL") {
+                return Err("--nodes above 1 starts a cluster: give --server-env HUDDLE_REDIS_URL=redis://... and \
+                            --server-env DATABASE_URL=postgres://... (a database the nodes share)"
+                    .into());
+            }
+            let secret = fresh_secret();
+            for node in 0..g.nodes.max(1) {
+                let s = Server::spawn(&ServerOptions {
+                    bin: bin.clone(),
+                    cpus: g.server_cpus.clone(),
+                    sync: g.sync.clone(),
+                    workers: g.server_workers,
+                    env: env.clone(),
+                    secret: secret.clone(),
+                    node_id: (g.nodes > 1).then(|| format!("bench-{node}")),
+                })?;
+                eprintln!("server: pid {} at {} (log {})", s.pid, s.url, s.log.display());
+                servers.push(s);
+            }
+            Target {
+                urls: servers.iter().map(|s| s.url.clone()).collect(),
+                secret,
+                server_pids: servers.iter().map(|s| s.pid).collect(),
+                placement: g.placement,
+            }
         }
-        (None, Some(url)) => Target {
-            url: url.clone(),
+        (None, false) => Target {
+            urls: g.url.clone(),
             secret: g.secret.clone().ok_or("--url needs --secret (or HUDDLE_JWT_SECRET)")?,
-            server_pid: g.server_pid,
+            server_pids: g.server_pid.clone(),
+            placement: g.placement,
         },
-        (None, None) => return Err("give --server-bin PATH or --url ws://HOST:PORT/ws".into()),
+        (None, true) => return Err("give --server-bin PATH or --url ws://HOST:PORT/ws".into()),
     };
 
     let base_id = g.run_id.clone().unwrap_or_else(|| format!("b{:x}", huddle_bench::stats::now_ns() / 1_000_000));
     let shard = g.shard.as_deref().map(Shard::parse).transpose()?.unwrap_or(Shard::WHOLE);
     let server_desc = g.server_bin.as_ref().map(|b| {
-        format!("{} sync={} cpus={}", b.display(), g.sync, g.server_cpus.as_deref().unwrap_or("any"))
+        let nodes = if g.nodes > 1 { format!(" nodes={} placement={:?}", g.nodes, g.placement) } else { String::new() };
+        format!("{} sync={} cpus={}{nodes}", b.display(), g.sync, g.server_cpus.as_deref().unwrap_or("any"))
     });
     let system = actix::System::new();
     let mut all_ok = true;
@@ -260,7 +284,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         emit(&r, g.out.as_ref())?;
         all_ok &= r.ok;
     }
-    if let Some(mut s) = server {
+    for mut s in servers {
         let problems = s.stop()?;
         if !problems.is_empty() {
             let n = problems.lines().count();

@@ -199,6 +199,10 @@ impl ChatClient {
 }
 
 impl Behaviour for ChatClient {
+    fn publishes(&self) -> bool {
+        self.publish.is_some()
+    }
+
     fn on_connect(&mut self, io: &mut Io<'_>) {
         if self.rejoining {
             // Recovery: everything after the last seq seen.

@@ -18,7 +18,7 @@ use crate::client::{connect, Behaviour, Client, Command, Net};
 use crate::fake::FakeServer;
 use crate::report::{buckets, Percentiles, Report, SATURATED};
 use crate::roles::{ChatClient, Churner, EditMode, Editor, Idle, JoinWhen, Publish};
-use crate::stats::{rss_kb, Counters, CpuWindow, Shared};
+use crate::stats::{rss_kb, sum_over, Counters, CpuWindow, Shared};
 use crate::{token, RunOptions, Scenario, Target};
 
 /// How long the clients of a finished run get to close.
@@ -53,8 +53,8 @@ struct Windows {
 }
 
 impl Windows {
-    fn open(server_pid: Option<u32>) -> Windows {
-        Windows { server: CpuWindow::process(server_pid), harness: CpuWindow::harness(), start: Instant::now() }
+    fn open(server_pids: &[u32]) -> Windows {
+        Windows { server: CpuWindow::processes(server_pids), harness: CpuWindow::harness(), start: Instant::now() }
     }
 
     fn close(&self, m: &mut Measured) {
@@ -71,7 +71,7 @@ pub async fn run(scenario: &Scenario, target: &Target, o: &RunOptions) -> Report
     let result = match scenario {
         Scenario::Ceiling { subscribers, messages } => ceiling(&shared, *subscribers, *messages, o, &mut m).await,
         _ => {
-            let net = Net::new(&target.url, shared.clone());
+            let net = Net::spread(&target.urls, target.placement, shared.clone());
             let r = match *scenario {
                 Scenario::Fanout { subscribers, publishers, messages, window, rate } => {
                     let plan = fanout_plan(o, "fanout", subscribers, publishers, messages, 0);
@@ -233,7 +233,7 @@ async fn chat(
         wait_for(shared, "waiting for the other shards' subscribers", o.stall, |_| presence.get() >= *need).await?;
     }
     m.setup_s = setup.elapsed().as_secs_f64();
-    let w = Windows::open(t.server_pid);
+    let w = Windows::open(&t.server_pids);
     for (a, p) in addrs.iter().zip(&is_pub) {
         if *p {
             a.do_send(Command::Go);
@@ -289,7 +289,7 @@ async fn docs(
     }
     wait_for(shared, "joining documents", o.stall, |c| c.ready >= n).await?;
     m.setup_s = setup.elapsed().as_secs_f64();
-    let w = Windows::open(t.server_pid);
+    let w = Windows::open(&t.server_pids);
     for a in &addrs {
         a.do_send(Command::Go);
     }
@@ -317,18 +317,18 @@ async fn conns(
     }
     let n = clients.len() as u64;
     m.connections = n;
-    m.rss_before_kb = t.server_pid.and_then(rss_kb);
-    let w = Windows::open(t.server_pid);
+    m.rss_before_kb = sum_over(&t.server_pids, rss_kb);
+    let w = Windows::open(&t.server_pids);
     let _addrs = open_all(net, clients, o.connect_concurrency).await?;
     wait_for(shared, "connecting", o.stall, |c| c.ready >= n).await?;
     m.setup_s = w.start.elapsed().as_secs_f64();
     w.close(m);
     m.connections_per_s = (m.setup_s > 0.0).then(|| n as f64 / m.setup_s);
-    m.rss_after_kb = t.server_pid.and_then(rss_kb);
+    m.rss_after_kb = sum_over(&t.server_pids, rss_kb);
     // Holding the connections open is the measurement itself (idle cost,
     // and the other shards' ramp); nothing waits on this sleep.
     tokio::time::sleep(hold).await;
-    m.rss_end_kb = t.server_pid.and_then(rss_kb);
+    m.rss_end_kb = sum_over(&t.server_pids, rss_kb);
     m.elapsed_s = w.start.elapsed().as_secs_f64();
     let c = shared.borrow();
     if c.unexpected_closes > 0 {
@@ -358,7 +358,7 @@ async fn churn(
         workers.push(churn_worker(net.clone(), token, chat, deadline, budget.clone()));
     }
     m.connections = 0;
-    let w = Windows::open(t.server_pid);
+    let w = Windows::open(&t.server_pids);
     let results = futures_util::future::join_all(workers).await;
     w.close(m);
     m.elapsed_s = w.start.elapsed().as_secs_f64();
@@ -402,7 +402,7 @@ async fn ceiling(shared: &Shared, subscribers: usize, messages: u64, o: &RunOpti
         let _addrs = open_all(&net, clients, o.connect_concurrency).await?;
         wait_for(shared, "connecting", o.stall, |c| c.ready >= n).await?;
         m.setup_s = setup.elapsed().as_secs_f64();
-        let w = Windows::open(Some(fake.tid));
+        let w = Windows::open(&[fake.tid]);
         fake.go();
         let waited = wait_for(shared, "delivering", o.stall, |c| c.done >= n).await;
         w.close(m);

@@ -2,6 +2,8 @@
 //! temporary directory, an ephemeral port read back from the server's log,
 //! limits raised for load, and optionally `taskset` to pin it to cores.
 //! Its log goes to a file; warnings and errors in it are reported at stop.
+//! A cluster is several of these with one secret and their own node ids,
+//! on the PostgreSQL database and the Redis given in their environment.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -28,6 +30,15 @@ pub struct ServerOptions {
     pub workers: Option<usize>,
     /// Extra `KEY=VALUE` settings, applied last.
     pub env: Vec<(String, String)>,
+    /// The JWT secret (the same on every node of a cluster).
+    pub secret: String,
+    /// `HUDDLE_NODE_ID`, for a node of a cluster.
+    pub node_id: Option<String>,
+}
+
+/// A JWT secret for the servers of one harness process.
+pub fn fresh_secret() -> String {
+    format!("bench-{:x}-{}", crate::stats::now_ns(), std::process::id())
 }
 
 pub struct Server {
@@ -45,7 +56,7 @@ impl Server {
         let stamp = crate::stats::now_ns();
         let dir = std::env::temp_dir().join(format!("huddle-bench-{}-{stamp}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let secret = format!("bench-{stamp:x}-{}", std::process::id());
+        let secret = o.secret.clone();
         let mut cmd = match &o.cpus {
             Some(cpus) => {
                 let mut c = Command::new("taskset");
@@ -71,6 +82,9 @@ impl Server {
             .stderr(Stdio::piped());
         if let Some(w) = o.workers {
             cmd.env("HUDDLE_WORKERS", w.to_string());
+        }
+        if let Some(node) = &o.node_id {
+            cmd.env("HUDDLE_NODE_ID", node);
         }
         for (k, v) in &o.env {
             cmd.env(k, v);

@@ -248,6 +248,15 @@ pub fn ticks_per_second() -> f64 {
 }
 
 /// Resident set size of a process, in kB (`VmRSS` in /proc/PID/status).
+/// `f` of every process in `pids`, summed; `None` without processes (or
+/// when one cannot be read).
+pub fn sum_over(pids: &[u32], f: fn(u32) -> Option<u64>) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| f(*p)).sum()
+}
+
 pub fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -256,29 +265,30 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
 
 /// CPU share (1.0 = one core busy) of a process over a measured window.
 pub struct CpuWindow {
-    read: fn(Option<u32>) -> Option<u64>,
-    pid: Option<u32>,
+    read: fn(&[u32]) -> Option<u64>,
+    pids: Vec<u32>,
     start_ticks: Option<u64>,
     start: Instant,
 }
 
 impl CpuWindow {
-    /// A window on process `pid` (none: no figure).
-    pub fn process(pid: Option<u32>) -> CpuWindow {
-        Self::with(|pid| pid.and_then(cpu_ticks), pid)
+    /// A window on processes `pids`, summed (a cluster's nodes; none: no
+    /// figure).
+    pub fn processes(pids: &[u32]) -> CpuWindow {
+        Self::with(|pids| sum_over(pids, cpu_ticks), pids.to_vec())
     }
 
     /// A window on the harness's own client thread.
     pub fn harness() -> CpuWindow {
-        Self::with(|_| harness_ticks(), None)
+        Self::with(|_| harness_ticks(), Vec::new())
     }
 
-    fn with(read: fn(Option<u32>) -> Option<u64>, pid: Option<u32>) -> CpuWindow {
-        CpuWindow { read, pid, start_ticks: read(pid), start: Instant::now() }
+    fn with(read: fn(&[u32]) -> Option<u64>, pids: Vec<u32>) -> CpuWindow {
+        CpuWindow { read, start_ticks: read(&pids), pids, start: Instant::now() }
     }
 
     pub fn share(&self) -> Option<f64> {
-        let now = (self.read)(self.pid)?;
+        let now = (self.read)(&self.pids)?;
         let secs = self.start.elapsed().as_secs_f64();
         if secs <= 0.0 {
             return None;

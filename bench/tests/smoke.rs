@@ -92,7 +92,7 @@ fn every_scenario_runs_without_loss() {
     let server = Server::start();
     // The server runs in this process: its CPU and memory are not measured
     // here (they would include the harness).
-    let target = Target { url: server.url.clone(), secret: SECRET.into(), server_pid: None };
+    let target = Target::single(server.url.clone(), SECRET, None);
     let scenarios = [
         Scenario::Fanout { subscribers: 20, publishers: 2, messages: 50, window: 8, rate: None },
         Scenario::Fanout { subscribers: 5, publishers: 1, messages: 5, window: 1, rate: Some(50.0) },
@@ -134,7 +134,7 @@ fn every_scenario_runs_without_loss() {
 #[test]
 fn a_shard_takes_its_share_and_merging_adds_up() {
     let server = Server::start();
-    let target = Target { url: server.url.clone(), secret: SECRET.into(), server_pid: None };
+    let target = Target::single(server.url.clone(), SECRET, None);
     let system = actix::System::new();
     let scenario = Scenario::Conns { connections: 30, room_size: 5, hold: Duration::ZERO };
     let mut reports = Vec::new();

@@ -7,9 +7,11 @@
 //! - [`subscriptions`]: which rooms listen to which channel, the one task
 //!   that (re)subscribes them, and the catch-up after the link came back;
 //! - [`router`]: every message Redis pushes, to its room or to [`node`];
-//! - [`publisher`]: the bounded queue of events to publish;
-//! - [`node`]: heartbeats, the peers this node hears, and requests to
-//!   every node (closing a user's connections).
+//! - [`publisher`]: the bounded queue of everything this node writes;
+//! - [`presence`]: this node's presence and connection counts in Redis,
+//!   reading the others', removing the dead's;
+//! - [`node`]: heartbeats, the peers this node hears (and which died), and
+//!   requests to every node (closing a user's connections).
 //!
 //! All Redis I/O runs on one thread of its own (the connection's driver
 //! lives on the runtime that made it); rooms and routes reach it through
@@ -25,6 +27,7 @@
 //! that started while the link was down has no subscription to restore.
 
 pub mod node;
+pub mod presence;
 pub mod publisher;
 pub mod router;
 pub mod subscriptions;
@@ -32,22 +35,29 @@ pub mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Addr, Arbiter, Recipient};
-use huddle_actors::cluster::{Cluster, Confirmed, Remote, RoomEvent};
-use huddle_actors::ids::{RoomName, UserId};
+use bytestring::ByteString;
+use huddle_actors::cluster::{Admitted, Cluster, Confirmed, Remote, RoomEvent};
+use huddle_actors::ids::{NodeId, RoomName, UserId};
 use huddle_actors::registry::Registry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::metrics::Metrics;
 
-/// How long a starting room waits for its subscription before it goes on
-/// without (the link is down; the periodic check covers it meanwhile).
-/// A subscription on a live link takes one round trip.
+/// How long a starting room waits for its subscription (and the other
+/// nodes' presence) before it goes on without (the link is down; the
+/// periodic check covers it meanwhile, and the presence comes when the
+/// link is back). A subscription on a live link takes two round trips.
 pub const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
+/// How long a connection waits for the cluster-wide count of its user's
+/// connections before it is admitted on this node's count alone (a
+/// local Redis answers in well under a millisecond; see
+/// [`presence`] for what happens while Redis is away).
+pub const ADMIT_WAIT: Duration = Duration::from_secs(1);
 /// Events waiting to be published; past it, events are dropped and
 /// counted (the commit is the truth; the others' checks repair).
 pub const PUBLISH_QUEUE: usize = 16_384;
@@ -93,6 +103,17 @@ struct Inner {
     /// Set once the registry is started (it is built with this link).
     registry: OnceLock<Addr<Registry>>,
     next_id: AtomicU64,
+    /// Since when the link is up (`None`: down).
+    up_since: Mutex<Option<Instant>>,
+    /// This node's presence, as the shared store should hold it.
+    mirror: Mutex<presence::Mirror>,
+    /// The incarnation this node's presence is published under (0 until
+    /// the first republish).
+    incarnation: AtomicU64,
+    /// Numbers this node's presence changes within an incarnation.
+    seq: AtomicU64,
+    /// Asks the publisher to write this node's presence again.
+    republish: Notify,
     /// Test-only fault point (see [`fault_point`]).
     exit_before_publish: Option<AtomicU64>,
 }
@@ -140,6 +161,11 @@ impl Link {
                 nodes: node::Nodes::new(control_tx),
                 registry: OnceLock::new(),
                 next_id: AtomicU64::new(1),
+                up_since: Mutex::new(None),
+                mirror: Mutex::new(presence::Mirror::default()),
+                incarnation: AtomicU64::new(0),
+                seq: AtomicU64::new(0),
+                republish: Notify::new(),
                 exit_before_publish: fault_point(),
             }),
         };
@@ -206,7 +232,53 @@ impl Link {
         if self.inner.up.swap(false, Ordering::AcqRel) {
             log::warn!("cluster: Redis link lost ({why}); rooms rely on the database until it is back");
         }
+        *lock(&self.inner.up_since) = None;
         self.inner.trouble.notify_one();
+    }
+
+    /// How long the link has been up (zero while down).
+    fn up_for(&self) -> Duration {
+        lock(&self.inner.up_since).map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// Asks for this node's presence to be written again, whole.
+    fn request_republish(&self) {
+        self.inner.republish.notify_one();
+    }
+
+    fn incarnation(&self) -> u64 {
+        self.inner.incarnation.load(Ordering::Acquire)
+    }
+
+    /// A new incarnation: later than the last, and than any this node id
+    /// had in an earlier process (the clock, in milliseconds, unless it
+    /// went back).
+    fn next_incarnation(&self) -> u64 {
+        let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let previous = self.inner.incarnation.load(Ordering::Acquire);
+        let next = now.max(previous + 1);
+        self.inner.incarnation.store(next, Ordering::Release);
+        next
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.inner.seq.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Asks the other nodes for their connections' awareness states in
+    /// `room` (it just opened here, or this node's link came back): they
+    /// answer this node alone, as pushes the room forwards to its members.
+    /// Redis keeps no awareness state to read instead.
+    fn ask_awareness(&self, room: &RoomName) {
+        publisher::send_raw(self, wire::room_channel(room), wire::encode("want", 0, self.node(), b""));
+    }
+
+    /// Queues a write of this node's presence; when the queue is full the
+    /// change waits in the mirror, and the whole presence is written again.
+    fn queue_write(&self, item: publisher::Outgoing) {
+        if self.inner.publisher.try_send(item).is_err() {
+            self.request_republish();
+        }
     }
 
     fn next_id(&self) -> u64 {
@@ -225,10 +297,22 @@ impl Link {
 impl Cluster for Link {
     fn subscribe(&self, room: RoomName, inbox: Recipient<Remote>) -> (u64, Confirmed) {
         let id = self.next_id();
-        let confirmed = self.inner.subscriptions.add(wire::room_channel(&room), id, inbox);
+        let confirmed = self.inner.subscriptions.add(wire::room_channel(&room), id, inbox.clone());
+        let link = self.clone();
         let waited = async move {
+            // Then read the others' presence: whatever they change after
+            // the read reaches the room as events (and what came before
+            // is older: see `presence::remote`).
+            let read = async {
+                confirmed.await;
+                let (tx, rx) = oneshot::channel();
+                link.ask_awareness(&room);
+                let to = publisher::SnapshotTo { waiter: Some(tx), inbox };
+                link.inner.publisher.send(publisher::Outgoing::Snapshot { room, to }).await.ok()?;
+                rx.await.ok()
+            };
             // Gone or late: either way the room goes on (see SUBSCRIBE_WAIT).
-            let _ = tokio::time::timeout(SUBSCRIBE_WAIT, confirmed).await;
+            tokio::time::timeout(SUBSCRIBE_WAIT, read).await.ok().flatten()
         };
         (id, Box::pin(waited))
     }
@@ -248,6 +332,46 @@ impl Cluster for Link {
         if self.inner.publisher.try_send(outgoing).is_err() {
             self.metrics().publish_failed(1);
         }
+    }
+
+    fn presence(&self, room: &RoomName, user: &UserId, connections: usize, name: Option<&Arc<str>>) {
+        let connections = u32::try_from(connections).unwrap_or(u32::MAX);
+        lock(&self.inner.mirror).set_presence(room, user, connections, name);
+        self.queue_write(publisher::Outgoing::Presence { room: room.clone(), user: user.clone() });
+    }
+
+    fn awareness(&self, room: &RoomName, frame: ByteString) {
+        // Ephemeral: a full queue drops it (the next change is pushed).
+        let outgoing = publisher::Outgoing::Awareness { room: room.clone(), frame };
+        if self.inner.publisher.try_send(outgoing).is_err() {
+            self.metrics().publish_failed(1);
+        }
+    }
+
+    fn awareness_to(&self, node: &NodeId, _room: &RoomName, frame: ByteString) {
+        // The frame names its room.
+        let payload = wire::encode_awareness(self.node(), self.incarnation(), &frame);
+        publisher::send_raw(self, wire::node_channel(node.as_str()), payload);
+    }
+
+    fn admit(&self, user: &UserId, connections: usize, limit: usize) -> Admitted {
+        lock(&self.inner.mirror).set_connections(user, u32::try_from(connections).unwrap_or(u32::MAX));
+        if !self.is_up() {
+            // Redis away: this node's count alone decides (presence.rs).
+            return Box::pin(std::future::ready(true));
+        }
+        let (reply, answer) = oneshot::channel();
+        let outgoing = publisher::Outgoing::Admit { user: user.clone(), connections, limit, reply };
+        if self.inner.publisher.try_send(outgoing).is_err() {
+            self.request_republish();
+            return Box::pin(std::future::ready(true));
+        }
+        Box::pin(async move { tokio::time::timeout(ADMIT_WAIT, answer).await.ok().and_then(Result::ok).unwrap_or(true) })
+    }
+
+    fn connections(&self, user: &UserId, connections: usize) {
+        lock(&self.inner.mirror).set_connections(user, u32::try_from(connections).unwrap_or(u32::MAX));
+        self.queue_write(publisher::Outgoing::Connections { user: user.clone() });
     }
 }
 
@@ -275,12 +399,7 @@ pub fn generated_node_id() -> String {
 /// A node id given by the operator must be short and plain: it goes into
 /// channel names, keys and every payload's header.
 pub fn check_node_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("HUDDLE_NODE_ID must be 1 to 64 characters of A-Za-z0-9_.- (got {id:?})"))
-    }
+    NodeId::parse(id).map(drop).map_err(|e| format!("HUDDLE_NODE_ID {e} (got {id:?})"))
 }
 
 /// Shared by the tasks: a lock that a panicking holder cannot poison for

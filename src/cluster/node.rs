@@ -1,28 +1,50 @@
-//! The node as a member of the cluster: its heartbeat, the peers it hears,
-//! and requests every node answers (closing a user's connections for the
-//! HTTP API of any node).
+//! The node as a member of the cluster: its heartbeat, the peers it hears
+//! and which of them died, and requests every node answers (closing a
+//! user's connections for the HTTP API of any node).
 //!
 //! Heartbeats go out [`HEARTBEATS_PER_TIMEOUT`] times per
-//! `node_timeout_ms`, on the cluster channel and as a key that expires
-//! after `node_timeout_ms`. A heartbeat that finds the previous one was
-//! more than `node_timeout_ms` ago means this process was paused (SIGSTOP,
-//! a frozen VM): whatever Redis had for it may be lost, so the link
-//! resynchronises and every room catches up.
+//! `node_timeout_ms`, on the cluster channel (carrying the node's
+//! incarnation) and as a key that expires after `node_timeout_ms`. A
+//! heartbeat that finds the previous one was more than `node_timeout_ms`
+//! ago means this process was paused (SIGSTOP, a frozen VM): whatever the
+//! others did meanwhile may be lost to it, and they may have taken it for
+//! dead, so the link resynchronises: every room catches up and this
+//! node's presence is written again. A heartbeat that finds the store no
+//! longer holds this node's presence (Redis restarted, or the others
+//! removed it) has it written again too.
+//!
+//! A peer not heard for `node_timeout_ms` is dead: every open room here
+//! is told ([`RoomEvent::NodeGone`]), and pushes `user:left` for its users
+//! (and clears their awareness). This node judges only while it can: its
+//! link must have been up for a whole `node_timeout_ms` (during a Redis
+//! outage everybody is silent) and its own heartbeats on time (right
+//! after a pause of its own, everybody looks silent). A node judged dead
+//! that turns out alive (its heartbeats come again under the same
+//! incarnation) is asked to publish its presence again. Each heartbeat
+//! also removes from the store the part of every node whose heartbeat key
+//! expired (a Lua script, so a node coming back is never half removed).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use huddle_actors::ids::UserId;
+use huddle_actors::cluster::{Remote, RoomEvent};
+use huddle_actors::ids::{NodeId, UserId};
+use huddle_actors::presence::remote::NodePresence;
 use huddle_actors::registry::DisconnectUser;
 use redis::aio::ConnectionManager;
+use redis::Value;
 use tokio::sync::mpsc;
 
-use crate::cluster::{lock, publisher, wire, Link};
+use crate::cluster::{lock, presence, publisher, wire, Link};
 
 /// Heartbeats per `node_timeout_ms`: a node is declared dead only after
 /// missing several in a row, not one late packet.
 pub const HEARTBEATS_PER_TIMEOUT: u32 = 4;
+/// A heartbeat tick later than this many intervals means this process was
+/// slowed down (or paused briefly): its view of who is silent is not
+/// trusted for that tick.
+const LATE_TICKS: u32 = 2;
 /// How long `DELETE /api/users/{id}/connections` waits for the other
 /// nodes' counts. Each answers in one round trip through Redis; a node
 /// that does not answer in time still closes the connections when the
@@ -38,8 +60,10 @@ pub enum Request {
 }
 
 pub struct Nodes {
-    /// Node id → when it was last heard.
-    heard: Mutex<HashMap<String, Instant>>,
+    /// Node id → when it was last heard, and its incarnation then.
+    heard: Mutex<HashMap<String, (Instant, u64)>>,
+    /// Nodes this node declared dead, with the incarnation they died at.
+    dead: Mutex<HashMap<String, u64>>,
     /// This node's requests waiting for answers, by request id.
     waiting: Mutex<HashMap<i64, mpsc::Sender<usize>>>,
     requests: mpsc::Sender<Request>,
@@ -47,25 +71,74 @@ pub struct Nodes {
 
 impl Nodes {
     pub fn new(requests: mpsc::Sender<Request>) -> Nodes {
-        Nodes { heard: Mutex::new(HashMap::new()), waiting: Mutex::new(HashMap::new()), requests }
+        Nodes {
+            heard: Mutex::new(HashMap::new()),
+            dead: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+            requests,
+        }
     }
 
-    /// The nodes heard within `timeout`; forgets the others.
+    /// The nodes heard within `timeout`.
     pub fn peers(&self, timeout: Duration) -> Vec<String> {
-        let mut heard = lock(&self.heard);
-        heard.retain(|_, at| at.elapsed() <= timeout);
-        let mut peers: Vec<String> = heard.keys().cloned().collect();
+        let heard = lock(&self.heard);
+        let mut peers: Vec<String> = heard.iter().filter(|(_, (at, _))| at.elapsed() <= timeout).map(|(n, _)| n.clone()).collect();
         peers.sort();
         peers
+    }
+
+    /// Takes what a room's snapshot says of the other nodes: the nodes
+    /// this node judged dead at the incarnation shown are left out (the
+    /// store may not have expired them yet, and a room that starts now was
+    /// not told they died); the others are watched from now on, so that
+    /// they are judged if they fall silent, even if this node never heard
+    /// them before.
+    pub fn seen_in(&self, nodes: &mut Vec<NodePresence>) {
+        let dead = lock(&self.dead);
+        nodes.retain(|n| dead.get(n.node.as_str()).is_none_or(|&died_at| n.stamp.incarnation > died_at));
+        drop(dead);
+        let mut heard = lock(&self.heard);
+        for n in nodes.iter() {
+            heard.entry(n.node.as_str().to_owned()).or_insert((Instant::now(), n.stamp.incarnation));
+        }
+    }
+
+    /// Removes and returns the nodes silent for longer than `timeout`.
+    fn expire(&self, timeout: Duration) -> Vec<(String, u64)> {
+        let mut heard = lock(&self.heard);
+        let silent: Vec<(String, u64)> =
+            heard.iter().filter(|(_, (at, _))| at.elapsed() > timeout).map(|(n, (_, inc))| (n.clone(), *inc)).collect();
+        let mut dead = lock(&self.dead);
+        for (node, incarnation) in &silent {
+            heard.remove(node);
+            dead.insert(node.clone(), *incarnation);
+        }
+        silent
     }
 }
 
 /// A node-level message from another node.
 pub fn incoming(link: &Link, header: &wire::Payload<'_>, body: &[u8]) {
     let nodes = &link.inner.nodes;
-    lock(&nodes.heard).insert(header.origin.to_owned(), Instant::now());
     match header.kind {
-        "hb" => {}
+        "hb" => {
+            let incarnation = u64::try_from(header.number).unwrap_or(0);
+            lock(&nodes.heard).insert(header.origin.to_owned(), (Instant::now(), incarnation));
+            let mut dead = lock(&nodes.dead);
+            if let Some(&died_at) = dead.get(header.origin) {
+                if incarnation > died_at {
+                    // It republished: its rooms heard it again.
+                    dead.remove(header.origin);
+                } else {
+                    // Alive under the incarnation this node buried: it
+                    // must say again what it has (each of its heartbeats
+                    // asks, until one carries a new incarnation).
+                    log::info!("cluster: node {} is alive after all; asking it to publish its presence again", header.origin);
+                    publisher::send_raw(link, wire::node_channel(header.origin), wire::encode("republish", 0, link.node(), b""));
+                }
+            }
+        }
+        "republish" => link.request_republish(),
         "disconnect" => {
             let Some(user) = std::str::from_utf8(body).ok().and_then(|u| UserId::parse(u).ok()) else { return };
             let request = Request::Disconnect { request: header.number, origin: header.origin.to_owned(), user };
@@ -132,14 +205,13 @@ pub async fn disconnect_user(link: &Link, user: &UserId) -> usize {
 }
 
 /// The heartbeat task (runs on the link's thread for the life of the
-/// process).
+/// process): beats, notices its own pauses, sweeps the store of dead
+/// nodes' parts, and judges who is dead.
 pub async fn heartbeat(link: Link, mut redis: ConnectionManager) {
     let timeout = link.inner.node_timeout;
-    let mut ticks = tokio::time::interval(timeout / HEARTBEATS_PER_TIMEOUT);
+    let interval = timeout / HEARTBEATS_PER_TIMEOUT;
+    let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let channel = wire::CLUSTER_CHANNEL.to_owned();
-    let key = wire::heartbeat_key(link.node());
-    let beat = wire::encode("hb", 0, link.node(), b"");
     let mut last = Instant::now();
     loop {
         ticks.tick().await;
@@ -149,22 +221,45 @@ pub async fn heartbeat(link: Link, mut redis: ConnectionManager) {
             log::warn!("cluster: this node was paused for {since:?} (more than node_timeout_ms); catching up");
             link.trouble("this node was paused");
         }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let sent = redis::pipe()
-            .cmd("PUBLISH")
-            .arg(&channel)
-            .arg(&beat)
-            .ignore()
-            .cmd("SET")
-            .arg(&key)
-            .arg(now_ms)
-            .arg("PX")
-            .arg(timeout.as_millis() as u64)
-            .ignore()
-            .query_async::<()>(&mut redis)
-            .await;
-        if let Err(e) = sent {
-            link.trouble(&format!("heartbeat failed: {e}"));
+        let up = link.is_up();
+        let incarnation = link.incarnation();
+        let mut pipe = redis::pipe();
+        pipe.cmd("PUBLISH").arg(wire::CLUSTER_CHANNEL).arg(wire::encode("hb", incarnation as i64, link.node(), b"")).ignore();
+        presence::heartbeat(&mut pipe, link.node(), incarnation, timeout.as_millis() as u64);
+        if up {
+            presence::sweep(&mut pipe, link.node());
+        }
+        match pipe.query_async::<Vec<Value>>(&mut redis).await {
+            Ok(answers) => {
+                let mut answers = answers.into_iter();
+                let held = matches!(answers.next(), Some(Value::Int(1)));
+                // Before the first republish (the link coming up does it)
+                // the store holds nothing of this node yet.
+                if up && !held && link.is_up() {
+                    log::info!("cluster: the shared store lost this node's presence; publishing it again");
+                    link.request_republish();
+                }
+                for (node, incarnation) in answers.next().map(presence::parse_swept).unwrap_or_default() {
+                    log::info!("cluster: removed the presence of node {node} (incarnation {incarnation}) from Redis: not heard for node_timeout_ms");
+                }
+            }
+            Err(e) => link.trouble(&format!("heartbeat failed: {e}")),
+        }
+        if up && link.up_for() >= timeout && since <= interval * LATE_TICKS {
+            judge(&link, timeout);
+        }
+    }
+}
+
+/// Declares the nodes silent for `timeout` dead, and tells every room.
+fn judge(link: &Link, timeout: Duration) {
+    for (node, incarnation) in link.inner.nodes.expire(timeout) {
+        let Ok(node) = NodeId::parse(&node) else { continue };
+        log::warn!("cluster: node {node} not heard for {timeout:?}: dead; its users leave every room here");
+        for inbox in link.inner.subscriptions.inboxes() {
+            // Once per room and dead node: past the mailbox's bound rather
+            // than lost (a lost one would leave its users present).
+            inbox.do_send(Remote(RoomEvent::NodeGone { node: node.clone(), incarnation }));
         }
     }
 }

@@ -3,12 +3,14 @@
 //! room's actor, node-level messages to [`node`], and the news that the
 //! connection dropped to the subscriptions task. Nothing here waits: a
 //! room whose mailbox is full misses the event (counted), which its gap
-//! repair reads back.
+//! repair reads back (a chat message), or a fresh read of the room's
+//! presence replaces (a change of presence).
 
 use bytes::Bytes;
-use huddle_actors::cluster::Remote;
+use huddle_actors::cluster::{Remote, RoomEvent};
 use redis::{PushInfo, PushKind, Value};
 
+use crate::cluster::publisher::{Outgoing, SnapshotTo};
 use crate::cluster::{node, wire, Link};
 
 pub fn route(link: &Link, push: PushInfo) {
@@ -29,6 +31,22 @@ pub fn route(link: &Link, push: PushInfo) {
                 return;
             }
             if channel.starts_with(wire::ROOM_PREFIX) {
+                let Some(inbox) = link.inner.subscriptions.inbox(&channel) else { return };
+                let Some(event) = wire::decode_event(&header, bytes.clone()) else { return };
+                let presence = !matches!(event, RoomEvent::ChatMessage { .. } | RoomEvent::Awareness { .. });
+                if inbox.try_send(Remote(event)).is_err() {
+                    link.metrics().remote_dropped();
+                    // A lost chat message is read back by gap repair; a
+                    // lost change of presence by reading the whole again.
+                    if let (true, Some(room)) = (presence, wire::channel_room(&channel)) {
+                        let to = SnapshotTo { waiter: None, inbox };
+                        let _ = link.inner.publisher.try_send(Outgoing::Snapshot { room, to });
+                    }
+                }
+            } else if header.kind == "aware" {
+                // An answer to this node's `want`: about the room its
+                // frame names.
+                let Some(channel) = wire::awareness_channel(&bytes[header.body_at..]) else { return };
                 let Some(inbox) = link.inner.subscriptions.inbox(&channel) else { return };
                 let Some(event) = wire::decode_event(&header, bytes.clone()) else { return };
                 if inbox.try_send(Remote(event)).is_err() {

@@ -9,7 +9,10 @@
 //! unsubscribed. When the link was lost (or this node was paused) the task
 //! reconnects, subscribes everything again, and only then asks every room
 //! to catch up from the database: whatever was published while the link
-//! was down was lost, and is read back.
+//! was down was lost, and is read back. With the same resynchronisation
+//! this node writes its presence again (Redis may have lost it, the others
+//! may have taken this node for dead) and every room reads the others'
+//! presence again (changes published meanwhile were lost).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -19,10 +22,12 @@ use std::time::Duration;
 
 use actix::Recipient;
 use huddle_actors::cluster::Remote;
+use huddle_actors::ids::RoomName;
 use huddle_actors::registry::watch::CatchUp;
 use redis::aio::ConnectionManager;
 use tokio::sync::{oneshot, Notify};
 
+use crate::cluster::publisher::{Outgoing, SnapshotTo};
 use crate::cluster::{lock, wire, Link};
 
 /// Channels per SUBSCRIBE: a node with thousands of open rooms
@@ -92,6 +97,17 @@ impl Table {
     /// The room listening to `channel`.
     pub fn inbox(&self, channel: &str) -> Option<Recipient<Remote>> {
         lock(&self.state).rooms.get(channel).map(|(_, inbox)| inbox.clone())
+    }
+
+    /// Every room listening here.
+    pub fn inboxes(&self) -> Vec<Recipient<Remote>> {
+        lock(&self.state).rooms.values().map(|(_, inbox)| inbox.clone()).collect()
+    }
+
+    /// Every room listening here, by name.
+    fn rooms(&self) -> Vec<(RoomName, Recipient<Remote>)> {
+        let state = lock(&self.state);
+        state.rooms.iter().filter_map(|(c, (_, inbox))| Some((wire::channel_room(c)?, inbox.clone()))).collect()
     }
 
     /// What to subscribe and unsubscribe to match the wanted set.
@@ -169,7 +185,16 @@ pub async fn run(link: Link, mut redis: ConnectionManager) {
         } else if resync {
             resync = false;
             link.inner.up.store(true, Ordering::Release);
+            *lock(&link.inner.up_since) = Some(std::time::Instant::now());
             log::info!("cluster: Redis link up; {} channels subscribed; every open room catches up", add.len());
+            link.request_republish();
+            for (room, inbox) in table.rooms() {
+                link.ask_awareness(&room);
+                let to = SnapshotTo { waiter: None, inbox };
+                if link.inner.publisher.send(Outgoing::Snapshot { room, to }).await.is_err() {
+                    return;
+                }
+            }
             if let Some(registry) = link.registry() {
                 registry.do_send(CatchUp);
             }

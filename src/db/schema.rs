@@ -9,6 +9,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         updated_by -> Text,
+        access_version -> BigInt,
     }
 }
 

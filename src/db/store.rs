@@ -219,10 +219,12 @@ fn lock_chats<'a>(c: &mut AnyConnection, ids: &[&'a ChatId]) -> Result<HashMap<&
 
 /// Grants or revokes a role, in the caller's transaction.
 fn share(c: &mut AnyConnection, id: &DocumentId, by: Option<&UserId>, user: &UserId, grant: Grant) -> Result<(), TxError> {
-    // A no-op write that locks the document row (and, on SQLite, the
-    // database) so that the owner count below cannot race.
+    // Locks the document row (and, on SQLite, the database) so that the
+    // owner count below cannot race, and counts the change of its access
+    // (read by cluster mode's periodic check). A refused share rolls back
+    // with the rest.
     let exists = diesel::update(documents::table.find(id.as_str()))
-        .set(documents::version.eq(documents::version))
+        .set(documents::access_version.eq(documents::access_version + 1))
         .execute(c)?;
     if exists == 0 {
         return Err(no_document(id).into());
@@ -360,7 +362,7 @@ fn append_one(
     let row = MessageRow {
         chat_id: m.chat_id.as_str().to_owned(),
         seq: chat.last_seq + 1,
-        id: uuid::Uuid::new_v4().simple().to_string(),
+        id: m.id.clone(),
         user_id: m.user_id.as_str().to_owned(),
         content: m.content.clone(),
         created_at: at,
@@ -620,6 +622,50 @@ impl Store for SqlStore {
         })
     }
 
+    fn document_access_versions(&self, ids: &[DocumentId]) -> StoreResult<Vec<(DocumentId, i64)>> {
+        self.read(|| {
+            let mut c = self.conn()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(POSITIONS_PER_QUERY) {
+                let names: Vec<&str> = chunk.iter().map(DocumentId::as_str).collect();
+                let rows: Vec<(String, i64)> = documents::table
+                    .filter(documents::id.eq_any(&names))
+                    .select((documents::id, documents::access_version))
+                    .load(&mut *c)
+                    .map_err(TxError::from)?;
+                out.extend(rows.into_iter().filter_map(|(id, v)| Some((DocumentId::parse(&id).ok()?, v))));
+            }
+            Ok(out)
+        })
+    }
+
+    fn document_roles(&self, id: &DocumentId, users: &[UserId]) -> StoreResult<(i64, Vec<(UserId, Role)>)> {
+        self.read(|| {
+            let mut c = self.conn()?;
+            // The counter first: roles read after it are at least as new,
+            // so a change between the two reads is seen again next time.
+            let version: i64 = documents::table
+                .find(id.as_str())
+                .select(documents::access_version)
+                .get_result(&mut *c)
+                .optional()
+                .map_err(TxError::from)?
+                .ok_or_else(|| no_document(id))?;
+            let mut roles = Vec::with_capacity(users.len());
+            for chunk in users.chunks(POSITIONS_PER_QUERY) {
+                let names: Vec<&str> = chunk.iter().map(UserId::as_str).collect();
+                let rows: Vec<(String, String)> = document_access::table
+                    .filter(document_access::document_id.eq(id.as_str()))
+                    .filter(document_access::user_id.eq_any(&names))
+                    .select((document_access::user_id, document_access::role))
+                    .load(&mut *c)
+                    .map_err(TxError::from)?;
+                roles.extend(rows.into_iter().filter_map(|(u, r)| Some((UserId::parse(&u).ok()?, Role::parse(&r)?))));
+            }
+            Ok((version, roles))
+        })
+    }
+
     fn messages_after(&self, id: &ChatId, after: Seq, limit: i64) -> StoreResult<Vec<Message>> {
         self.read(|| {
             let mut c = self.conn()?;
@@ -714,6 +760,7 @@ mod tests {
 
     fn msg(chat: &str, user: &str, cid: Option<&str>, check_access: bool) -> NewMessage {
         NewMessage {
+            id: uuid::Uuid::new_v4().simple().to_string(),
             chat_id: ChatId::parse(chat).unwrap(),
             user_id: UserId::parse(user).unwrap(),
             content: format!("from {user}"),

@@ -9,10 +9,12 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use futures_util::future::{ready, Ready};
 use huddle_actors::chat::{ChatRoom, PostMessage};
 use huddle_actors::document::{DocumentRoom, ShareDocument};
-use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
+use huddle_actors::ids::{ChatId, DocumentId, RoomName, Seq, UserId, Version};
+use huddle_actors::members::PresenceQuery;
 use huddle_actors::protocol::fields::Fields;
 use huddle_actors::protocol::request::{
     DOCUMENT_HISTORY_LIMIT_DEFAULT, DOCUMENT_HISTORY_LIMIT_MAX, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_SAFE_INTEGER,
+    PRESENCE_LIMIT_DEFAULT, PRESENCE_LIMIT_MAX,
 };
 use huddle_actors::protocol::{ErrorCode, WireError};
 use huddle_actors::registry::{call_room, DisconnectUser};
@@ -35,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, limit: BodyLimit) {
             .service(web::resource("/documents/{id}/history").get(document_history))
             .service(web::resource("/chats").post(create_chat))
             .service(web::resource("/chats/{id}/messages").post(publish).get(history))
-            .service(web::resource("/users/{user_id}/connections").delete(disconnect_user)),
+            .service(web::resource("/users/{user_id}/connections").delete(disconnect_user))
+            .service(web::resource("/rooms/{room}/presence").get(room_presence)),
     );
 }
 
@@ -138,16 +141,17 @@ async fn publish(
     Ok(HttpResponse::build(status).json(json!({ "message": appended.message })))
 }
 
-/// An integer query parameter in `min..=max` (the last one given wins; an
-/// empty one counts as absent).
-fn query_int(query: &[(String, String)], name: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
-    match query.iter().rev().find(|(k, _)| k == name) {
+/// A query parameter (the last one given; empty is absent).
+fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
+    query.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+}
+
+/// An integer query parameter within `min..=max`.
+fn int_param(query: &[(String, String)], name: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+    match param(query, name).map(str::parse::<i64>) {
         None => Ok(None),
-        Some((_, v)) if v.is_empty() => Ok(None),
-        Some((_, v)) => match v.parse::<i64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(ApiError(WireError::invalid(name, format!("{name} must be an integer from {min} to {max}")))),
-        },
+        Some(Ok(n)) if (min..=max).contains(&n) => Ok(Some(n)),
+        Some(_) => Err(ApiError(WireError::invalid(name, format!("{name} must be an integer from {min} to {max}")))),
     }
 }
 
@@ -158,8 +162,8 @@ async fn history(
     query: web::Query<Vec<(String, String)>>,
 ) -> ApiResult {
     let id = path_id(&path, "chat_id", ChatId::parse)?;
-    let before = query_int(&query, "before_seq", 1, MAX_SAFE_INTEGER as i64)?.map(Seq);
-    let limit = query_int(&query, "limit", 1, HISTORY_LIMIT_MAX)?.unwrap_or(HISTORY_LIMIT_DEFAULT);
+    let before = int_param(&query, "before_seq", 1, MAX_SAFE_INTEGER as i64)?.map(Seq);
+    let limit = int_param(&query, "limit", 1, HISTORY_LIMIT_MAX)?.unwrap_or(HISTORY_LIMIT_DEFAULT);
     let page = state.deps.db.run(move |s| s.history(&id, None, before, limit)).await?;
     Ok(HttpResponse::Ok().json(json!({ "messages": page.messages, "has_more": page.has_more })))
 }
@@ -181,6 +185,32 @@ async fn disconnect_user(_: Authorized, state: web::Data<AppState>, path: web::P
     Ok(HttpResponse::Ok().json(json!({ "closed": closed })))
 }
 
+/// `{members, has_more, member_count}`: a page of the users present in the
+/// room (ascending `user_id`, after `after_user_id`), on every node. The
+/// room's actor on this node answers (started for the question if it was
+/// not open: in cluster mode it reads the other nodes' presence as it
+/// starts); a room nobody is in answers an empty page, whether or not it
+/// exists.
+async fn room_presence(
+    _: Authorized,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let room = path_id(&path, "room", RoomName::parse)?;
+    let after_user_id = param(&query, "after_user_id")
+        .map(|u| UserId::parse(u).map_err(|e| ApiError(WireError::invalid("after_user_id", format!("after_user_id {e}")))))
+        .transpose()?;
+    let limit = int_param(&query, "limit", 1, PRESENCE_LIMIT_MAX)?.unwrap_or(PRESENCE_LIMIT_DEFAULT) as usize;
+    let ask = PresenceQuery { after_user_id, limit };
+    let registry = &state.deps.registry;
+    let reply = match room {
+        RoomName::Chat(id) => call_room::<ChatRoom, _>(registry, id, ask).await?,
+        RoomName::Document(id) => call_room::<DocumentRoom, _>(registry, id, ask).await?,
+    };
+    Ok(HttpResponse::Ok().json(reply))
+}
+
 /// `GET /api/documents/{id}/history?after_version=&limit=`: as
 /// `documents:history`, read as the server.
 async fn document_history(
@@ -190,8 +220,8 @@ async fn document_history(
     query: web::Query<Vec<(String, String)>>,
 ) -> ApiResult {
     let id = path_id(&path, "document_id", DocumentId::parse)?;
-    let after = Version(query_int(&query, "after_version", 0, MAX_SAFE_INTEGER as i64)?.unwrap_or(0));
-    let limit = query_int(&query, "limit", 1, DOCUMENT_HISTORY_LIMIT_MAX)?.unwrap_or(DOCUMENT_HISTORY_LIMIT_DEFAULT);
+    let after = Version(int_param(&query, "after_version", 0, MAX_SAFE_INTEGER as i64)?.unwrap_or(0));
+    let limit = int_param(&query, "limit", 1, DOCUMENT_HISTORY_LIMIT_MAX)?.unwrap_or(DOCUMENT_HISTORY_LIMIT_DEFAULT);
     let page = state.deps.db.run(move |s| s.document_history(&id, None, after, limit)).await?;
     Ok(HttpResponse::Ok().json(json!({ "changes": page.changes, "has_more": page.has_more })))
 }

@@ -15,6 +15,7 @@ use crate::common::gate;
 use crate::common::http::{Http, Reply};
 use crate::common::postgres::TempDatabase;
 use crate::common::process::{Process, BIN};
+use crate::common::proxy::Proxy;
 use crate::common::{token, Client};
 
 /// The API key the nodes are started with.
@@ -148,6 +149,18 @@ impl Cluster {
         node
     }
 
+    /// Two nodes, node 0 (with `extra` settings) reaching Redis through a
+    /// proxy the test can cut, node 1 directly.
+    pub fn start_cuttable(extra: &[(&str, &str)]) -> Option<(Cluster, Proxy)> {
+        let mut c = Cluster::start(0, |_| Vec::new())?;
+        let proxy = Proxy::start(c.redis.addr());
+        let mut settings = vec![("HUDDLE_REDIS_URL".to_owned(), RedisServer::url_via(proxy.addr))];
+        settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        c.nodes.push(c.spawn(0, &settings));
+        c.nodes.push(c.spawn(1, &[]));
+        Some((c, proxy))
+    }
+
     pub fn node(&self, i: usize) -> &Process {
         &self.nodes[i]
     }
@@ -213,4 +226,49 @@ pub async fn pushes_until(client: &mut Client, room: &str, last: i64) -> Vec<Val
 
 pub fn seqs(messages: &[Value]) -> Vec<i64> {
     messages.iter().map(|m| m["seq"].as_i64().expect("seq")).collect()
+}
+
+/// A member list as `(user_id, connections)` pairs, in its order.
+pub fn users(members: &Value) -> Vec<(String, i64)> {
+    members
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (m["user_id"].as_str().expect("user_id").to_owned(), m["connections"].as_i64().expect("connections")))
+        .collect()
+}
+
+/// Asks `presence:list` of `room` until the members are `expected` (news
+/// from other nodes comes through Redis: bounded by `WAIT`); the
+/// connection's earlier pushes about the room are then all in.
+pub async fn until_listed(client: &mut Client, room: &str, expected: &[(&str, i64)]) {
+    let expected: Vec<(String, i64)> = expected.iter().map(|(u, n)| (u.to_string(), *n)).collect();
+    let deadline = std::time::Instant::now() + crate::common::client::WAIT;
+    loop {
+        let page = client.ok("presence:list", serde_json::json!({ "room": room })).await;
+        let listed = users(&page["members"]);
+        if listed == expected {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{room} lists {listed:?}, not {expected:?}");
+        tokio::task::yield_now().await;
+    }
+}
+
+impl Cluster {
+    /// `GET /api/rooms/{room}/presence` on node `i`, until it lists
+    /// `expected` (bounded by `WAIT`); returns the last answer.
+    pub async fn until_presence(&self, i: usize, room: &str, expected: &[(&str, i64)]) -> Value {
+        let expected: Vec<(String, i64)> = expected.iter().map(|(u, n)| (u.to_string(), *n)).collect();
+        let deadline = std::time::Instant::now() + crate::common::client::WAIT;
+        loop {
+            let reply = self.api(i, "GET", &format!("/api/rooms/{room}/presence"), None).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            if users(&reply.body["members"]) == expected {
+                return reply.body;
+            }
+            assert!(std::time::Instant::now() < deadline, "node {i}: {room} lists {}, not {expected:?}", reply.body);
+            tokio::task::yield_now().await;
+        }
+    }
 }

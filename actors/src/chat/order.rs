@@ -48,15 +48,11 @@ pub struct Ordered {
     order: Reorder<Slot>,
     /// A repair is scheduled or reading: never two at once.
     pub repairing: bool,
-    /// The next repair was put off once because this room had appends in
-    /// flight (their rows may be the "missing" ones, and their acks must
-    /// come before their pushes); it is not put off twice in a row.
-    pub postponed: bool,
 }
 
 impl Ordered {
     pub fn new(cluster: Arc<dyn Cluster>) -> Ordered {
-        Ordered { cluster, subscription: None, order: Reorder::new(0), repairing: false, postponed: false }
+        Ordered { cluster, subscription: None, order: Reorder::new(0), repairing: false }
     }
 
     /// Starts the order after `released`, what the database held once the
@@ -76,9 +72,10 @@ impl Ordered {
 
     /// Takes what is known of position `seq`. A copy of a position that
     /// waits already adds its acks to it; a copy of one already let out
-    /// has its acks sent now (a late answer: the push went out before it,
-    /// which only a repair that read this node's own commit first can
-    /// cause).
+    /// has its acks sent now (the answer to a retried idempotent send,
+    /// whose original went out long ago; a repair never lets out a
+    /// position of this room's own writes in flight, see
+    /// `ChatRoom::repaired`).
     pub fn offer(&mut self, seq: Seq, slot: Slot) {
         match self.order.offer(seq.0, slot) {
             Ok(()) => {}

@@ -29,6 +29,11 @@ impl<W, R> Pipeline<W, R> {
         self.waiting.is_empty()
     }
 
+    /// The writes not released yet.
+    pub fn waiting(&self) -> impl Iterator<Item = &W> {
+        self.waiting.iter().map(|(w, _)| w)
+    }
+
     /// Registers a write; `what` is kept until it is released.
     pub fn start(&mut self, what: W) -> Ticket {
         self.waiting.push_back((what, None));

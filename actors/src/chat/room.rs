@@ -12,20 +12,21 @@
 //! other nodes', rows read back to fill a gap) through one order
 //! ([`Ordered`]), so each member sees every message once, in `seq` order.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient, ResponseActFuture,
-    WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, MessageResult, Recipient,
+    ResponseActFuture, WrapFuture,
 };
 use bytestring::ByteString;
 
 use crate::config::Settings;
-use crate::ids::{ChatId, RoomName, Seq, UserId};
+use crate::ids::{ChatId, RoomName, Seq, SessionId, UserId};
 use crate::protocol::frames::{ChatJoined, OneMessage};
 use crate::protocol::{ErrorCode, Push, WireError};
 use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
-use crate::members::{Leave, MemberRequest, Members, Tick};
+use crate::members::{Leave, MemberRequest, Members, PresenceQuery, Tick};
 use crate::peer::Requester;
 use crate::chat::order::{Ordered, Slot};
 use crate::chat::pipeline::Pipeline;
@@ -55,17 +56,17 @@ pub struct PostMessage {
 /// Most appends one chat may have in flight; past it, SERVER_BUSY.
 pub const MAX_IN_FLIGHT: usize = 4096;
 
-/// Cluster mode: most messages a join reads back to bring a room that is
-/// behind the database up to date before it answers (the default
-/// `max_recovery`). A room further behind than this (a node paused for a
-/// long time) answers with what it has let out, and repairs the rest in
-/// the background.
-pub const JOIN_REPAIR_MAX: i64 = 1000;
+/// A write in flight: who waits for its answer, and the id its message
+/// will have if it is stored now.
+struct InFlight {
+    requester: Option<Requester>,
+    id: String,
+}
 
 pub struct ChatRoom {
     id: ChatId,
     members: Members,
-    in_flight: Pipeline<Option<Requester>, Result<Appended, WireError>>,
+    in_flight: Pipeline<InFlight, Result<Appended, WireError>>,
     /// The newest seq this room pushed (or found stored with nothing in
     /// flight). A join answers with messages up to it; newer ones reach
     /// the joiner as pushes, so nothing is seen twice.
@@ -76,6 +77,11 @@ pub struct ChatRoom {
     /// are kept here and handed to it after its ack. At most
     /// `MAX_IN_FLIGHT` entries: no append starts while a join waits.
     joining: Option<Vec<(Seq, ByteString)>>,
+    /// Cluster mode: members whose join answer reached further than this
+    /// room had let out (it was behind the database), and how far: the
+    /// room's pushes up to there are not theirs to hear again. Emptied as
+    /// the room catches up.
+    floors: Vec<(SessionId, Seq)>,
     db: Db,
     settings: Arc<Settings>,
     registry: Recipient<RoomStopped<Self>>,
@@ -88,13 +94,14 @@ pub struct ChatRoom {
 impl ChatRoom {
     pub fn new(id: ChatId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
         let RoomDeps { db, settings, cluster } = deps;
-        let members = Members::new(RoomName::Chat(id.clone()), db.observer().clone(), &settings);
+        let members = Members::new(RoomName::Chat(id.clone()), db.observer().clone(), &settings, cluster.clone());
         ChatRoom {
             id,
             members,
             in_flight: Pipeline::default(),
             pushed_seq: Seq(0),
             joining: None,
+            floors: Vec::new(),
             db,
             settings,
             registry,
@@ -137,13 +144,17 @@ impl Actor for ChatRoom {
         });
         let (id, db) = (self.id.clone(), self.db.clone());
         let last = async move {
-            if let Some(confirmed) = subscribed {
-                confirmed.await;
-            }
-            db.run(move |s| s.chat_last_seq(&id)).await
+            let elsewhere = match subscribed {
+                Some(confirmed) => confirmed.await,
+                None => None,
+            };
+            (elsewhere, db.run(move |s| s.chat_last_seq(&id)).await)
         };
-        ctx.wait(last.into_actor(self).map(|last, room, ctx| match last {
+        ctx.wait(last.into_actor(self).map(|(elsewhere, last), room, ctx| match last {
             Ok(seq) => {
+                if let Some(nodes) = elsewhere {
+                    room.members.remote(RoomEvent::Presence(nodes));
+                }
                 room.pushed_seq = seq.unwrap_or(Seq(0));
                 if let Some(o) = &mut room.ordered {
                     o.start(room.pushed_seq);
@@ -173,14 +184,17 @@ impl Handler<JoinChat> for ChatRoom {
         let (id, user, since, max) =
             (self.id.clone(), msg.requester.peer.user_id.clone(), msg.since_seq, self.settings.max_recovery);
         // Cluster mode: a room behind the database reads what it missed in
-        // the same call, and lets it out before it admits the joiner, whose
-        // answer then reaches as far as the database does.
+        // the same call (up to `max_recovery` messages), and lets it out
+        // before it admits the joiner. The joiner's answer reaches as far
+        // as the database does either way; a room further behind (a node
+        // paused for long) repairs the rest afterwards, and keeps those
+        // pushes from the joiner (`floors`).
         let behind_from = self.ordered.as_ref().map(Ordered::released);
         let opened = self.db.run(move |s| {
             let snapshot = s.open_chat(&id, &user, since, max)?;
             let behind = match behind_from {
                 Some(released) if snapshot.last_seq > released => {
-                    s.messages_after(&id, released, (snapshot.last_seq.0 - released.0).min(JOIN_REPAIR_MAX))?
+                    s.messages_after(&id, released, (snapshot.last_seq.0 - released.0).min(i64::from(max)))?
                 }
                 _ => Vec::new(),
             };
@@ -193,16 +207,23 @@ impl Handler<JoinChat> for ChatRoom {
             let req = msg.requester;
             match result {
                 Ok((mut snapshot, behind)) => {
-                    if room.ordered.is_some() {
+                    let upto = if room.ordered.is_some() {
                         room.repaired(Some(snapshot.last_seq), behind);
                         room.let_out(ctx);
-                    } else if room.in_flight.is_empty() {
-                        // Messages stored but not pushed yet will be pushed
-                        // to the new member: leave them out of the answer.
-                        room.pushed_seq = room.pushed_seq.max(snapshot.last_seq);
-                    }
+                        if room.pushed_seq < snapshot.last_seq {
+                            room.floors.push((req.peer.session_id, snapshot.last_seq));
+                        }
+                        snapshot.last_seq
+                    } else {
+                        if room.in_flight.is_empty() {
+                            // Messages stored but not pushed yet will be
+                            // pushed to the new member: leave them out of
+                            // the answer.
+                            room.pushed_seq = room.pushed_seq.max(snapshot.last_seq);
+                        }
+                        room.pushed_seq.min(snapshot.last_seq)
+                    };
                     let missed = room.joining.take().unwrap_or_default();
-                    let upto = room.pushed_seq.min(snapshot.last_seq);
                     snapshot.messages.retain(|m| m.seq <= upto);
                     room.members.admit(&req, |name, presence| {
                         req.ack(ChatJoined {
@@ -245,7 +266,9 @@ impl Handler<PostMessage> for ChatRoom {
             }
             return Box::pin(actix::fut::ready(Err(e)));
         }
+        let id = uuid::Uuid::new_v4().simple().to_string();
         let new = NewMessage {
+            id: id.clone(),
             chat_id: self.id.clone(),
             user_id: msg.author.clone(),
             content: String::from(&*msg.content),
@@ -254,11 +277,11 @@ impl Handler<PostMessage> for ChatRoom {
         };
         // Not holding the mailbox: the next message can join the same group
         // commit. Acks and pushes still go out in the order of the writes.
-        let ticket = self.in_flight.start(msg.requester);
+        let ticket = self.in_flight.start(InFlight { requester: msg.requester, id });
         let stored = self.db.append(new);
         Box::pin(stored.into_actor(self).map(move |result: Result<Appended, WireError>, room, ctx| {
-            for (requester, outcome) in room.in_flight.complete(ticket, result.clone()) {
-                room.release(requester, outcome, ctx);
+            for (write, outcome) in room.in_flight.complete(ticket, result.clone()) {
+                room.release(write.requester, outcome, ctx);
             }
             result
         }))
@@ -400,7 +423,14 @@ impl ChatRoom {
         while let Some((seq, mut slot)) = ordered.next() {
             slot.ack();
             self.pushed_seq = seq;
-            self.members.broadcast(slot.frame.clone(), None);
+            if self.floors.is_empty() {
+                self.members.broadcast(slot.frame.clone(), None);
+            } else {
+                let floors = &self.floors;
+                let had_it = |s: SessionId| floors.iter().any(|(f, upto)| *f == s && seq <= *upto);
+                self.members.broadcast_unless(slot.frame.clone(), had_it);
+                self.floors.retain(|(_, upto)| *upto > seq);
+            }
             if let Some(missed) = &mut self.joining {
                 missed.push((seq, slot.frame));
             }
@@ -409,11 +439,17 @@ impl ChatRoom {
 
     /// Takes rows read back from the database (`stored`: the newest
     /// position it holds, when known) and lets out what they complete.
+    /// Rows of this room's own writes whose outcome has not come back yet
+    /// are left to that outcome, which brings their acks: the ack still
+    /// comes before the push, and the position waits at most until the
+    /// write's answer arrives (its commit is done, since the row is there).
     fn repaired(&mut self, stored: Option<Seq>, rows: Vec<ChatMessage>) {
         let Some(ordered) = &mut self.ordered else { return };
         if let Some(stored) = stored {
             ordered.note_stored(stored);
         }
+        let own: HashSet<&str> = self.in_flight.waiting().map(|w| w.id.as_str()).collect();
+        let rows: Vec<ChatMessage> = rows.into_iter().filter(|m| !own.contains(m.id.as_str())).collect();
         if !rows.is_empty() {
             self.db.observer().gap_repaired(rows.len() as u64);
         }
@@ -443,15 +479,6 @@ impl ChatRoom {
             ordered.repairing = false;
             return;
         };
-        if !self.in_flight.is_empty() && !ordered.postponed {
-            // This room's own appends may be the missing rows: give their
-            // outcomes one more wait to arrive, so that their acks come
-            // before their pushes.
-            ordered.postponed = true;
-            ctx.run_later(self.settings.gap_wait, |room, ctx| room.repair(ctx));
-            return;
-        }
-        ordered.postponed = false;
         let id = self.id.clone();
         let read = self.db.run(move |s| s.messages_after(&id, after, limit));
         ctx.spawn(read.into_actor(self).map(move |rows, room, ctx| {
@@ -492,7 +519,20 @@ impl Handler<Remote> for ChatRoom {
             }
             // Chats have no access to revoke.
             RoomEvent::Revoked { .. } => {}
+            presence => {
+                self.members.remote(presence);
+                // Pushes may have removed slow consumers.
+                self.membership_changed(ctx);
+            }
         }
+    }
+}
+
+impl Handler<PresenceQuery> for ChatRoom {
+    type Result = MessageResult<PresenceQuery>;
+
+    fn handle(&mut self, q: PresenceQuery, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.members.query(&q))
     }
 }
 

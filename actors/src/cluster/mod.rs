@@ -15,6 +15,15 @@
 //! - repairs a gap from the database when it stays open for `gap_wait`,
 //!   and when the periodic check or a reconnect of the link
 //!   ([`Stored`]) says the database is ahead.
+//!
+//! Presence is the other thing rooms share, with the node as the unit of
+//! failure: a room tells the cluster each change of its users' connections
+//! on this node ([`Cluster::presence`]) and each awareness push
+//! ([`Cluster::awareness`]); it hears the other nodes' as [`RoomEvent`]s,
+//! starts from what the shared store holds (the answer to its
+//! subscription), and hears that a node died ([`RoomEvent::NodeGone`]).
+//! The pure bookkeeping is [`crate::presence::remote`]. The per-user
+//! connection limit counts every node ([`Cluster::admit`]).
 
 pub mod reorder;
 
@@ -25,9 +34,13 @@ use std::sync::Arc;
 use actix::{Message, Recipient};
 use bytestring::ByteString;
 
-use crate::ids::{RoomName, Seq, UserId};
+use crate::awareness::Update;
+use crate::ids::{NodeId, RoomName, Seq, UserId};
+use crate::presence::remote::{NodePresence, NodeUser, Stamp};
 
-/// An event of one room, published by the node where it happened.
+/// An event of one room, published by the node where it happened (or, for
+/// [`RoomEvent::NodeGone`] and [`RoomEvent::Presence`] read from the
+/// shared store, told by this node's link).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RoomEvent {
     /// A chat message was committed at `seq`; `frame` is its push, as
@@ -36,6 +49,21 @@ pub enum RoomEvent {
     /// A user lost access to the room (a document share revoked): every
     /// node removes that user's connections from the room.
     Revoked { user: UserId },
+    /// A change of one user's connections on another node.
+    UserPresence { node: NodeId, stamp: Stamp, user: NodeUser },
+    /// Nodes' whole presence in the room: one node's after it republished
+    /// its state, or every live node's as the shared store holds it.
+    Presence(Vec<NodePresence>),
+    /// A connection on another node pushed its awareness state; `frame` is
+    /// the push, as members receive it.
+    Awareness { node: NodeId, stamp: Stamp, update: Update, frame: ByteString },
+    /// A node died (silent for `node_timeout_ms`) at `incarnation`: its
+    /// users and awareness states are gone from the room.
+    NodeGone { node: NodeId, incarnation: u64 },
+    /// The room just opened on `node`, which asks for the current
+    /// awareness states of this node's connections
+    /// ([`Cluster::awareness_to`]).
+    AwarenessWanted { node: NodeId },
 }
 
 /// An event of the room from another node, delivered to the room actor.
@@ -50,17 +78,27 @@ pub struct Remote(pub RoomEvent);
 #[rtype(result = "()")]
 pub struct Stored(pub Seq);
 
+/// How many times a document's access list changed, as the database says
+/// (the periodic check). A document room whose count moved since it last
+/// checked its members' roles checks them again: a revocation whose
+/// [`RoomEvent::Revoked`] was lost still evicts the user.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct AccessStored(pub i64);
+
 /// The interface rooms use. Implementations must not block: `publish`
 /// queues (a bounded queue; a full one drops, counts and carries on, since
 /// the commit is the truth and repair covers the rest).
 pub trait Cluster: Send + Sync + 'static {
     /// Starts delivering the room's events from other nodes to `inbox`;
     /// returns the subscription's id at once, and a future that resolves
-    /// once the subscription is confirmed, or when it could not be in time
-    /// (the link is down): the room then relies on the periodic check and
-    /// on the catch-up that follows the link's return, and the
-    /// subscription is made when the link is back. Rooms call
-    /// [`subscribe`], which wraps the id in a [`Subscription`].
+    /// once the subscription is confirmed, to the other nodes' presence in
+    /// the room as the shared store holds it, or to `None` when it could
+    /// not be in time (the link is down): the room then relies on the
+    /// periodic check and on the catch-up that follows the link's return,
+    /// and the subscription is made (and the presence read) when the link
+    /// is back. Rooms call [`subscribe`], which wraps the id in a
+    /// [`Subscription`].
     fn subscribe(&self, room: RoomName, inbox: Recipient<Remote>) -> (u64, Confirmed);
 
     /// Ends the subscription `id` of `room` (called by [`Subscription`]'s
@@ -69,10 +107,37 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// Sends a committed event to the other nodes, without waiting.
     fn publish(&self, room: &RoomName, event: RoomEvent);
+
+    /// `user` now has `connections` on this node in `room` (0: none), with
+    /// `name`: kept in the shared store and told to the other nodes.
+    fn presence(&self, room: &RoomName, user: &UserId, connections: usize, name: Option<&Arc<str>>);
+
+    /// A connection of this node pushed its awareness state in `room`
+    /// (`frame`, as members receive it): told to the other nodes.
+    fn awareness(&self, room: &RoomName, frame: ByteString);
+
+    /// A current awareness state of a connection of this node in `room`,
+    /// for `node` only (which just opened the room and asked).
+    fn awareness_to(&self, node: &NodeId, room: &RoomName, frame: ByteString);
+
+    /// May `user` have `connections` on this node (this one included),
+    /// given its connections on the other nodes and `limit`? Counts them
+    /// in the shared store when it answers yes. Resolves to yes when the
+    /// shared store cannot be asked in time (availability over a strict
+    /// cap; the local count still holds).
+    fn admit(&self, user: &UserId, connections: usize, limit: usize) -> Admitted;
+
+    /// `user` now has `connections` on this node (after one closed, or an
+    /// admission was refused).
+    fn connections(&self, user: &UserId, connections: usize);
 }
 
-/// Resolves when a subscription is in place (or given up for now).
-pub type Confirmed = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Resolves when a subscription is in place (or given up for now), to the
+/// other nodes' presence in the room.
+pub type Confirmed = Pin<Box<dyn Future<Output = Option<Vec<NodePresence>>> + Send>>;
+
+/// The answer to [`Cluster::admit`].
+pub type Admitted = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// Subscribes `inbox` to `room`'s events: the guard that ends the
 /// subscription when dropped, and the future of its confirmation.

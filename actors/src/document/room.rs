@@ -28,13 +28,18 @@
 //!
 //! In cluster mode the room subscribes to its document's events, and a
 //! revoked access is published so that every node removes the user's
-//! connections from its room.
+//! connections from its room; the periodic check repairs a lost one
+//! ([`access`]).
+
+mod access;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use actix::dev::ResponseFuture;
-use actix::{Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient, WrapFuture};
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, MessageResult, Recipient, WrapFuture,
+};
 use tokio::sync::oneshot;
 
 use crate::config::Settings;
@@ -43,7 +48,7 @@ use crate::document::timeline::{Draft, Edit, EditRef, Rejection, Timeline, Windo
 use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::cluster::{self, Cluster, Remote, RoomEvent, Subscription};
 use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
-use crate::members::{Leave, MemberRequest, Members, Tick};
+use crate::members::{Leave, MemberRequest, Members, PresenceQuery, Tick};
 use crate::model::{Change, Document, Grant, Role, Timestamp};
 use crate::ot::Operation;
 use crate::peer::Requester;
@@ -146,12 +151,15 @@ pub struct DocumentRoom {
     /// Cluster mode only: the other nodes, and this room's subscription to
     /// its events (held while the room runs).
     cluster: Option<(Arc<dyn Cluster>, Option<Subscription>)>,
+    /// Cluster mode: the document's access count as of the last check of
+    /// the members' roles (`None`: not checked since the room started).
+    access: access::Checked,
 }
 
 impl DocumentRoom {
     pub fn new(id: DocumentId, deps: RoomDeps, registry: Recipient<RoomStopped<Self>>) -> Self {
         let RoomDeps { db, settings, cluster } = deps;
-        let members = Members::new(RoomName::Document(id.clone()), db.observer().clone(), &settings);
+        let members = Members::new(RoomName::Document(id.clone()), db.observer().clone(), &settings, cluster.clone());
         DocumentRoom {
             id,
             members,
@@ -168,6 +176,7 @@ impl DocumentRoom {
             slots: Slots::default(),
             editors: HashSet::new(),
             cluster: cluster.map(|c| (c, None)),
+            access: access::Checked::default(),
         }
     }
 
@@ -544,7 +553,11 @@ impl Actor for DocumentRoom {
         if let Some((cluster, subscription)) = &mut self.cluster {
             let (sub, confirmed) = cluster::subscribe(cluster, self.members.room().clone(), ctx.address().recipient());
             *subscription = Some(sub);
-            ctx.wait(confirmed.into_actor(self));
+            ctx.wait(confirmed.into_actor(self).map(|elsewhere, room, _| {
+                if let Some(nodes) = elsewhere {
+                    room.members.remote(RoomEvent::Presence(nodes));
+                }
+            }));
         }
     }
 
@@ -670,10 +683,18 @@ impl DocumentRoom {
     /// `PERMISSION_DENIED` about the room and stays connected; the others
     /// hear `user:left`.
     fn evict(&mut self, user: &UserId) {
+        self.evict_sessions(&self.members.sessions_of(user));
+    }
+
+    /// Removes connections that lost access, as [`Self::evict`] does.
+    fn evict_sessions(&mut self, sessions: &[SessionId]) {
+        if sessions.is_empty() {
+            return;
+        }
         let room = self.members.room().clone();
         let denied = WireError::new(ErrorCode::PermissionDenied, format!("access to {room} was revoked"));
         let frame = Push::Error(&denied).encode(&room);
-        for session in self.members.sessions_of(user) {
+        for &session in sessions {
             if let Some(peer) = self.members.remove(session) {
                 peer.deliver(frame.clone());
                 peer.evicted(room.clone());
@@ -693,7 +714,20 @@ impl Handler<Remote> for DocumentRoom {
                 self.activity_changed(ctx);
             }
             RoomEvent::ChatMessage { .. } => {}
+            presence => {
+                self.members.remote(presence);
+                // Pushes may have removed slow consumers.
+                self.activity_changed(ctx);
+            }
         }
+    }
+}
+
+impl Handler<PresenceQuery> for DocumentRoom {
+    type Result = MessageResult<PresenceQuery>;
+
+    fn handle(&mut self, q: PresenceQuery, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.members.query(&q))
     }
 }
 

@@ -1,7 +1,9 @@
 //! Who is in a room: connections grouped by user. Pure state shared by both
 //! room kinds (no I/O, no timers); [`crate::members::Members`] turns its
 //! answers into pushes, and [`diff`] batches those of large rooms into
-//! `presence:diff`s.
+//! `presence:diff`s. In cluster mode a room also counts the users on other
+//! nodes ([`remote::Elsewhere`]): a user is present while it has a
+//! connection anywhere, and lists and counts cover the whole cluster.
 //!
 //! Nothing here grows with the room per operation: a join or a leave is a
 //! hash-map insert or remove plus one ordered-map lookup (O(log users));
@@ -22,6 +24,7 @@
 //! all; the peer itself is shared with the session and its other rooms.
 
 pub mod diff;
+pub mod remote;
 
 use std::collections::{btree_map, BTreeMap, HashMap};
 use std::ops::Bound;
@@ -30,7 +33,8 @@ use std::sync::Arc;
 use serde::{Serialize, Serializer};
 use smallvec::SmallVec;
 
-use crate::ids::{SessionId, UserId};
+use crate::ids::{NodeId, SessionId, UserId};
+use crate::presence::remote::{Elsewhere, NodePresence, NodeUser, RemoteUser, Stamp};
 
 /// One connection in the room.
 struct Connection<S> {
@@ -51,7 +55,8 @@ pub struct User {
 pub enum Joined {
     /// The user's first connection in the room: announce `user:joined`.
     FirstConnection,
-    /// Another connection of a user already present.
+    /// Another connection of a user already present (here or on another
+    /// node).
     AnotherConnection,
     /// This connection was already a member.
     AlreadyMember,
@@ -62,8 +67,30 @@ pub enum Joined {
 pub struct Left<S> {
     pub slot: S,
     pub user_id: UserId,
-    /// It was the user's last connection: announce `user:left`.
+    /// It was the user's last connection in the cluster: announce
+    /// `user:left`.
     pub last_connection: bool,
+    /// The user's connections left on this node (what other nodes are
+    /// told).
+    pub here: usize,
+}
+
+/// A user whose presence in the whole cluster began or ended because of
+/// another node's report.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Moved {
+    pub user_id: UserId,
+    pub joined: bool,
+    pub name: Option<Arc<str>>,
+}
+
+/// What another node's report changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RemoteChange {
+    /// Users who joined or left the room as a whole.
+    pub moved: Vec<Moved>,
+    /// Users with no connection left on the reporting node.
+    pub departed: Vec<UserId>,
 }
 
 /// Members of a room, keyed by session; `S` is what the room keeps for
@@ -72,11 +99,16 @@ pub struct Presence<S> {
     sessions: HashMap<SessionId, Connection<S>>,
     // Ordered by user id: lists are stable, and a page starts anywhere.
     users: BTreeMap<UserId, User>,
+    /// Users on other nodes (cluster mode; empty otherwise).
+    elsewhere: Elsewhere,
+    /// Users present elsewhere and not here: the room's count is
+    /// `users.len()` plus these.
+    elsewhere_only: usize,
 }
 
 impl<S> Default for Presence<S> {
     fn default() -> Self {
-        Presence { sessions: HashMap::new(), users: BTreeMap::new() }
+        Presence { sessions: HashMap::new(), users: BTreeMap::new(), elsewhere: Elsewhere::default(), elsewhere_only: 0 }
     }
 }
 
@@ -98,25 +130,77 @@ impl<S> Presence<S> {
                 Joined::AnotherConnection
             }
             btree_map::Entry::Vacant(e) => {
+                let elsewhere = self.elsewhere.contains(e.key());
                 e.insert(User { name, sessions: SmallVec::from_buf([session]) });
-                Joined::FirstConnection
+                if elsewhere {
+                    self.elsewhere_only -= 1;
+                    Joined::AnotherConnection
+                } else {
+                    Joined::FirstConnection
+                }
             }
         }
     }
 
     pub fn leave(&mut self, session: SessionId) -> Option<Left<S>> {
         let Connection { user_id, slot } = self.sessions.remove(&session)?;
-        let last_connection = match self.users.get_mut(&user_id) {
+        let (last_here, here) = match self.users.get_mut(&user_id) {
             Some(entry) if entry.sessions.len() > 1 => {
                 entry.sessions.retain(|s| *s != session);
-                false
+                (false, entry.sessions.len())
             }
             _ => {
                 self.users.remove(&user_id);
-                true
+                (true, 0)
             }
         };
-        Some(Left { slot, user_id, last_connection })
+        let elsewhere = last_here && self.elsewhere.contains(&user_id);
+        if elsewhere {
+            self.elsewhere_only += 1;
+        }
+        Some(Left { slot, user_id, last_connection: last_here && !elsewhere, here })
+    }
+
+    /// Applies another node's change of presence.
+    pub fn remote_set(&mut self, node: &NodeId, stamp: Stamp, user: NodeUser) -> RemoteChange {
+        let applied = self.elsewhere.set(node, stamp, user);
+        self.absorb(applied)
+    }
+
+    /// Applies another node's whole presence (a republish, or what the
+    /// shared store held when this room started).
+    pub fn remote_replace(&mut self, presence: NodePresence) -> RemoteChange {
+        let applied = self.elsewhere.replace(presence);
+        self.absorb(applied)
+    }
+
+    /// Another node died: its users are gone from it.
+    pub fn remote_gone(&mut self, node: &NodeId, incarnation: u64) -> RemoteChange {
+        let applied = self.elsewhere.gone(node, incarnation);
+        self.absorb(applied)
+    }
+
+    /// What this room keeps of the other nodes.
+    pub fn elsewhere(&self) -> &Elsewhere {
+        &self.elsewhere
+    }
+
+    /// Turns changes of presence elsewhere into changes of the room's
+    /// presence: a user here already neither joins nor leaves.
+    fn absorb(&mut self, applied: remote::Applied) -> RemoteChange {
+        let mut change = RemoteChange { moved: Vec::new(), departed: applied.departed };
+        for (user_id, joined, name) in applied.moved {
+            if self.users.contains_key(&user_id) {
+                continue;
+            }
+            if joined {
+                self.elsewhere_only += 1;
+            } else {
+                self.elsewhere_only -= 1;
+            }
+            change.moved.push(Moved { user_id, joined, name });
+        }
+        change
     }
 
     pub fn contains(&self, session: SessionId) -> bool {
@@ -127,7 +211,12 @@ impl<S> Presence<S> {
         self.sessions.get_mut(&session).map(|c| &mut c.slot)
     }
 
-    /// Sessions of one user in this room.
+    /// The users with connections on this node, and those connections.
+    pub fn local(&self) -> impl Iterator<Item = (&UserId, &[SessionId])> {
+        self.users.iter().map(|(u, entry)| (u, &entry.sessions[..]))
+    }
+
+    /// Sessions of one user in this room (on this node).
     pub fn sessions_of(&self, user: &UserId) -> &[SessionId] {
         self.users.get(user).map_or(&[], |u| &u.sessions)
     }
@@ -144,9 +233,9 @@ impl<S> Presence<S> {
         self.sessions.len()
     }
 
-    /// Users present.
+    /// Users present (on any node).
     pub fn member_count(&self) -> usize {
-        self.users.len()
+        self.users.len() + self.elsewhere_only
     }
 
     /// Up to `limit` users after `after` (from the first without it), in
@@ -156,8 +245,8 @@ impl<S> Presence<S> {
             Some(after) => self.users.range::<UserId, _>((Bound::Excluded(after), Bound::Unbounded)),
             None => self.users.range::<UserId, _>(..),
         };
-        let members = Listing { range, limit };
-        Page { has_more: members.range.clone().nth(limit).is_some(), last: members.last(), members }
+        let members = Listing { range, remote: self.elsewhere.range(after), limit };
+        Page { has_more: members.merged().nth(limit).is_some(), last: members.last(), members }
     }
 
     /// The sessions of the first `limit` users (those a join ack lists) and
@@ -181,24 +270,61 @@ pub struct Page<'a> {
 }
 
 /// A run of users in user id order, serialized as a list of members
-/// `{user_id, name?, connections}` straight from the room's map.
+/// `{user_id, name?, connections}` straight from the room's maps (this
+/// node's users and the other nodes', merged).
 #[derive(Clone)]
 pub struct Listing<'a> {
     range: btree_map::Range<'a, UserId, User>,
+    remote: btree_map::Range<'a, UserId, RemoteUser>,
     limit: usize,
 }
 
 impl<'a> Listing<'a> {
     pub fn iter(&self) -> impl Iterator<Item = MemberView<'a>> + 'a {
-        self.range.clone().take(self.limit).map(|(user_id, u)| MemberView {
-            user_id,
-            name: u.name.as_deref(),
-            connections: u.sessions.len(),
-        })
+        self.merged().take(self.limit)
+    }
+
+    /// Every user from the start of the page on, without the limit.
+    fn merged(&self) -> impl Iterator<Item = MemberView<'a>> + 'a {
+        Merge { here: self.range.clone().peekable(), there: self.remote.clone().peekable() }
     }
 
     fn last(&self) -> Option<&'a UserId> {
-        self.range.clone().take(self.limit).last().map(|(id, _)| id)
+        self.iter().last().map(|m| m.user_id)
+    }
+}
+
+/// Two ascending runs of users as one: a user in both is one member, with
+/// the connections of both.
+struct Merge<'a> {
+    here: std::iter::Peekable<btree_map::Range<'a, UserId, User>>,
+    there: std::iter::Peekable<btree_map::Range<'a, UserId, RemoteUser>>,
+}
+
+impl<'a> Iterator for Merge<'a> {
+    type Item = MemberView<'a>;
+
+    fn next(&mut self) -> Option<MemberView<'a>> {
+        let order = match (self.here.peek(), self.there.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        let here = if order.is_le() { self.here.next() } else { None };
+        let there = if order.is_ge() { self.there.next() } else { None };
+        let (user_id, name, mut connections) = match &here {
+            Some((id, u)) => (*id, u.name.as_deref(), u.sessions.len()),
+            None => {
+                let (id, r) = there?;
+                (id, r.name(), 0)
+            }
+        };
+        if let Some((_, r)) = there {
+            connections += r.connections();
+        }
+        let name = name.or_else(|| there.and_then(|(_, r)| r.name()));
+        Some(MemberView { user_id, name, connections })
     }
 }
 
@@ -288,6 +414,74 @@ mod tests {
         let json = serde_json::to_string(&p.page(None, 1).members).unwrap();
         assert_eq!(json, r#"[{"user_id":"alice","name":"Alice","connections":1}]"#);
         assert_eq!(p.listed_slots(1).count(), 1);
+    }
+
+    #[test]
+    fn users_on_other_nodes_are_members_too() {
+        let mut p: Presence<()> = Presence::default();
+        let a = NodeId::parse("a").unwrap();
+        let at = |seq| Stamp { incarnation: 1, seq };
+        let bob_there = |n| NodeUser { user: user("bob"), connections: n, name: Some("Bob".into()) };
+        let change = p.remote_set(&a, at(1), bob_there(2));
+        assert_eq!(change.moved, vec![Moved { user_id: user("bob"), joined: true, name: Some("Bob".into()) }]);
+        assert_eq!(p.member_count(), 1);
+        assert!(p.is_empty(), "no connection on this node");
+        let here = SessionId::new();
+        assert_eq!(p.join(here, user("bob"), None, ()), Joined::AnotherConnection, "bob is in the room already");
+        assert_eq!(p.join(SessionId::new(), user("carol"), None, ()), Joined::FirstConnection);
+        let listed: Vec<_> = p.page(None, 10).members.iter().collect();
+        assert_eq!(
+            listed,
+            vec![
+                MemberView { user_id: &user("bob"), name: Some("Bob"), connections: 3 },
+                MemberView { user_id: &user("carol"), name: None, connections: 1 },
+            ]
+        );
+        assert_eq!(p.member_count(), 2);
+        // Leaving the other node while here: nobody hears of it.
+        assert!(p.remote_set(&a, at(2), bob_there(0)).moved.is_empty());
+        p.remote_set(&a, at(3), bob_there(1));
+        let left = p.leave(here).unwrap();
+        assert_eq!((left.last_connection, left.here), (false, 0), "still on the other node");
+        assert_eq!(p.member_count(), 2);
+        let change = p.remote_gone(&a, 1);
+        assert_eq!(change.moved, vec![Moved { user_id: user("bob"), joined: false, name: Some("Bob".into()) }]);
+        assert_eq!(p.member_count(), 1);
+    }
+
+    #[test]
+    fn pages_merge_this_nodes_users_with_the_others() {
+        let mut p: Presence<()> = Presence::default();
+        let a = NodeId::parse("a").unwrap();
+        for i in 0..30_u64 {
+            let id = user(&format!("u{i:02}"));
+            if i.is_multiple_of(3) {
+                let on = NodeUser { user: id, connections: 1, name: None };
+                p.remote_set(&a, Stamp { incarnation: 1, seq: i }, on);
+            } else {
+                p.join(SessionId::new(), id.clone(), None, ());
+                if i.is_multiple_of(5) {
+                    p.remote_set(&a, Stamp { incarnation: 1, seq: i }, NodeUser { user: id, connections: 2, name: None });
+                }
+            }
+        }
+        assert_eq!(p.member_count(), 30);
+        let mut seen = Vec::new();
+        let mut after: Option<UserId> = None;
+        loop {
+            let page = p.page(after.as_ref(), 7);
+            for m in page.members.iter() {
+                let i: u64 = m.user_id.to_string()[1..].parse().unwrap();
+                let expected = if !i.is_multiple_of(3) && i.is_multiple_of(5) { 3 } else { 1 };
+                assert_eq!(m.connections, expected, "{}", m.user_id);
+                seen.push(m.user_id.to_string());
+            }
+            if !page.has_more {
+                break;
+            }
+            after = page.last.cloned();
+        }
+        assert_eq!(seen, (0..30).map(|i| format!("u{i:02}")).collect::<Vec<_>>());
     }
 
     // What a member costs: see the module doc. A change that makes these

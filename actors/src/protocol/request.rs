@@ -54,6 +54,12 @@ impl AwarenessState {
     pub fn json(&self) -> &str {
         self.0.get()
     }
+
+    /// A state another node validated and pushed (cluster mode): kept as
+    /// it came, to be listed in join acks.
+    pub fn from_trusted(raw: Box<RawValue>) -> AwarenessState {
+        AwarenessState(Arc::from(raw))
+    }
 }
 
 impl fmt::Debug for AwarenessState {

@@ -9,8 +9,9 @@
 //! ([`route`], for sessions and the HTTP API alike).
 //!
 //! In cluster mode the registry also runs the periodic check of its open
-//! chats' positions ([`watch`]), and closes a user's connections when the
-//! HTTP API (of any node) asks.
+//! rooms ([`watch`]), closes a user's connections when the HTTP API (of
+//! any node) asks, and counts `max_connections_per_user` over every node
+//! (through the cluster's shared count, after the local one).
 
 pub mod route;
 pub mod watch;
@@ -18,7 +19,10 @@ pub mod watch;
 use std::collections::HashMap;
 use std::future::Future;
 
-use actix::{Actor, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
+use actix::{
+    Actor, ActorFutureExt, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, Message, MessageResult, Recipient,
+    ResponseActFuture, WrapFuture,
+};
 
 use crate::chat::ChatRoom;
 use crate::document::DocumentRoom;
@@ -231,27 +235,56 @@ impl<R: Hosted> Handler<RoomStopped<R>> for Registry {
     }
 }
 
+fn over_limit(user: &UserId, limit: usize) -> WireError {
+    WireError::limit("max_connections_per_user", format!("user {user} already has {limit} connections"))
+}
+
 impl Handler<Register> for Registry {
-    type Result = Result<(), WireError>;
+    type Result = ResponseActFuture<Self, Result<(), WireError>>;
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        let refuse = |e| -> Self::Result { Box::pin(actix::fut::ready(Err(e))) };
         if self.shutting_down {
-            return Err(WireError::busy("the server is shutting down; reconnect shortly"));
+            return refuse(WireError::busy("the server is shutting down; reconnect shortly"));
         }
         let limit = self.rooms.settings.max_connections_per_user;
         let sessions = self.users.entry(msg.user_id.clone()).or_default();
         if sessions.len() >= limit {
-            let e = WireError::limit(
-                "max_connections_per_user",
-                format!("user {} already has {limit} connections", msg.user_id),
-            );
             if sessions.is_empty() {
                 self.users.remove(&msg.user_id);
             }
-            return Err(e);
+            return refuse(over_limit(&msg.user_id, limit));
         }
+        // Counted here at once: the registry goes on while the cluster
+        // answers, and a second connection must see this one.
         sessions.insert(msg.session_id, msg.control);
-        Ok(())
+        let Some(cluster) = &self.rooms.cluster else { return Box::pin(actix::fut::ready(Ok(()))) };
+        let admitted = cluster.admit(&msg.user_id, sessions.len(), limit);
+        let (user, session) = (msg.user_id, msg.session_id);
+        Box::pin(admitted.into_actor(self).map(move |admitted, registry, _| {
+            if admitted {
+                return Ok(());
+            }
+            registry.forget(&user, session);
+            Err(over_limit(&user, limit))
+        }))
+    }
+}
+
+impl Registry {
+    /// Removes a session from its user's, and tells the cluster the count.
+    fn forget(&mut self, user: &UserId, session: SessionId) {
+        let Some(sessions) = self.users.get_mut(user) else { return };
+        if sessions.remove(&session).is_none() {
+            return;
+        }
+        let left = sessions.len();
+        if left == 0 {
+            self.users.remove(user);
+        }
+        if let Some(cluster) = &self.rooms.cluster {
+            cluster.connections(user, left);
+        }
     }
 }
 
@@ -259,12 +292,7 @@ impl Handler<Unregister> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
-        if let Some(sessions) = self.users.get_mut(&msg.user_id) {
-            sessions.remove(&msg.session_id);
-            if sessions.is_empty() {
-                self.users.remove(&msg.user_id);
-            }
-        }
+        self.forget(&msg.user_id, msg.session_id);
     }
 }
 

@@ -37,6 +37,10 @@ pub struct ChatSnapshot {
 /// A message to store.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
+    /// The message's id, chosen by the room before the write: a room that
+    /// reads rows back (cluster mode) tells its own writes still in flight
+    /// by it. Unused when the send turns out to be a retry.
+    pub id: String,
     pub chat_id: ChatId,
     pub user_id: UserId,
     pub content: String,
@@ -188,6 +192,13 @@ pub trait Store: Send + Sync + 'static {
     /// The newest seq of each chat in `ids` that exists (cluster mode's
     /// periodic check: one query for all of a node's open chats).
     fn chat_positions(&self, ids: &[ChatId]) -> StoreResult<Vec<(ChatId, Seq)>>;
+    /// How many times the access list of each document in `ids` that
+    /// exists has changed (cluster mode's periodic check: a room whose
+    /// count moved checks its members' roles again).
+    fn document_access_versions(&self, ids: &[DocumentId]) -> StoreResult<Vec<(DocumentId, i64)>>;
+    /// The document's access count, then the roles of those of `users`
+    /// who have one (the others have no access).
+    fn document_roles(&self, id: &DocumentId, users: &[UserId]) -> StoreResult<(i64, Vec<(UserId, Role)>)>;
     /// Up to `limit` messages with seq above `after`, ascending (cluster
     /// mode: filling a gap). No access check: the room's members were
     /// checked when they joined.
