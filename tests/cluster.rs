@@ -297,24 +297,30 @@ async fn a_node_cut_from_redis_converges_through_the_periodic_check() {
     assert!(c.metric(1, "huddle_cluster_gap_repairs_total").await >= 5.0, "node 1 read node 0's messages back");
 }
 
+/// Settings for three nodes of which node 0 exits instead of publishing
+/// its first commit (a test-only fault point).
+fn dies_before_publishing(i: usize) -> Vec<(String, String)> {
+    match i {
+        0 => vec![("HUDDLE_TEST_EXIT_BEFORE_PUBLISH".into(), "1".into())],
+        _ => Vec::new(),
+    }
+}
+
+/// Waits for node 0 to exit at the fault point, and forgets it.
+async fn died_at_the_fault_point(c: &mut Cluster) {
+    let status = c.nodes.remove(0).wait(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(86), "the fault point");
+}
+
 #[tokio::test]
 async fn a_node_that_dies_between_commit_and_publish_still_reaches_every_member() {
-    let Some(mut c) = Cluster::start(3, |i| {
-        if i == 0 {
-            vec![("HUDDLE_TEST_EXIT_BEFORE_PUBLISH".into(), "1".into())]
-        } else {
-            Vec::new()
-        }
-    }) else {
-        return;
-    };
+    let Some(mut c) = Cluster::start(3, dies_before_publishing) else { return };
     let mut m1 = member(&c, 1, "m1", "lost").await;
     let mut m2 = member(&c, 2, "m2", "lost").await;
     let mut dying = member(&c, 0, "dying", "lost").await;
     let r = dying.send_request("chat:message", json!({"chat_id": "lost", "content": "last words"})).await;
     assert_eq!(dying.try_response(r).await, None, "the node died before acking");
-    let status = c.nodes.remove(0).wait(Duration::from_secs(10)).await;
-    assert_eq!(status.code(), Some(86), "the fault point");
+    died_at_the_fault_point(&mut c).await;
     // Committed but never published: the others' periodic check finds it.
     for m in [&mut m1, &mut m2] {
         let got = m.expect_push("chat:message", "chat:lost").await["message"].clone();
@@ -779,23 +785,14 @@ async fn editors_converge_through_the_database_while_one_node_is_cut_from_redis(
 
 #[tokio::test]
 async fn a_document_version_whose_node_dies_before_publishing_still_reaches_every_member() {
-    let Some(mut c) = Cluster::start(3, |i| {
-        if i == 0 {
-            vec![("HUDDLE_TEST_EXIT_BEFORE_PUBLISH".into(), "1".into())]
-        } else {
-            Vec::new()
-        }
-    }) else {
-        return;
-    };
+    let Some(mut c) = Cluster::start(3, dies_before_publishing) else { return };
     document(&c, "will", "hello", &[("dying", "editor"), ("m1", "viewer"), ("m2", "viewer"), ("e1", "editor")]).await;
     let mut m1 = reader(&c, 1, "m1", "will").await.0;
     let mut m2 = reader(&c, 2, "m2", "will").await.0;
     let mut dying = c.client(0, "dying").await;
     let r = dying.send_request("documents:update", json!({"document_id": "will", "content": "last words", "version": 1})).await;
     assert_eq!(dying.try_response(r).await, None, "the node died before acking");
-    let status = c.nodes.remove(0).wait(Duration::from_secs(10)).await;
-    assert_eq!(status.code(), Some(86), "the fault point");
+    died_at_the_fault_point(&mut c).await;
     // Committed but never published: the others' periodic check finds it
     // in the history, which says it was a whole-content update.
     for m in [&mut m1, &mut m2] {

@@ -12,6 +12,11 @@
 //! reason the room never takes a change read back from the history above
 //! the base of a group in flight: it may be the group's own.
 //!
+//! While other nodes write to the document too, a room that just stored a
+//! group waits for another node's version (at most [`COURTESY`]) before it
+//! sends the next: the nodes take turns instead of the fastest one winning
+//! every race ([`Ordered::own`], [`Ordered::holds_commits`]).
+//!
 //! A version from another node carries its change in its push frame:
 //! `documents:op` has the operation as applied, `documents:updated` the
 //! whole new content (whose operation, [`Operation::replace_all`], this
