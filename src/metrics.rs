@@ -53,7 +53,10 @@ impl ClusterMetrics {
                 "cluster_publish_failures_total",
                 "Room events not published (queue full, or Redis failed); the other nodes read them back",
             )?,
-            gap_repairs: counter("cluster_gap_repairs_total", "Chat messages and document changes rooms read back from the database to fill a gap")?,
+            gap_repairs: counter(
+                "cluster_gap_repairs_total",
+                "Chat messages and document changes rooms read back from the database to fill a gap",
+            )?,
             catch_ups: counter(
                 "cluster_catch_ups_total",
                 "Times every open room caught up from the database (Redis link back, or this node paused)",

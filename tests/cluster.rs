@@ -662,7 +662,8 @@ async fn edits_of_one_version_from_two_nodes_have_one_winner_and_every_member_se
     let mut winners = Vec::new();
     for version in 1..=ROUNDS {
         let update = |who: &str| json!({"document_id": "race", "content": format!("{who} {version}"), "version": version});
-        let (ra, rb) = (a.send_request("documents:update", update("a")).await, b.send_request("documents:update", update("b")).await);
+        let ra = a.send_request("documents:update", update("a")).await;
+        let rb = b.send_request("documents:update", update("b")).await;
         let outcomes = [(a.response(ra).await, "a"), (b.response(rb).await, "b")];
         let won: Vec<&str> = outcomes.iter().filter(|(o, _)| o.is_ok()).map(|(_, who)| *who).collect();
         assert_eq!(won.len(), 1, "version {version}: exactly one winner, not {outcomes:?}");

@@ -322,7 +322,8 @@ impl Cluster for Link {
     }
 
     fn publish(&self, room: &RoomName, event: RoomEvent) {
-        if let (Some(left), RoomEvent::ChatMessage { .. } | RoomEvent::DocumentVersion(_)) = (&self.inner.exit_before_publish, &event) {
+        let committed = matches!(event, RoomEvent::ChatMessage { .. } | RoomEvent::DocumentVersion(_));
+        if let (Some(left), true) = (&self.inner.exit_before_publish, committed) {
             if left.fetch_sub(1, Ordering::AcqRel) == 1 {
                 eprintln!("huddle: {FAULT_POINT} reached: exiting between a commit and its publish");
                 std::process::exit(86);

@@ -351,6 +351,8 @@ impl Ordered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::{Admitted, Confirmed, Remote, RoomEvent};
+    use crate::ids::{NodeId, RoomName};
 
     fn frame(json: &str) -> ByteString {
         ByteString::from(json.to_owned())
@@ -366,7 +368,8 @@ mod tests {
         let arrived = Arrived::from_remote(remote(3, op.clone())).unwrap();
         let (change, pushed) = arrived.into_change("ab");
         assert_eq!((change.version, change.kind, change.user_id.as_str()), (Version(3), ChangeKind::Op, "bob"));
-        assert_eq!((change.ops.to_json(), change.op_id.as_deref(), change.created_at), (serde_json::json!([2, "x"]), Some("o1"), Timestamp(5)));
+        assert_eq!((change.ops.to_json(), change.op_id.as_deref()), (serde_json::json!([2, "x"]), Some("o1")));
+        assert_eq!(change.created_at, Timestamp(5));
         assert_eq!(pushed, Some(op));
 
         let updated = frame(
@@ -391,18 +394,19 @@ mod tests {
         ))
     }
 
+    /// The order never calls its cluster (the room does).
     struct NoCluster;
 
     impl Cluster for NoCluster {
-        fn subscribe(&self, _: crate::ids::RoomName, _: actix::Recipient<crate::cluster::Remote>) -> (u64, crate::cluster::Confirmed) {
+        fn subscribe(&self, _: RoomName, _: actix::Recipient<Remote>) -> (u64, Confirmed) {
             (0, Box::pin(std::future::ready(None)))
         }
-        fn unsubscribe(&self, _: &crate::ids::RoomName, _: u64) {}
-        fn publish(&self, _: &crate::ids::RoomName, _: crate::cluster::RoomEvent) {}
-        fn presence(&self, _: &crate::ids::RoomName, _: &UserId, _: usize, _: Option<&Arc<str>>) {}
-        fn awareness(&self, _: &crate::ids::RoomName, _: ByteString) {}
-        fn awareness_to(&self, _: &crate::ids::NodeId, _: &crate::ids::RoomName, _: ByteString) {}
-        fn admit(&self, _: &UserId, _: usize, _: usize) -> crate::cluster::Admitted {
+        fn unsubscribe(&self, _: &RoomName, _: u64) {}
+        fn publish(&self, _: &RoomName, _: RoomEvent) {}
+        fn presence(&self, _: &RoomName, _: &UserId, _: usize, _: Option<&Arc<str>>) {}
+        fn awareness(&self, _: &RoomName, _: ByteString) {}
+        fn awareness_to(&self, _: &NodeId, _: &RoomName, _: ByteString) {}
+        fn admit(&self, _: &UserId, _: usize, _: usize) -> Admitted {
             Box::pin(std::future::ready(true))
         }
         fn connections(&self, _: &UserId, _: usize) {}
@@ -414,7 +418,8 @@ mod tests {
 
     fn row(version: i64) -> Change {
         let user_id = UserId::parse("carol").unwrap();
-        Change { version: Version(version), ops: Operation::noop(), user_id, created_at: Timestamp(0), op_id: None, kind: ChangeKind::Op }
+        let (ops, created_at) = (Operation::noop(), Timestamp(0));
+        Change { version: Version(version), ops, user_id, created_at, op_id: None, kind: ChangeKind::Op }
     }
 
     #[test]
