@@ -24,6 +24,7 @@ pub struct Metrics {
     slow_consumers: IntCounter,
     request_seconds: HistogramVec,
     db_seconds: Histogram,
+    edits_redone: IntCounter,
     cluster: ClusterMetrics,
 }
 
@@ -52,7 +53,10 @@ impl ClusterMetrics {
                 "cluster_publish_failures_total",
                 "Room events not published (queue full, or Redis failed); the other nodes read them back",
             )?,
-            gap_repairs: counter("cluster_gap_repairs_total", "Messages rooms read back from the database to fill a gap")?,
+            gap_repairs: counter(
+                "cluster_gap_repairs_total",
+                "Chat messages and document changes rooms read back from the database to fill a gap",
+            )?,
             catch_ups: counter(
                 "cluster_catch_ups_total",
                 "Times every open room caught up from the database (Redis link back, or this node paused)",
@@ -84,6 +88,10 @@ impl Metrics {
                 .buckets(BUCKETS.to_vec()),
             &["event"],
         )?;
+        let edits_redone = IntCounter::new(
+            "document_edits_redone_total",
+            "Document edits prepared again: their group's commit found the document moved (another node committed first)",
+        )?;
         let db_seconds = Histogram::with_opts(
             HistogramOpts::new("db_call_duration_seconds", "One store call on a database thread").buckets(BUCKETS.to_vec()),
         )?;
@@ -96,6 +104,7 @@ impl Metrics {
         registry.register(Box::new(slow_consumers.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(db_seconds.clone()))?;
+        registry.register(Box::new(edits_redone.clone()))?;
         let cluster = ClusterMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
@@ -108,6 +117,7 @@ impl Metrics {
             slow_consumers,
             request_seconds,
             db_seconds,
+            edits_redone,
             cluster,
         })
     }
@@ -168,6 +178,9 @@ impl Observer for Metrics {
     }
     fn db_call(&self, seconds: f64) {
         self.db_seconds.observe(seconds);
+    }
+    fn edits_redone(&self, count: u64) {
+        self.edits_redone.inc_by(count);
     }
     fn gap_repaired(&self, count: u64) {
         self.cluster.gap_repairs.inc_by(count);

@@ -215,10 +215,13 @@ async fn a_room_defers_to_the_database_for_versions_it_has_not_seen() {
     assert_eq!(e["details"]["current_version"], 3);
     let ack = owner.ok("documents:update", json!({"document_id": "shared", "content": "a4", "version": 4})).await;
     assert_eq!(ack["version"], 4);
-    // (Writes made through B reach A's members only once cluster fan-out
-    // exists; the viewer hears A's.)
-    let pushed = viewer.expect_push("documents:updated", "document:shared").await;
-    assert_eq!((pushed["document"]["version"].clone(), pushed["document"]["content"].clone()), (json!(4), json!("a4")));
+    // The viewer hears B's versions when A's room catches up with them,
+    // as the whole-content updates they were, then A's.
+    for (version, content) in [(2, "b2"), (3, "b3"), (4, "a4")] {
+        let pushed = viewer.expect_push("documents:updated", "document:shared").await;
+        assert_eq!((pushed["document"]["version"].clone(), pushed["document"]["content"].clone()), (json!(version), json!(content)));
+        assert_eq!(pushed["document"]["updated_by"], "owner");
+    }
     b.stop().await;
     a.stop().await;
 }

@@ -8,10 +8,10 @@ mod common;
 use std::collections::HashSet;
 use std::path::Path;
 
+use common::editing::{edit_randomly, history, replay, OnBusy};
 use common::http::Http;
 use common::postgres::TempDatabase;
-use common::{jwt, Client, TestServer};
-use huddle_actors::ot::{apply, Operation};
+use common::{jwt, TestServer};
 use serde_json::{json, Value};
 
 const KEY: &str = "api-key-for-tests";
@@ -35,124 +35,6 @@ fn postgres_server(db: &TempDatabase) -> TestServer {
     }, jwt())
 }
 
-/// One editor's copy of the document: the text at every version it has
-/// integrated, from acks and pushes, which must come in version order.
-struct View {
-    start: i64,
-    texts: Vec<String>,
-    ops: Vec<Value>,
-}
-
-impl View {
-    fn new(content: &str, version: i64) -> View {
-        View { start: version, texts: vec![content.to_owned()], ops: Vec::new() }
-    }
-
-    fn version(&self) -> i64 {
-        self.start + self.ops.len() as i64
-    }
-
-    fn text(&self) -> &str {
-        self.texts.last().expect("a text")
-    }
-
-    fn text_at(&self, version: i64) -> &str {
-        &self.texts[(version - self.start) as usize]
-    }
-
-    fn integrate(&mut self, version: &Value, ops: &Value) {
-        assert_eq!(version.as_i64(), Some(self.version() + 1), "versions arrive in order, without gaps");
-        let op = Operation::from_json(ops).unwrap_or_else(|e| panic!("{ops}: {e}"));
-        let next = apply(self.text(), &op).unwrap_or_else(|e| panic!("version {version}: {ops} on {:?}: {e}", self.text()));
-        self.texts.push(next);
-        self.ops.push(ops.clone());
-    }
-}
-
-/// A random operation on `text`: a few inserts and deletes at increasing
-/// positions, some of them beyond the BMP.
-fn random_op(rng: &mut fastrand::Rng, text: &str) -> Value {
-    const WORDS: [&str; 6] = ["a", "bc", "é", "🙂", "xyz ", "\n"];
-    let len = text.chars().count();
-    let (mut ops, mut at) = (Vec::new(), 0);
-    for _ in 0..rng.usize(1..=3) {
-        let skip = rng.usize(0..=len - at);
-        if skip > 0 {
-            ops.push(json!(skip));
-            at += skip;
-        }
-        if at < len && rng.bool() {
-            let n = rng.usize(1..=(len - at).min(3));
-            ops.push(json!({"d": n}));
-            at += n;
-        } else {
-            ops.push(json!(WORDS[rng.usize(..WORDS.len())]));
-        }
-    }
-    Value::Array(ops)
-}
-
-/// Sends `count` random operations with up to four in flight, each on a
-/// version up to five behind the newest it has, and integrates everything
-/// until the document reaches `total`. Returns its view. An operation
-/// answered `SERVER_BUSY` (nothing stored, safe to retry) is sent again as
-/// it was: only the two-engine test meets it, when one engine keeps
-/// committing first.
-async fn edit_randomly(mut c: Client, doc: String, seed: u64, count: usize, total: i64) -> (Client, View) {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut sent_ops = std::collections::HashMap::new();
-    let joined = c.ok("documents:join", json!({"document_id": doc})).await;
-    let mut view = View::new(joined["document"]["content"].as_str().unwrap(), joined["document"]["version"].as_i64().unwrap());
-    let room = format!("document:{doc}");
-    let (mut sent, mut in_flight) = (0, HashSet::new());
-    while sent < count || !in_flight.is_empty() || view.version() < total {
-        if sent < count && in_flight.len() < 4 {
-            let base = view.version() - rng.i64(0..=5.min(view.version() - view.start));
-            let ops = random_op(&mut rng, view.text_at(base));
-            let data = json!({"document_id": doc, "base_version": base, "ops": ops, "op_id": format!("{seed}-{sent}")});
-            let r = c.send_request("documents:op", data.clone()).await;
-            in_flight.insert(r);
-            sent_ops.insert(r, data);
-            sent += 1;
-            continue;
-        }
-        let f = c.next().await;
-        match f["event"].as_str() {
-            Some("ack") => {
-                assert!(in_flight.remove(&f["ref"].as_u64().unwrap()), "{f}");
-                view.integrate(&f["data"]["version"], &f["data"]["ops"]);
-            }
-            Some("documents:op") => {
-                assert_eq!(f["room"], room.as_str());
-                view.integrate(&f["data"]["version"], &f["data"]["ops"]);
-            }
-            Some("error") if f["data"]["code"] == "SERVER_BUSY" => {
-                let r = f["ref"].as_u64().unwrap();
-                assert!(in_flight.remove(&r), "{f}");
-                let data = sent_ops[&r].clone();
-                let again = c.send_request("documents:op", data.clone()).await;
-                in_flight.insert(again);
-                sent_ops.insert(again, data);
-            }
-            Some("error") => panic!("editor {seed}: {f}"),
-            _ => {}
-        }
-    }
-    (c, view)
-}
-
-/// The whole history, paged.
-async fn history(c: &mut Client, doc: &str) -> Vec<Value> {
-    let mut changes = Vec::new();
-    loop {
-        let page = c.ok("documents:history", json!({"document_id": doc, "after_version": changes.len(), "limit": 250})).await;
-        changes.extend(page["changes"].as_array().unwrap().iter().cloned());
-        if page["has_more"] == false {
-            return changes;
-        }
-    }
-}
-
 async fn three_editors_converge(server: &TestServer) {
     const OPS: usize = 200;
     let doc = "race";
@@ -164,7 +46,7 @@ async fn three_editors_converge(server: &TestServer) {
     let mut tasks = Vec::new();
     for (i, u) in ["e1", "e2", "e3"].into_iter().enumerate() {
         let c = server.client(u).await;
-        tasks.push(tokio::spawn(edit_randomly(c, doc.to_owned(), 1000 + i as u64, OPS, 3 * OPS as i64)));
+        tasks.push(tokio::spawn(edit_randomly(c, doc.to_owned(), 1000 + i as u64, OPS, 3 * OPS as i64, OnBusy::Fail)));
     }
     let mut views = Vec::new();
     for t in tasks {
@@ -182,10 +64,7 @@ async fn three_editors_converge(server: &TestServer) {
     // Replaying the history from version 0 gives the same content.
     let changes = history(&mut owner, doc).await;
     assert_eq!(changes.len(), 600);
-    let mut replay = View::new("start", 0);
-    for c in &changes {
-        replay.integrate(&c["version"], &c["ops"]);
-    }
+    let replay = replay("start", &changes);
     assert_eq!(replay.text(), final_text);
     for v in &views {
         assert_eq!(v.ops[..], replay.ops[v.start as usize..], "every editor saw the same operation at every version");
@@ -460,8 +339,10 @@ async fn two_engines_on_one_database_keep_one_history() {
     let mut owner = one.client("owner").await;
     owner.ok("documents:create", json!({"document_id": "d", "content": "shared"})).await;
     owner.ok("documents:share", json!({"document_id": "d", "user_id": "e2", "role": "editor"})).await;
-    let a = tokio::spawn(edit_randomly(one.client("owner").await, "d".into(), 7, 60, 0));
-    let b = tokio::spawn(edit_randomly(two.client("e2").await, "d".into(), 8, 60, 0));
+    // Without a cluster between them, one engine can keep committing first:
+    // the other's edits may come back SERVER_BUSY, and are sent again.
+    let a = tokio::spawn(edit_randomly(one.client("owner").await, "d".into(), 7, 60, 0, OnBusy::Retry));
+    let b = tokio::spawn(edit_randomly(two.client("e2").await, "d".into(), 8, 60, 0, OnBusy::Retry));
     let (mut a, va) = a.await.unwrap();
     let (mut b, vb) = b.await.unwrap();
     // Each saw a gapless sequence up to its last ack. One more operation
@@ -479,10 +360,7 @@ async fn two_engines_on_one_database_keep_one_history() {
     assert_eq!(again, first);
     let changes = history(&mut owner, "d").await;
     assert_eq!(changes.len(), 123, "every operation is one version, the resent one once");
-    let mut replay = View::new("shared", 0);
-    for c in &changes {
-        replay.integrate(&c["version"], &c["ops"]);
-    }
+    let replay = replay("shared", &changes);
     assert!(replay.text().starts_with("late "));
     // What each editor integrated is a prefix of the one history.
     for v in [&va, &vb] {

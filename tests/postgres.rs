@@ -15,6 +15,7 @@ use diesel::{Connection, PgConnection};
 use huddle::db::connection::{SqliteSync, Target};
 use huddle::db::store::{SqlStore, Writers};
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
+use huddle_actors::model::ChangeKind;
 use huddle_actors::store::{ChangeSet, CommitOutcome, NewChange, NewMessage, Store, StoreError};
 use serde_json::json;
 
@@ -136,7 +137,7 @@ fn an_item_postgres_refuses_fails_alone_and_the_batch_commits() {
     let set = |id: &DocumentId, ops: &str, content: &str| ChangeSet {
         document_id: id.clone(),
         base: Version(0),
-        changes: vec![NewChange { user_id: owner.clone(), ops: ops.into(), op_id: None }],
+        changes: vec![NewChange { user_id: owner.clone(), ops: ops.into(), op_id: None, kind: ChangeKind::Op }],
         content: Arc::from(content),
         snapshots: Vec::new(),
     };
@@ -171,7 +172,12 @@ fn change_sets_history_and_snapshots_on_postgres() {
         base: Version(base),
         changes: changes
             .iter()
-            .map(|(user, ops, op_id)| NewChange { user_id: (*user).clone(), ops: (*ops).into(), op_id: op_id.map(str::to_owned) })
+            .map(|(user, ops, op_id)| NewChange {
+                user_id: (*user).clone(),
+                ops: (*ops).into(),
+                op_id: op_id.map(str::to_owned),
+                kind: ChangeKind::Op,
+            })
             .collect(),
         content: Arc::from(content),
         snapshots: Vec::new(),

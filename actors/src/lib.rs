@@ -44,9 +44,11 @@
 //! In cluster mode (the binary passes a [`cluster::Cluster`]), rooms also
 //! subscribe to their room's events from other nodes before reading where
 //! they start, publish their commits, and receive [`cluster::Remote`]
-//! events (from the binary's Redis link) and [`cluster::Stored`] positions
-//! (from the registry's periodic check, [`registry::watch`]); a chat room
-//! lets everything out through one [`cluster::reorder::Reorder`] order.
+//! events (from the binary's Redis link) and where the database stands,
+//! [`cluster::Stored`] and [`cluster::DocumentStored`] (from the
+//! registry's periodic check, [`registry::watch`]); a room lets everything
+//! out through one [`cluster::reorder::Reorder`] order (a document room's
+//! also feeds its timeline: [`document::order`]).
 //! Presence spans the nodes: a room's [`members::Members`] tells the
 //! cluster each change of its users' connections and each awareness push,
 //! and takes the other nodes' (and the news that one died) into its

@@ -112,7 +112,8 @@ pub struct Document {
 /// One accepted change of a document, as its history keeps it: the
 /// operation that made `version` from the version before (a whole-content
 /// update is kept as [`Operation::replace_all`]). On the wire (history,
-/// recovery) `op_id` is left out: it is its author's idempotency key.
+/// recovery) `op_id` and `kind` are left out: the first is its author's
+/// idempotency key, and every change is an operation there.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Change {
     pub version: Version,
@@ -121,6 +122,19 @@ pub struct Change {
     pub created_at: Timestamp,
     #[serde(skip)]
     pub op_id: Option<String>,
+    #[serde(skip)]
+    pub kind: ChangeKind,
+}
+
+/// What a change was asked as, which says how members hear of it: an
+/// operation as `documents:op`, a whole-content update as
+/// `documents:updated` (also when it reaches them late: read back from the
+/// history, or from another node).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChangeKind {
+    #[default]
+    Op,
+    Update,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -19,6 +19,10 @@ pub trait Observer: Send + Sync + 'static {
     fn slow_consumer(&self) {}
     /// Seconds one store call took on its database thread.
     fn db_call(&self, _seconds: f64) {}
+    /// A document room prepares `count` edits again: their group's commit
+    /// found the document moved (another node or engine process committed
+    /// first) or refused another edit of the group.
+    fn edits_redone(&self, _count: u64) {}
     /// Cluster mode: a room filled a gap with `count` events read back
     /// from the database.
     fn gap_repaired(&self, _count: u64) {}

@@ -119,14 +119,14 @@ struct Inner {
 }
 
 /// `HUDDLE_TEST_EXIT_BEFORE_PUBLISH=n`, for tests only: the process exits
-/// at once instead of publishing its n-th chat message, after the commit
-/// and before anyone is told: a node that dies between commit and publish.
-/// Off unless set.
+/// at once instead of publishing its n-th chat message or document
+/// version (counted together), after the commit and before anyone is
+/// told: a node that dies between commit and publish. Off unless set.
 const FAULT_POINT: &str = "HUDDLE_TEST_EXIT_BEFORE_PUBLISH";
 
 fn fault_point() -> Option<AtomicU64> {
     let n: u64 = std::env::var(FAULT_POINT).ok()?.parse().ok()?;
-    log::warn!("{FAULT_POINT}={n}: this node will exit before publishing its message number {n} (a test fault point)");
+    log::warn!("{FAULT_POINT}={n}: this node will exit before publishing its event number {n} (a test fault point)");
     Some(AtomicU64::new(n))
 }
 
@@ -322,7 +322,8 @@ impl Cluster for Link {
     }
 
     fn publish(&self, room: &RoomName, event: RoomEvent) {
-        if let (Some(left), RoomEvent::ChatMessage { .. }) = (&self.inner.exit_before_publish, &event) {
+        let committed = matches!(event, RoomEvent::ChatMessage { .. } | RoomEvent::DocumentVersion(_));
+        if let (Some(left), true) = (&self.inner.exit_before_publish, committed) {
             if left.fetch_sub(1, Ordering::AcqRel) == 1 {
                 eprintln!("huddle: {FAULT_POINT} reached: exiting between a commit and its publish");
                 std::process::exit(86);

@@ -3,8 +3,8 @@
 //! room's actor, node-level messages to [`node`], and the news that the
 //! connection dropped to the subscriptions task. Nothing here waits: a
 //! room whose mailbox is full misses the event (counted), which its gap
-//! repair reads back (a chat message), or a fresh read of the room's
-//! presence replaces (a change of presence).
+//! repair reads back (a chat message, a document version), or a fresh read
+//! of the room's presence replaces (a change of presence).
 
 use bytes::Bytes;
 use huddle_actors::cluster::{Remote, RoomEvent};
@@ -33,11 +33,13 @@ pub fn route(link: &Link, push: PushInfo) {
             if channel.starts_with(wire::ROOM_PREFIX) {
                 let Some(inbox) = link.inner.subscriptions.inbox(&channel) else { return };
                 let Some(event) = wire::decode_event(&header, bytes.clone()) else { return };
-                let presence = !matches!(event, RoomEvent::ChatMessage { .. } | RoomEvent::Awareness { .. });
+                let presence =
+                    !matches!(event, RoomEvent::ChatMessage { .. } | RoomEvent::DocumentVersion(_) | RoomEvent::Awareness { .. });
                 if inbox.try_send(Remote(event)).is_err() {
                     link.metrics().remote_dropped();
-                    // A lost chat message is read back by gap repair; a
-                    // lost change of presence by reading the whole again.
+                    // A lost chat message or document version is read back
+                    // by gap repair; a lost change of presence by reading
+                    // the whole again.
                     if let (true, Some(room)) = (presence, wire::channel_room(&channel)) {
                         let to = SnapshotTo { waiter: None, inbox };
                         let _ = link.inner.publisher.try_send(Outgoing::Snapshot { room, to });

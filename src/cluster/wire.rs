@@ -19,12 +19,14 @@
 //! A payload is one header line, `<kind> <number> <origin node>`, then the
 //! body: for a chat message the push frame exactly as members receive it
 //! (encoded once, by the committing node: a receiving node never
-//! re-encodes), for a revocation the user id, for presence a small JSON
-//! object. Kinds:
+//! re-encodes), for a document version a line of what its push leaves out
+//! then the push frame, for a revocation the user id, for presence a small
+//! JSON object. Kinds:
 //!
 //! | kind | number | body | channel |
 //! | --- | --- | --- | --- |
 //! | `msg` | seq | the `chat:message` push frame | room |
+//! | `doc` | version | `{"t": created_at (ms), "o": op_id?}`, a newline, the `documents:op` or `documents:updated` push frame | room |
 //! | `revoke` | 0 | user id | room |
 //! | `user` | incarnation | `{"s": seq, "u": user, "c": connections, "n": name?}`: one user's connections on the node | room |
 //! | `all` | incarnation | `{"s": seq, "users": [{"u", "c", "n"?}]}`: the node's whole presence in the room | room |
@@ -41,8 +43,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use bytestring::ByteString;
 use huddle_actors::awareness::Update;
-use huddle_actors::cluster::RoomEvent;
-use huddle_actors::ids::{NodeId, RoomName, Seq, SessionId, UserId};
+use huddle_actors::cluster::{DocumentVersion, RoomEvent};
+use huddle_actors::ids::{NodeId, RoomName, Seq, SessionId, UserId, Version};
+use huddle_actors::model::Timestamp;
 use huddle_actors::presence::remote::{NodePresence, NodeUser, Stamp};
 use huddle_actors::protocol::AwarenessState;
 use serde::{Deserialize, Serialize};
@@ -114,15 +117,31 @@ pub struct Payload<'a> {
 }
 
 pub fn encode(kind: &str, number: i64, origin: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(kind.len() + origin.len() + body.len() + 24);
+    encode_parts(kind, number, origin, &[body])
+}
+
+/// [`encode`] with a body in several parts (written one after the other).
+fn encode_parts(kind: &str, number: i64, origin: &str, body: &[&[u8]]) -> Vec<u8> {
+    let len: usize = body.iter().map(|part| part.len()).sum();
+    let mut out = Vec::with_capacity(kind.len() + origin.len() + len + 24);
     out.extend_from_slice(kind.as_bytes());
     out.push(b' ');
     out.extend_from_slice(number.to_string().as_bytes());
     out.push(b' ');
     out.extend_from_slice(origin.as_bytes());
     out.push(b'\n');
-    out.extend_from_slice(body);
+    for part in body {
+        out.extend_from_slice(part);
+    }
     out
+}
+
+/// What a document version's push leaves out.
+#[derive(Serialize, Deserialize)]
+struct VersionMeta<'a> {
+    t: i64,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    o: Option<Cow<'a, str>>,
 }
 
 /// Reads the header; `None` for anything that is not ours.
@@ -134,11 +153,16 @@ pub fn decode(payload: &[u8]) -> Option<Payload<'_>> {
     Some(Payload { kind, number, origin, body_at: end + 1 })
 }
 
-/// A room event's payload (chat messages and revocations; presence and
-/// awareness have their own encoders below).
+/// A room event's payload (chat messages, document versions and
+/// revocations; presence and awareness have their own encoders below).
 pub fn encode_event(event: &RoomEvent, origin: &str) -> Option<Vec<u8>> {
     match event {
         RoomEvent::ChatMessage { seq, frame } => Some(encode("msg", seq.0, origin, frame.as_bytes())),
+        RoomEvent::DocumentVersion(v) => {
+            let meta = VersionMeta { t: v.created_at.0, o: v.op_id.as_deref().map(Cow::from) };
+            let meta = serde_json::to_vec(&meta).ok()?;
+            Some(encode_parts("doc", v.version.0, origin, &[&meta, b"\n", v.frame.as_bytes()]))
+        }
         RoomEvent::Revoked { user } => Some(encode("revoke", 0, origin, user.as_str().as_bytes())),
         _ => None,
     }
@@ -229,6 +253,13 @@ pub fn decode_event(payload: &Payload<'_>, bytes: Bytes) -> Option<RoomEvent> {
     let node = || NodeId::parse(payload.origin).ok();
     match payload.kind {
         "msg" => Some(RoomEvent::ChatMessage { seq: Seq(payload.number), frame: ByteString::try_from(body).ok()? }),
+        "doc" => {
+            let end = body.iter().position(|&b| b == b'\n')?;
+            let meta: VersionMeta<'_> = serde_json::from_slice(&body[..end]).ok()?;
+            let (created_at, op_id) = (Timestamp(meta.t), meta.o.map(Cow::into_owned));
+            let frame = ByteString::try_from(body.slice(end + 1..)).ok()?;
+            Some(RoomEvent::DocumentVersion(DocumentVersion { version: Version(payload.number), created_at, op_id, frame }))
+        }
         "revoke" => Some(RoomEvent::Revoked { user: UserId::parse(std::str::from_utf8(&body).ok()?).ok()? }),
         "user" => {
             let b: UserBody<'_> = serde_json::from_slice(&body).ok()?;
@@ -270,6 +301,14 @@ mod tests {
         let header = decode(&bytes).unwrap();
         assert_eq!((header.kind, header.number, header.origin), ("msg", 7, "node-a"));
         assert_eq!(decode_event(&header, bytes.clone()), Some(event));
+
+        let frame = ByteString::from_static(r#"{"event":"documents:op","room":"document:d","data":{"version":3}}"#);
+        let op_id = Some("op \"1\"\n".to_owned());
+        let version = RoomEvent::DocumentVersion(DocumentVersion { version: Version(3), created_at: Timestamp(9), op_id, frame });
+        assert_eq!(roundtrip(encode_event(&version, "n").unwrap()), Some(version));
+        let frame = ByteString::from_static(r#"{"event":"documents:updated"}"#);
+        let version = RoomEvent::DocumentVersion(DocumentVersion { version: Version(4), created_at: Timestamp(9), op_id: None, frame });
+        assert_eq!(roundtrip(encode_event(&version, "n").unwrap()), Some(version));
 
         let revoked = RoomEvent::Revoked { user: UserId::parse("bob smith\n2").unwrap() };
         assert_eq!(roundtrip(encode_event(&revoked, "n").unwrap()), Some(revoked));

@@ -287,6 +287,7 @@ fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreRe
                 document_changes::user_id.eq(ch.user_id.as_str()),
                 document_changes::created_at.eq(at),
                 document_changes::op_id.eq(ch.op_id.as_deref()),
+                document_changes::kind.eq(rows::kind_code(ch.kind)),
             )
         })
         .collect();

@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
-use huddle_actors::model::{Change, Chat, Document, Message, Role, Timestamp};
+use huddle_actors::model::{Change, ChangeKind, Chat, Document, Message, Role, Timestamp};
 use huddle_actors::ot::Operation;
 use huddle_actors::store::StoreError;
 
@@ -107,6 +107,7 @@ pub struct ChangeRow {
     pub user_id: String,
     pub created_at: i64,
     pub op_id: Option<String>,
+    pub kind: i16,
 }
 
 impl ChangeRow {
@@ -118,7 +119,24 @@ impl ChangeRow {
             user_id: user_id(&self.user_id)?,
             created_at: Timestamp(self.created_at),
             op_id: self.op_id,
+            kind: change_kind(self.kind)?,
         })
+    }
+}
+
+/// How `document_changes.kind` stores a [`ChangeKind`].
+pub fn kind_code(kind: ChangeKind) -> i16 {
+    match kind {
+        ChangeKind::Op => 0,
+        ChangeKind::Update => 1,
+    }
+}
+
+fn change_kind(code: i16) -> Result<ChangeKind, StoreError> {
+    match code {
+        0 => Ok(ChangeKind::Op),
+        1 => Ok(ChangeKind::Update),
+        other => Err(corrupt("change kind", &other.to_string())),
     }
 }
 

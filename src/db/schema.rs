@@ -60,6 +60,7 @@ diesel::table! {
         user_id -> Text,
         created_at -> BigInt,
         op_id -> Nullable<Text>,
+        kind -> SmallInt,
     }
 }
 

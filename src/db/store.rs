@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use huddle_actors::model::Message;
 use huddle_actors::store::{
-    Appended, ChangePage, ChangeSet, ChatAccess, ChatSnapshot, CommitOutcome, NewMessage, Page, Store, StoreError,
-    StoreResult, Timeline,
+    Appended, ChangePage, ChangeSet, ChatAccess, ChatSnapshot, CommitOutcome, DocumentPosition, NewMessage, Page, Store,
+    StoreError, StoreResult, Timeline,
 };
 
 use crate::db::checkout;
@@ -622,18 +622,20 @@ impl Store for SqlStore {
         })
     }
 
-    fn document_access_versions(&self, ids: &[DocumentId]) -> StoreResult<Vec<(DocumentId, i64)>> {
+    fn document_positions(&self, ids: &[DocumentId]) -> StoreResult<Vec<(DocumentId, DocumentPosition)>> {
         self.read(|| {
             let mut c = self.conn()?;
             let mut out = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(POSITIONS_PER_QUERY) {
                 let names: Vec<&str> = chunk.iter().map(DocumentId::as_str).collect();
-                let rows: Vec<(String, i64)> = documents::table
+                let rows: Vec<(String, i64, i64)> = documents::table
                     .filter(documents::id.eq_any(&names))
-                    .select((documents::id, documents::access_version))
+                    .select((documents::id, documents::version, documents::access_version))
                     .load(&mut *c)
                     .map_err(TxError::from)?;
-                out.extend(rows.into_iter().filter_map(|(id, v)| Some((DocumentId::parse(&id).ok()?, v))));
+                out.extend(rows.into_iter().filter_map(|(id, version, access)| {
+                    Some((DocumentId::parse(&id).ok()?, DocumentPosition { version: Version(version), access }))
+                }));
             }
             Ok(out)
         })
@@ -748,6 +750,7 @@ mod tests {
 
     use super::*;
     use crate::db::connection::{SqliteSync, Target};
+    use huddle_actors::model::ChangeKind;
     use huddle_actors::store::{NewChange, Refusal};
 
     fn store() -> (SqlStore, tempfile::TempDir) {
@@ -868,6 +871,7 @@ mod tests {
                     user_id: (*user).clone(),
                     ops: (*ops).to_owned(),
                     op_id: op_id.map(str::to_owned),
+                    kind: ChangeKind::Op,
                 })
                 .collect(),
             content: Arc::from(content),

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod editing;
 pub mod gate;
 pub mod http;
 pub mod postgres;

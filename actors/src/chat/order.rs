@@ -7,17 +7,12 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use crate::cluster::reorder::{Refused, Reorder};
+use crate::cluster::reorder::{Refused, Reorder, REPAIR_CHUNK};
 use crate::cluster::{Cluster, RoomEvent, Subscription};
 use crate::ids::{RoomName, Seq};
 use crate::model::Message;
 use crate::peer::Requester;
 use crate::protocol::frames::OneMessage;
-
-/// Most messages one repair reads: bounds the memory of a read and the
-/// burst of pushes it lets out at once (a quarter of the default
-/// `max_outbound_queue`, so a member that reads keeps up).
-pub const REPAIR_CHUNK: i64 = 256;
 
 /// One position waiting to be let out.
 pub struct Slot {

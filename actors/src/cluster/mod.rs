@@ -12,9 +12,10 @@
 //!   when the publish fails;
 //! - merges its own commits and the events of other nodes through one
 //!   [`reorder::Reorder`] buffer;
-//! - repairs a gap from the database when it stays open for `gap_wait`,
-//!   and when the periodic check or a reconnect of the link
-//!   ([`Stored`]) says the database is ahead.
+//! - repairs a gap from the database (a chat's messages, a document's
+//!   history) when it stays open for `gap_wait`, and when the periodic
+//!   check or a reconnect of the link ([`Stored`], [`DocumentStored`])
+//!   says the database is ahead.
 //!
 //! Presence is the other thing rooms share, with the node as the unit of
 //! failure: a room tells the cluster each change of its users' connections
@@ -35,7 +36,9 @@ use actix::{Message, Recipient};
 use bytestring::ByteString;
 
 use crate::awareness::Update;
-use crate::ids::{NodeId, RoomName, Seq, UserId};
+use crate::ids::{NodeId, RoomName, Seq, UserId, Version};
+use crate::model::Timestamp;
+use crate::store::DocumentPosition;
 use crate::presence::remote::{NodePresence, NodeUser, Stamp};
 
 /// An event of one room, published by the node where it happened (or, for
@@ -46,6 +49,8 @@ pub enum RoomEvent {
     /// A chat message was committed at `seq`; `frame` is its push, as
     /// members receive it (encoded once, by the committing node).
     ChatMessage { seq: Seq, frame: ByteString },
+    /// A document version was committed.
+    DocumentVersion(DocumentVersion),
     /// A user lost access to the room (a document share revoked): every
     /// node removes that user's connections from the room.
     Revoked { user: UserId },
@@ -66,25 +71,44 @@ pub enum RoomEvent {
     AwarenessWanted { node: NodeId },
 }
 
+/// A committed document version, as it travels between nodes: its push,
+/// which carries the change itself (the operation as applied, or the
+/// whole new content), and what the push leaves out. The receiving room
+/// reads the change from the frame once, when it lets the version out
+/// (see `document::order`); members receive the frame as it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DocumentVersion {
+    pub version: Version,
+    pub created_at: Timestamp,
+    /// Its author's idempotency key: a resend through another node is
+    /// answered from that node's window.
+    pub op_id: Option<String>,
+    /// `documents:op` or `documents:updated`, as members receive it
+    /// (encoded once, by the committing node).
+    pub frame: ByteString,
+}
+
 /// An event of the room from another node, delivered to the room actor.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Remote(pub RoomEvent);
 
-/// The database's newest position of a room (a chat's `last_seq`), from
+/// The database's newest position of a chat (its `last_seq`), from
 /// the periodic check or a catch-up after the link came back. A room that
 /// is behind repairs from the database.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Stored(pub Seq);
 
-/// How many times a document's access list changed, as the database says
-/// (the periodic check). A document room whose count moved since it last
-/// checked its members' roles checks them again: a revocation whose
-/// [`RoomEvent::Revoked`] was lost still evicts the user.
+/// Where a document stands in the database (the periodic check, or a
+/// catch-up after the link came back). A document room behind its
+/// version reads the versions it missed from the history; one whose
+/// access count moved since it last checked its members' roles checks them
+/// again, so a revocation whose [`RoomEvent::Revoked`] was lost still
+/// evicts the user.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct AccessStored(pub i64);
+pub struct DocumentStored(pub DocumentPosition);
 
 /// The interface rooms use. Implementations must not block: `publish`
 /// queues (a bounded queue; a full one drops, counts and carries on, since

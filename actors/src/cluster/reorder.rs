@@ -8,6 +8,12 @@
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
+/// Most positions one repair reads (chat messages, document changes):
+/// bounds the memory of a read and the burst of pushes it lets out at once
+/// (a quarter of the default `max_outbound_queue`, so a member that reads
+/// keeps up).
+pub const REPAIR_CHUNK: i64 = 256;
+
 /// Why an item was not kept.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused<T> {
@@ -59,6 +65,16 @@ impl<T> Reorder<T> {
         self.known = self.known.max(pos);
         self.waiting.insert(pos, item);
         Ok(())
+    }
+
+    /// The items waiting, by position.
+    pub fn waiting(&self) -> impl Iterator<Item = &T> + '_ {
+        self.waiting.values()
+    }
+
+    /// Everything waiting, ascending, with its position (to start again).
+    pub fn into_waiting(self) -> impl Iterator<Item = (i64, T)> {
+        self.waiting.into_iter()
     }
 
     /// The waiting item at `pos` (to merge a late copy into it).

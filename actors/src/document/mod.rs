@@ -2,6 +2,7 @@
 //! document's [`timeline`] it edits (pure), and the edits it holds until
 //! they are answered.
 
+pub mod order;
 mod pending;
 mod room;
 pub mod timeline;

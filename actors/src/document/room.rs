@@ -26,12 +26,19 @@
 //! as of the last version pushed; later versions reach the joiner as
 //! pushes.
 //!
-//! In cluster mode the room subscribes to its document's events, and a
-//! revoked access is published so that every node removes the user's
-//! connections from its room; the periodic check repairs a lost one
+//! In cluster mode the room subscribes to its document's events (before
+//! it loads the timeline), publishes each version it commits (its push,
+//! which carries the change), and lets out the versions of other nodes in
+//! order with its own ([`Ordered`]): each joins the timeline as it is let
+//! out, so the next group is prepared on it, and no group is prepared
+//! while the room knows it is behind. Versions still missing after
+//! `gap_wait`, or that the periodic check finds, are read from the
+//! history. A revoked access is published so that every node removes the
+//! user's connections from its room; the periodic check repairs a lost one
 //! ([`access`]).
 
 mod access;
+mod remote;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -40,16 +47,18 @@ use actix::dev::ResponseFuture;
 use actix::{
     Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, MessageResult, Recipient, WrapFuture,
 };
+use bytestring::ByteString;
 use tokio::sync::oneshot;
 
 use crate::config::Settings;
+use crate::document::order::Ordered;
 use crate::document::pending::{Answer, Pending, Reply, Slots};
 use crate::document::timeline::{Draft, Edit, EditRef, Rejection, Timeline, WindowLimits, WINDOW_CHARS};
 use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
-use crate::cluster::{self, Cluster, Remote, RoomEvent, Subscription};
+use crate::cluster::{self, Cluster, DocumentVersion, Remote, RoomEvent};
 use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, MemberRequest, Members, PresenceQuery, Tick};
-use crate::model::{Change, Document, Grant, Role, Timestamp};
+use crate::model::{Change, ChangeKind, Document, Grant, Role, Timestamp};
 use crate::ot::Operation;
 use crate::peer::Requester;
 use crate::protocol::frames::{DocumentJoined, DocumentUpdatedAck, OpApplied, Shared};
@@ -73,6 +82,12 @@ const MAX_REDO: u8 = 32;
 /// Changes read per store call while catching up with versions another
 /// engine process committed.
 const CATCH_UP_PAGE: i64 = DOCUMENT_HISTORY_LIMIT_MAX;
+/// Cluster mode: how long a room whose commit found the document moved
+/// waits for the winning node's versions to come through Redis before it
+/// reads them from the history. The winner publishes right after its
+/// commit, and Redis brings it within a millisecond or two on a LAN (see
+/// `gap_wait`), usually before the loser's own commit has answered.
+const MOVED_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// `documents:join`. Answers whether the connection is now a member.
 #[derive(Message, Clone)]
@@ -148,9 +163,9 @@ pub struct DocumentRoom {
     /// this room, or a check): their edits need no read. The commit checks
     /// again, in its transaction.
     editors: HashSet<UserId>,
-    /// Cluster mode only: the other nodes, and this room's subscription to
-    /// its events (held while the room runs).
-    cluster: Option<(Arc<dyn Cluster>, Option<Subscription>)>,
+    /// Cluster mode only: the other nodes, this room's subscription to its
+    /// events, and the order of its versions with theirs.
+    ordered: Option<Ordered>,
     /// Cluster mode: the document's access count as of the last check of
     /// the members' roles (`None`: not checked since the room started).
     access: access::Checked,
@@ -175,7 +190,7 @@ impl DocumentRoom {
             uncertain: HashMap::new(),
             slots: Slots::default(),
             editors: HashSet::new(),
-            cluster: cluster.map(|c| (c, None)),
+            ordered: cluster.map(Ordered::new),
             access: access::Checked::default(),
         }
     }
@@ -206,10 +221,19 @@ impl DocumentRoom {
         ctx.wait(read.into_actor(self).map(move |read, room, ctx| {
             let result = read.map(|loaded| {
                 if room.timeline.is_none() {
-                    room.timeline = Some(Timeline::new(loaded, limits));
+                    let timeline = Timeline::new(loaded, limits);
+                    if let Some(ordered) = &mut room.ordered {
+                        ordered.start(timeline.version());
+                    }
+                    room.timeline = Some(timeline);
                 }
             });
-            then(room, ctx, result)
+            then(room, ctx, result);
+            if room.ordered.is_some() {
+                // Versions of other nodes that came while it loaded.
+                room.let_out(ctx);
+                room.resume(ctx);
+            }
         }));
     }
 
@@ -342,6 +366,11 @@ impl DocumentRoom {
     /// commit, unless a group is in flight already.
     fn submit(&mut self, ctx: &mut Context<Self>) {
         while self.committing.is_none() && !self.waiting.is_empty() {
+            // Cluster mode: never on a version known to be old (the group
+            // would find the document moved), nor while a join reads.
+            if self.ordered.as_ref().is_some_and(Ordered::holds_commits) {
+                break;
+            }
             let Some(timeline) = &self.timeline else { break };
             let take = self.waiting.len().min(MAX_GROUP);
             let group: Vec<Pending> = self.waiting.drain(..take).collect();
@@ -371,12 +400,35 @@ impl DocumentRoom {
     /// The store answered the group in flight.
     fn stored(&mut self, outcome: Result<CommitOutcome, WireError>, ctx: &mut Context<Self>) {
         let Some(InFlight { group, draft }) = self.committing.take() else { return };
+        let on_base = self.timeline.as_ref().is_some_and(|t| t.version() == draft.base_version());
         match outcome {
-            Ok(CommitOutcome::Stored { at }) => self.release(group, draft, at),
+            Ok(CommitOutcome::Stored { at }) if on_base => {
+                if let Some(pause) = self.release(group, draft, at) {
+                    ctx.run_later(pause, |room, ctx| room.resume(ctx));
+                }
+            }
+            Ok(CommitOutcome::Stored { .. }) => {
+                // The timeline was reloaded meanwhile (a change that did
+                // not apply): whether it holds the group cannot be told.
+                log::error!("document {}: a group on version {} was stored after a reload", self.id, draft.base_version().0);
+                let e = WireError::busy("the document was reloaded while this edit was stored; send it again with its op_id");
+                for pending in group {
+                    self.remember_uncertain(&pending);
+                    pending.fail(&e);
+                }
+            }
             Ok(CommitOutcome::Moved { current }) => {
-                log::info!("document {}: at version {} in the store, not {}; catching up", self.id, current.0, draft.base_version().0);
                 self.redo(group);
-                return self.catch_up(ctx);
+                let Some(ordered) = &mut self.ordered else {
+                    log::info!("document {}: at version {} in the store, not {}; catching up", self.id, current.0, draft.base_version().0);
+                    return self.catch_up(ctx);
+                };
+                // Another node committed first: its versions are usually
+                // on their way through Redis; read them if they are not
+                // here soon. The group waits until the room has them.
+                log::debug!("document {}: at version {} in the store, not {}", self.id, current.0, draft.base_version().0);
+                ordered.note_stored(current);
+                self.schedule_repair(MOVED_WAIT, ctx);
             }
             Ok(CommitOutcome::Refused(refusals)) => {
                 let mut refused: HashMap<usize, Refusal> = refusals.into_iter().collect();
@@ -408,7 +460,10 @@ impl DocumentRoom {
                 }
             }
         }
-        self.submit(ctx);
+        // Cluster mode: versions of other nodes that waited behind the
+        // group, and gaps a repair waited for the outcome to read.
+        self.let_out(ctx);
+        self.resume(ctx);
     }
 
     fn remember_uncertain(&mut self, pending: &Pending) {
@@ -421,6 +476,7 @@ impl DocumentRoom {
 
     /// Puts a group back at the head of the queue, to be prepared again.
     fn redo(&mut self, group: Vec<Pending>) {
+        self.db.observer().edits_redone(group.len() as u64);
         for mut pending in group.into_iter().rev() {
             pending.redone += 1;
             if pending.redone > MAX_REDO {
@@ -431,21 +487,26 @@ impl DocumentRoom {
         }
     }
 
-    /// A committed group: acks and pushes, in version order.
-    fn release(&mut self, group: Vec<Pending>, draft: Draft, at: Timestamp) {
-        let Some(timeline) = self.timeline.as_mut() else { return };
+    /// A committed group: acks and pushes, in version order (in cluster
+    /// mode each version is published first). Cluster mode: how long to
+    /// leave the next commit to other nodes.
+    fn release(&mut self, group: Vec<Pending>, draft: Draft, at: Timestamp) -> Option<std::time::Duration> {
+        let timeline = self.timeline.as_mut()?;
         let (id, members) = (&self.id, &mut self.members);
+        let cluster = self.ordered.as_ref().map(|o| &*o.cluster);
+        let top = cluster.map(|_| draft.top());
         let mut group: Vec<Option<Pending>> = group.into_iter().map(Some).collect();
         timeline.commit(draft, at, |i, outcome, document| {
             let Some(pending) = group.get_mut(i).and_then(Option::take) else { return };
             match outcome {
-                Ok(change) => announce(id, members, pending, change, document),
+                Ok(change) => announce(id, members, cluster, pending, change, document),
                 Err(Rejection::Refused(e)) => pending.fail(e),
                 Err(Rejection::Conflict) => {
                     pending.fail(&StoreError::VersionConflict { document: id.clone(), current: document.version }.into())
                 }
             }
         });
+        self.ordered.as_mut().zip(top).and_then(|(ordered, top)| ordered.own(top))
     }
 
     /// Reads the changes another engine process committed after the
@@ -464,7 +525,7 @@ impl DocumentRoom {
                 }
             };
             for change in page.changes {
-                if let Err(e) = room.integrate(change) {
+                if let Err(e) = room.integrate(change, None) {
                     log::error!("document {}: a stored change does not apply ({e}); reloading", room.id);
                     return room.reload(ctx);
                 }
@@ -476,23 +537,53 @@ impl DocumentRoom {
         }));
     }
 
-    /// One change committed elsewhere (or by a commit whose outcome was
-    /// unknown): into the timeline, and to the members.
-    fn integrate(&mut self, change: Change) -> Result<(), crate::ot::OpError> {
+    /// One change committed elsewhere (by another node or engine process,
+    /// or by a commit whose outcome was unknown): into the timeline, and
+    /// to the members as its author's members heard it (`documents:op` or
+    /// `documents:updated`): `frame` when another node encoded it.
+    fn integrate(&mut self, change: Change, frame: Option<ByteString>) -> Result<(), crate::ot::OpError> {
         let Some(timeline) = self.timeline.as_mut() else { return Ok(()) };
-        let (version, ops, user) = (change.version, change.ops.clone(), change.user_id.clone());
-        let sender = change.op_id.as_ref().and_then(|op_id| self.uncertain.remove(&(user.clone(), op_id.clone())));
+        let sender = match &change.op_id {
+            Some(op_id) if !self.uncertain.is_empty() => self.uncertain.remove(&(change.user_id.clone(), op_id.clone())),
+            _ => None,
+        };
+        let room = self.members.room();
+        // An operation's push is made before the change moves into the
+        // timeline; an update's from the document it makes.
+        let frame = match (frame, change.kind) {
+            (Some(frame), _) => Some(frame),
+            (None, ChangeKind::Op) => {
+                let (version, ops, user_id) = (change.version, &change.ops, &change.user_id);
+                Some(Push::DocumentsOp { document_id: &self.id, version, ops, user_id }.encode(room))
+            }
+            (None, ChangeKind::Update) => None,
+        };
         timeline.integrate(change, self.settings.max_document_bytes)?;
-        self.members.push(Push::DocumentsOp { document_id: &self.id, version, ops: &ops, user_id: &user }, sender);
+        let frame = frame.unwrap_or_else(|| {
+            let document = timeline.document();
+            Push::DocumentsUpdated { document, user_id: &document.updated_by }.encode(room)
+        });
+        self.members.broadcast(frame, sender);
         Ok(())
     }
 
     /// Forgets the timeline and loads it again; the waiting edits are then
-    /// prepared on it, or fail with the store's error.
+    /// prepared on it, or fail with the store's error. Members that missed
+    /// versions on the way hear the document as it is now
+    /// (`documents:updated`).
     fn reload(&mut self, ctx: &mut Context<Self>) {
-        self.timeline = None;
-        self.loaded(ctx, |room, ctx, loaded| match loaded {
-            Ok(()) => room.submit(ctx),
+        let before = self.timeline.take().map(|t| t.version());
+        if let Some(ordered) = &mut self.ordered {
+            ordered.pause();
+        }
+        self.loaded(ctx, move |room, ctx, loaded| match loaded {
+            Ok(()) => {
+                if let Some(timeline) = room.timeline.as_ref().filter(|t| before.is_some_and(|b| t.version() > b)) {
+                    let document = timeline.document();
+                    room.members.push(Push::DocumentsUpdated { document, user_id: &document.updated_by }, None);
+                }
+                room.submit(ctx);
+            }
             Err(e) => {
                 for pending in room.waiting.drain(..) {
                     pending.fail(&e);
@@ -505,21 +596,20 @@ impl DocumentRoom {
 
 /// Acks a committed edit to its requesters, then pushes it to the other
 /// members: `documents:op` for an operation, `documents:updated` for a
-/// whole-content update.
-fn announce(id: &DocumentId, members: &mut Members, pending: Pending, change: &Change, current: &Document) {
-    let sender = pending.session();
-    let version = change.version;
-    match &pending.edit {
-        Edit::Op { .. } => {
-            for answer in pending.answers {
-                answer.acked(version, |r| r.ack(OpApplied { document_id: id, version, ops: &change.ops }));
-            }
-            members.push(Push::DocumentsOp { document_id: id, version, ops: &change.ops, user_id: &change.user_id }, sender);
-        }
+/// whole-content update. In cluster mode the push is published first, to
+/// the other nodes.
+fn announce(
+    id: &DocumentId,
+    members: &mut Members,
+    cluster: Option<&dyn Cluster>,
+    pending: Pending,
+    change: &Change,
+    current: &Document,
+) {
+    let (sender, version, user_id) = (pending.session(), change.version, &change.user_id);
+    let frame = match &pending.edit {
+        Edit::Op { .. } => Push::DocumentsOp { document_id: id, version, ops: &change.ops, user_id }.encode(members.room()),
         Edit::Replace { content, .. } => {
-            for answer in pending.answers {
-                answer.acked(version, |r| r.ack(DocumentUpdatedAck { document_id: id, version }));
-            }
             let document = Document {
                 id: id.clone(),
                 title: current.title.clone(),
@@ -528,9 +618,21 @@ fn announce(id: &DocumentId, members: &mut Members, pending: Pending, change: &C
                 updated_at: change.created_at,
                 updated_by: change.user_id.clone(),
             };
-            members.push(Push::DocumentsUpdated { document: &document, user_id: &change.user_id }, sender);
+            Push::DocumentsUpdated { document: &document, user_id }.encode(members.room())
+        }
+    };
+    if let Some(cluster) = cluster {
+        let (created_at, op_id) = (change.created_at, change.op_id.clone());
+        let published = DocumentVersion { version, created_at, op_id, frame: frame.clone() };
+        cluster.publish(members.room(), RoomEvent::DocumentVersion(published));
+    }
+    for answer in pending.answers {
+        match &pending.edit {
+            Edit::Op { .. } => answer.acked(version, |r| r.ack(OpApplied { document_id: id, version, ops: &change.ops })),
+            Edit::Replace { .. } => answer.acked(version, |r| r.ack(DocumentUpdatedAck { document_id: id, version })),
         }
     }
+    members.broadcast(frame, sender);
 }
 
 impl RoomKind for DocumentRoom {
@@ -550,9 +652,9 @@ impl Actor for DocumentRoom {
         ctx.set_mailbox_capacity(ROOM_MAILBOX);
         self.members.ring_at(ctx.address().downgrade().into());
         self.activity_changed(ctx);
-        if let Some((cluster, subscription)) = &mut self.cluster {
-            let (sub, confirmed) = cluster::subscribe(cluster, self.members.room().clone(), ctx.address().recipient());
-            *subscription = Some(sub);
+        if let Some(ordered) = &mut self.ordered {
+            let (sub, confirmed) = cluster::subscribe(&ordered.cluster, self.members.room().clone(), ctx.address().recipient());
+            ordered.subscription = Some(sub);
             ctx.wait(confirmed.into_actor(self).map(|elsewhere, room, _| {
                 if let Some(nodes) = elsewhere {
                     room.members.remote(RoomEvent::Presence(nodes));
@@ -571,25 +673,66 @@ impl Handler<JoinDocument> for DocumentRoom {
 
     fn handle(&mut self, msg: JoinDocument, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
+        self.join(msg, tx, ctx);
+        Box::pin(async move { rx.await.unwrap_or(false) })
+    }
+}
+
+impl DocumentRoom {
+    /// Reads the joiner's role and lets it in. Cluster mode: a joiner that
+    /// asks to recover past what this room let out (it saw those versions
+    /// through another node) has the room read them from the history first,
+    /// in the same call, so that its answer recovers exactly; while a group
+    /// is in flight (whose versions they may be), after the group's outcome.
+    fn join(&mut self, msg: JoinDocument, tx: oneshot::Sender<bool>, ctx: &mut Context<Self>) {
         self.loaded(ctx, move |room, ctx, loaded| {
             if let Err(e) = loaded {
                 msg.requester.fail(&e);
                 let _ = tx.send(false);
                 return;
             }
+            let behind = match (&mut room.ordered, msg.since_version) {
+                (Some(ordered), Some(since)) if since > ordered.released() => {
+                    if room.committing.is_some() {
+                        return ordered.joins.push_back((msg, tx));
+                    }
+                    ordered.joins_reading += 1;
+                    Some(ordered.released())
+                }
+                _ => None,
+            };
             let (id, user) = (room.id.clone(), msg.requester.peer.user_id.clone());
-            let role = room.db.run(move |s| s.document_role(&id, &user));
+            let read = room.db.run(move |s| {
+                let role = s.document_role(&id, &user)?;
+                let missed = match behind {
+                    // A failed read leaves the room as it is; the joiner is
+                    // answered from it.
+                    Some(after) => s.document_history(&id, None, after, CATCH_UP_PAGE).map_or_else(|_| Vec::new(), |p| p.changes),
+                    None => Vec::new(),
+                };
+                Ok((role, missed))
+            });
             // Waiting holds the mailbox and the commit in flight: the ack
             // shows the document as of the last version pushed.
-            ctx.wait(role.into_actor(room).map(move |role, room, ctx| {
+            ctx.wait(read.into_actor(room).map(move |read, room, ctx| {
+                let role = read.map(|(role, missed)| {
+                    room.take_rows(missed);
+                    role
+                });
+                if room.ordered.is_none() {
+                    let _ = tx.send(room.admit(msg, role, ctx));
+                    return;
+                }
+                if let (Some(ordered), Some(_)) = (&mut room.ordered, behind) {
+                    ordered.joins_reading -= 1;
+                }
+                room.let_out(ctx);
                 let _ = tx.send(room.admit(msg, role, ctx));
+                room.resume(ctx);
             }));
         });
-        Box::pin(async move { rx.await.unwrap_or(false) })
     }
-}
 
-impl DocumentRoom {
     /// Lets a joiner in (or not, by its role), with the changes it missed
     /// when it asked for them and the window still has them.
     fn admit(&mut self, msg: JoinDocument, role: Result<Role, WireError>, ctx: &mut Context<Self>) -> bool {
@@ -669,8 +812,8 @@ impl Handler<ShareDocument> for DocumentRoom {
             if msg.grant == Grant::Revoke {
                 room.evict(&msg.user_id);
                 room.activity_changed(ctx);
-                if let Some((cluster, _)) = &room.cluster {
-                    cluster.publish(room.members.room(), RoomEvent::Revoked { user: msg.user_id.clone() });
+                if let Some(ordered) = &room.ordered {
+                    ordered.cluster.publish(room.members.room(), RoomEvent::Revoked { user: msg.user_id.clone() });
                 }
             }
             Ok(())
@@ -712,6 +855,12 @@ impl Handler<Remote> for DocumentRoom {
                 self.editors.remove(&user);
                 self.evict(&user);
                 self.activity_changed(ctx);
+            }
+            RoomEvent::DocumentVersion(version) => {
+                let Some(ordered) = &mut self.ordered else { return };
+                ordered.offer_remote(version);
+                self.let_out(ctx);
+                self.resume(ctx);
             }
             RoomEvent::ChatMessage { .. } => {}
             presence => {

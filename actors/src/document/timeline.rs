@@ -31,7 +31,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::ids::{UserId, Version};
-use crate::model::{Change, Document, Timestamp};
+use crate::model::{Change, ChangeKind, Document, Timestamp};
 use crate::ot::{self, OpError, Operation, Side};
 use crate::protocol::WireError;
 use crate::store::{self, snapshot_due, NewChange};
@@ -117,6 +117,7 @@ pub struct Staged {
     pub ops: Operation,
     pub user_id: UserId,
     pub op_id: Option<String>,
+    pub kind: ChangeKind,
     /// The operation's JSON, for the store (taken by [`Draft::change_set`]).
     json: String,
     len_after: usize,
@@ -244,7 +245,7 @@ impl Timeline {
     fn stage(&self, draft: &Draft, edit: &EditRef<'_>, max_bytes: usize) -> Result<(Staged, String), Rejection> {
         let text = draft.content.as_deref().unwrap_or(&self.document.content);
         let version = draft.top().next();
-        let ops = match edit.edit {
+        let (ops, kind) = match edit.edit {
             Edit::Op { base, ops } => {
                 let actual = self.len_at(*base).ok_or(Rejection::Conflict)?;
                 if ops.base_len() > actual {
@@ -252,13 +253,13 @@ impl Timeline {
                 }
                 let committed = self.after(*base).map(|c| &c.ops);
                 let drafted = draft.staged().map(|s| &s.ops);
-                rebase(ops, committed.chain(drafted)).ok_or(Rejection::Conflict)?
+                (rebase(ops, committed.chain(drafted)).ok_or(Rejection::Conflict)?, ChangeKind::Op)
             }
             Edit::Replace { content, version: wanted } => {
                 if *wanted != version {
                     return Err(Rejection::Conflict);
                 }
-                Operation::replace_all(text, content)
+                (Operation::replace_all(text, content), ChangeKind::Update)
             }
         };
         let content = match edit.edit {
@@ -268,8 +269,16 @@ impl Timeline {
         let json = serde_json::to_string(&ops).map_err(|e| Rejection::Refused(WireError::internal("ops", &e)))?;
         let weight = json.chars().count();
         let len_after = ops.target_len(draft.len).unwrap_or_else(|| content.chars().count());
-        let staged =
-            Staged { version, ops, user_id: edit.user.clone(), op_id: edit.op_id.map(str::to_owned), json, len_after, weight };
+        let staged = Staged {
+            version,
+            ops,
+            user_id: edit.user.clone(),
+            op_id: edit.op_id.map(str::to_owned),
+            kind,
+            json,
+            len_after,
+            weight,
+        };
         Ok((staged, content))
     }
 
@@ -297,6 +306,7 @@ impl Timeline {
                         user_id: staged.user_id,
                         created_at: at,
                         op_id: staged.op_id,
+                        kind: staged.kind,
                     };
                     release(i, Ok(&change), &self.document);
                     entries.push(Entry { change, len_after: staged.len_after, weight: staged.weight });
@@ -396,7 +406,12 @@ impl Draft {
             .outcomes
             .iter_mut()
             .filter_map(|o| o.as_mut().ok())
-            .map(|s| NewChange { user_id: s.user_id.clone(), ops: std::mem::take(&mut s.json), op_id: s.op_id.clone() })
+            .map(|s| NewChange {
+                user_id: s.user_id.clone(),
+                ops: std::mem::take(&mut s.json),
+                op_id: s.op_id.clone(),
+                kind: s.kind,
+            })
             .collect();
         store::ChangeSet {
             document_id: document_id.clone(),
@@ -445,6 +460,12 @@ mod tests {
 
     fn user(id: &str) -> UserId {
         UserId::parse(id).unwrap()
+    }
+
+    /// An operation of user `a` stored as `version`.
+    fn change(version: i64, ops: serde_json::Value, op_id: Option<&str>) -> Change {
+        let (user_id, op_id) = (user("a"), op_id.map(str::to_owned));
+        Change { version: Version(version), ops: op(ops), user_id, created_at: Timestamp(0), op_id, kind: ChangeKind::Op }
     }
 
     fn document(content: &str, version: i64) -> Document {
@@ -563,8 +584,8 @@ mod tests {
     #[test]
     fn a_loaded_timeline_chains_lengths_back_from_the_content() {
         let changes = vec![
-            Change { version: Version(4), ops: op(json!(["ab"])), user_id: user("a"), created_at: Timestamp(0), op_id: Some("x".into()) },
-            Change { version: Version(5), ops: op(json!([2, "c"])), user_id: user("a"), created_at: Timestamp(0), op_id: None },
+            change(4, json!(["ab"]), Some("x")),
+            change(5, json!([2, "c"]), None),
         ];
         let loaded = store::Timeline { document: document("abc", 5), changes, history_start: Version(2) };
         let mut t = Timeline::new(loaded, ROOMY);
@@ -578,8 +599,8 @@ mod tests {
         assert_eq!(t.document().content, "abcz");
         // A history that does not chain is cut where it breaks.
         let changes = vec![
-            Change { version: Version(1), ops: op(json!(["abcdef"])), user_id: user("a"), created_at: Timestamp(0), op_id: None },
-            Change { version: Version(2), ops: op(json!([1, {"d": 2}])), user_id: user("a"), created_at: Timestamp(0), op_id: None },
+            change(1, json!(["abcdef"]), None),
+            change(2, json!([1, {"d": 2}]), None),
         ];
         let t = Timeline::new(store::Timeline { document: document("abc", 2), changes, history_start: Version(0) }, ROOMY);
         assert_eq!(t.floor(), Version(1));

@@ -3,16 +3,17 @@
 //! where the database stands ([`Stored`]); a room behind it repairs. This
 //! catches what Redis alone cannot: a node that died between its commit
 //! and its publish, a subscription gone silent, a lost event with nothing
-//! after it. Likewise one query reads the access count of every open
-//! document ([`AccessStored`]): a revocation whose event was lost still
-//! evicts. The link asks for the same check at once ([`CatchUp`]) when it
-//! comes back after an outage, or finds this node was paused.
+//! after it. Likewise one query reads the newest version and the access
+//! count of every open document ([`DocumentStored`]): a document room
+//! behind repairs from the history, and a revocation whose event was lost
+//! still evicts. The link asks for the same check at once ([`CatchUp`])
+//! when it comes back after an outage, or finds this node was paused.
 
 use actix::dev::ToEnvelope;
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
 
 use crate::chat::ChatRoom;
-use crate::cluster::{AccessStored, Stored};
+use crate::cluster::{DocumentStored, Stored};
 use crate::document::DocumentRoom;
 use crate::registry::{Hosted, Registry};
 use crate::store::{Store, StoreResult};
@@ -27,15 +28,15 @@ pub struct CatchUp;
 type ReadAll<I, V> = fn(&dyn Store, &[I]) -> StoreResult<Vec<(I, V)>>;
 
 impl Registry {
-    /// Reads the positions of every open chat and the access counts of
-    /// every open document, and tells each room its own.
+    /// Reads the positions of every open chat and the versions and access
+    /// counts of every open document, and tells each room its own.
     pub(super) fn check_positions(&mut self, ctx: &mut Context<Self>) {
         self.tell_open::<ChatRoom, _, _>(ctx, "the positions of open chats", |s, ids| s.chat_positions(ids), Stored);
         self.tell_open::<DocumentRoom, _, _>(
             ctx,
-            "the access counts of open documents",
-            |s, ids| s.document_access_versions(ids),
-            AccessStored,
+            "the positions of open documents",
+            |s, ids| s.document_positions(ids),
+            DocumentStored,
         );
     }
 

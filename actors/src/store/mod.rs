@@ -19,7 +19,7 @@ use std::time::Instant;
 use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncContext};
 
 use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
-use crate::model::{Change, Chat, Document, Grant, Message as ChatMessage, Role, Timestamp};
+use crate::model::{Change, ChangeKind, Chat, Document, Grant, Message as ChatMessage, Role, Timestamp};
 use crate::observer::Observer;
 use crate::protocol::WireError;
 
@@ -85,6 +85,7 @@ pub struct NewChange {
     /// The operation as applied, in its JSON wire form.
     pub ops: String,
     pub op_id: Option<String>,
+    pub kind: ChangeKind,
 }
 
 /// What became of a [`ChangeSet`].
@@ -141,6 +142,16 @@ pub struct Page {
     pub has_more: bool,
 }
 
+/// Where an open document stands in the database (cluster mode's
+/// periodic check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentPosition {
+    /// Its newest version.
+    pub version: Version,
+    /// How many times its access list has changed.
+    pub access: i64,
+}
+
 /// Whether a user may read a chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatAccess {
@@ -192,10 +203,12 @@ pub trait Store: Send + Sync + 'static {
     /// The newest seq of each chat in `ids` that exists (cluster mode's
     /// periodic check: one query for all of a node's open chats).
     fn chat_positions(&self, ids: &[ChatId]) -> StoreResult<Vec<(ChatId, Seq)>>;
-    /// How many times the access list of each document in `ids` that
-    /// exists has changed (cluster mode's periodic check: a room whose
-    /// count moved checks its members' roles again).
-    fn document_access_versions(&self, ids: &[DocumentId]) -> StoreResult<Vec<(DocumentId, i64)>>;
+    /// The newest version of each document in `ids` that exists, and how
+    /// many times its access list has changed (cluster mode's periodic
+    /// check, one query for all of a node's open documents: a room behind
+    /// the version reads what it missed from the history; a room whose
+    /// access count moved checks its members' roles again).
+    fn document_positions(&self, ids: &[DocumentId]) -> StoreResult<Vec<(DocumentId, DocumentPosition)>>;
     /// The document's access count, then the roles of those of `users`
     /// who have one (the others have no access).
     fn document_roles(&self, id: &DocumentId, users: &[UserId]) -> StoreResult<(i64, Vec<(UserId, Role)>)>;

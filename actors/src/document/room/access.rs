@@ -2,7 +2,7 @@
 //! database, the record of access as of everything else. The sharing
 //! transaction counts each change of a document's access list; the
 //! registry's periodic check reads the counts of every open document
-//! ([`AccessStored`]), and a room whose count moved since it last looked
+//! ([`DocumentStored`]), and a room whose count moved since it last looked
 //! reads its members' roles again: users without access are evicted as
 //! by a revocation, editors and viewers are told apart anew.
 //!
@@ -12,10 +12,11 @@
 
 use std::collections::HashMap;
 
-use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
 
 use super::DocumentRoom;
-use crate::cluster::AccessStored;
+#[cfg(doc)]
+use crate::cluster::DocumentStored;
 use crate::ids::{SessionId, UserId};
 
 /// Where a room stands with its document's access count.
@@ -27,23 +28,20 @@ pub(super) struct Checked {
     reading: bool,
 }
 
-impl Handler<AccessStored> for DocumentRoom {
-    type Result = ();
-
-    fn handle(&mut self, stored: AccessStored, ctx: &mut Context<Self>) {
-        if self.access.version == Some(stored.0) || self.access.reading {
+impl DocumentRoom {
+    /// The database's access count of the document (the periodic check).
+    pub(super) fn access_stored(&mut self, count: i64, ctx: &mut Context<Self>) {
+        if self.access.version == Some(count) || self.access.reading {
             return;
         }
         if self.members.is_empty() {
             // Whoever joins later has its role read by its join.
-            self.access.version = Some(stored.0);
+            self.access.version = Some(count);
             return;
         }
         self.check_roles(ctx);
     }
-}
 
-impl DocumentRoom {
     /// Reads the roles of the users connected here, and applies them to the
     /// connections that were members when the read started (a later join
     /// read its role itself).

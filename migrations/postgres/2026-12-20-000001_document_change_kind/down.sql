@@ -1,0 +1,1 @@
+ALTER TABLE document_changes DROP COLUMN kind;
