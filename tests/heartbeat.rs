@@ -18,8 +18,10 @@ fn server() -> TestServer {
 #[tokio::test]
 async fn a_silent_connection_is_closed_with_4000() {
     let server = server();
-    let mut ws = RawWs::connect(server.addr, &token("quiet")).await;
+    // The server hears the upgrade request last: silence is counted from
+    // there, so the test's clock starts before it, not after the 101.
     let opened = Instant::now();
+    let mut ws = RawWs::connect(server.addr, &token("quiet")).await;
     let (op, connect) = ws.frame(Duration::from_secs(5)).await.expect("connect");
     assert_eq!(op, TEXT);
     assert!(String::from_utf8_lossy(&connect).contains("\"heartbeat_ms\":250"));
