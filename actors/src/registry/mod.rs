@@ -316,10 +316,16 @@ impl Handler<DisconnectUser> for Registry {
     type Result = usize;
 
     fn handle(&mut self, msg: DisconnectUser, _: &mut Context<Self>) -> usize {
-        // Each session unregisters itself when it stops.
-        let Some(sessions) = self.users.get(&msg.user_id) else { return 0 };
+        // The sessions are closing from now on: they stop counting for their
+        // user here (a second call closes nothing more, and a new connection
+        // is not refused for their sake); each one's own Unregister, when it
+        // stops, then finds nothing left to forget.
+        let Some(sessions) = self.users.remove(&msg.user_id) else { return 0 };
         for control in sessions.values() {
             control.do_send(Control::Disconnect);
+        }
+        if let Some(cluster) = &self.rooms.cluster {
+            cluster.connections(&msg.user_id, 0);
         }
         sessions.len()
     }
