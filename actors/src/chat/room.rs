@@ -34,9 +34,10 @@ use crate::cluster::{self, Remote, RoomEvent, Stored};
 use crate::model::Message as ChatMessage;
 use crate::store::{Appended, ChatAccess, Db, NewMessage};
 
-/// `chat:join`. Answers whether the connection is now a member.
+/// `chat:join`. Answers `Ok` once the connection is a member, or the
+/// refusal, which the session sends after it has forgotten the room.
 #[derive(Message, Clone)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<(), WireError>")]
 pub struct JoinChat {
     pub requester: Requester,
     pub since_seq: Option<Seq>,
@@ -178,7 +179,7 @@ impl Actor for ChatRoom {
 }
 
 impl Handler<JoinChat> for ChatRoom {
-    type Result = AtomicResponse<Self, bool>;
+    type Result = AtomicResponse<Self, Result<(), WireError>>;
 
     fn handle(&mut self, msg: JoinChat, _: &mut Context<Self>) -> Self::Result {
         let (id, user, since, max) =
@@ -240,12 +241,11 @@ impl Handler<JoinChat> for ChatRoom {
                         req.peer.deliver(frame);
                     }
                     room.membership_changed(ctx);
-                    true
+                    Ok(())
                 }
                 Err(e) => {
                     room.joining = None;
-                    req.fail(&e);
-                    false
+                    Err(e)
                 }
             }
         })))

@@ -42,6 +42,7 @@ use crate::document::timeline::WINDOW_CHARS;
 use crate::ids::{UserId, Version};
 use crate::model::{Change, ChangeKind, Timestamp};
 use crate::ot::Operation;
+use crate::protocol::WireError;
 
 /// Most versions from other nodes that wait for an earlier one: past it
 /// they are dropped (and read back from the history once the gap is
@@ -180,7 +181,7 @@ pub struct Ordered {
     /// Joins that asked to recover past what the room let out while a
     /// group was in flight: answered after its outcome (see
     /// `DocumentRoom::join`).
-    pub joins: VecDeque<(JoinDocument, oneshot::Sender<bool>)>,
+    pub joins: VecDeque<(JoinDocument, oneshot::Sender<Result<(), WireError>>)>,
 }
 
 impl Ordered {

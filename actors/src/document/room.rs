@@ -89,9 +89,11 @@ const CATCH_UP_PAGE: i64 = DOCUMENT_HISTORY_LIMIT_MAX;
 /// `gap_wait`), usually before the loser's own commit has answered.
 const MOVED_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// `documents:join`. Answers whether the connection is now a member.
+/// `documents:join`. Answers `Ok` once the connection is a member, or the
+/// refusal, which the session sends after it has forgotten the room (so a
+/// client that reads the error can join another room at once).
 #[derive(Message, Clone)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<(), WireError>")]
 pub struct JoinDocument {
     pub requester: Requester,
     pub since_version: Option<Version>,
@@ -669,12 +671,13 @@ impl Actor for DocumentRoom {
 }
 
 impl Handler<JoinDocument> for DocumentRoom {
-    type Result = ResponseFuture<bool>;
+    type Result = ResponseFuture<Result<(), WireError>>;
 
     fn handle(&mut self, msg: JoinDocument, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.join(msg, tx, ctx);
-        Box::pin(async move { rx.await.unwrap_or(false) })
+        // Dropped unanswered: the room stopped with the join still queued.
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(WireError::busy("the document is reloading; retry"))) })
     }
 }
 
@@ -684,11 +687,10 @@ impl DocumentRoom {
     /// through another node) has the room read them from the history first,
     /// in the same call, so that its answer recovers exactly; while a group
     /// is in flight (whose versions they may be), after the group's outcome.
-    fn join(&mut self, msg: JoinDocument, tx: oneshot::Sender<bool>, ctx: &mut Context<Self>) {
+    fn join(&mut self, msg: JoinDocument, tx: oneshot::Sender<Result<(), WireError>>, ctx: &mut Context<Self>) {
         self.loaded(ctx, move |room, ctx, loaded| {
             if let Err(e) = loaded {
-                msg.requester.fail(&e);
-                let _ = tx.send(false);
+                let _ = tx.send(Err(e));
                 return;
             }
             let behind = match (&mut room.ordered, msg.since_version) {
@@ -735,18 +737,12 @@ impl DocumentRoom {
 
     /// Lets a joiner in (or not, by its role), with the changes it missed
     /// when it asked for them and the window still has them.
-    fn admit(&mut self, msg: JoinDocument, role: Result<Role, WireError>, ctx: &mut Context<Self>) -> bool {
+    fn admit(&mut self, msg: JoinDocument, role: Result<Role, WireError>, ctx: &mut Context<Self>) -> Result<(), WireError> {
         let req = msg.requester;
         let (role, timeline) = match (role, &self.timeline) {
             (Ok(role), Some(timeline)) => (role, timeline),
-            (Err(e), _) => {
-                req.fail(&e);
-                return false;
-            }
-            (Ok(_), None) => {
-                req.fail(&WireError::busy("the document is reloading; retry"));
-                return false;
-            }
+            (Err(e), _) => return Err(e),
+            (Ok(_), None) => return Err(WireError::busy("the document is reloading; retry")),
         };
         if role.can_edit() {
             self.editors.insert(req.peer.user_id.clone());
@@ -763,7 +759,7 @@ impl DocumentRoom {
             req.ack(DocumentJoined { room: name, role, document, presence, changes, recovered })
         });
         self.activity_changed(ctx);
-        true
+        Ok(())
     }
 }
 

@@ -204,17 +204,14 @@ impl Session {
         false
     }
 
-    /// Keeps the room if the join succeeded, forgets it otherwise.
-    fn after_join(&self, name: RoomName, req: Requester) -> Done<bool> {
+    /// Keeps the room if the join succeeded, forgets it otherwise. The room
+    /// leaves a refusal to us so that it goes out after the slot is free: a
+    /// client at its room limit may join another room as soon as it reads
+    /// the error.
+    fn after_join(&self, name: RoomName, req: Requester) -> Done<Result<(), WireError>> {
         let was_member = self.rooms.contains_key(&name);
-        Box::new(move |act, _, joined| match joined {
-            Ok(true) => {}
-            Ok(false) => {
-                if !was_member {
-                    act.rooms.remove(&name);
-                }
-            }
-            Err(e) => {
+        Box::new(move |act, _, joined| {
+            if let Err(e) = joined.and_then(|answer| answer) {
                 if !was_member {
                     act.rooms.remove(&name);
                 }
