@@ -176,6 +176,11 @@ impl Members {
         self.presence.connection_count()
     }
 
+    /// Whether the user has a connection in the room on this node.
+    pub fn has_user(&self, user: &UserId) -> bool {
+        !self.presence.sessions_of(user).is_empty()
+    }
+
     pub fn sessions_of(&self, user: &UserId) -> Vec<SessionId> {
         self.presence.sessions_of(user).to_vec()
     }

@@ -200,6 +200,16 @@ impl DocumentRoom {
     /// A room with neither members nor edits to answer stops after
     /// `room_idle`; call whenever either changes.
     fn activity_changed(&mut self, ctx: &mut Context<Self>) {
+        // Edit rights are a cache for the users connected here: a room that
+        // stays open under a churn of users must not keep every user it has
+        // seen. Pruned when it holds twice what the members need, so the
+        // cost per leave stays constant on average; a pruned user's next
+        // edit reads its role again.
+        if self.editors.len() > 2 * self.members.connection_count() + 32 {
+            let members = &self.members;
+            self.editors.retain(|user| members.has_user(user));
+            self.editors.shrink_to(self.editors.len() * 2);
+        }
         let idle = self.members.is_empty() && self.waiting.is_empty() && self.committing.is_none() && self.checking == 0;
         self.idle.update(idle, self.settings.room_idle, ctx);
     }

@@ -231,7 +231,18 @@ impl<R: Hosted> Handler<RoomStopped<R>> for Registry {
         let rooms = R::rooms(self);
         if rooms.get(&msg.id) == Some(&msg.addr) {
             rooms.remove(&msg.id);
+            shrink(rooms);
         }
+    }
+}
+
+/// A map that grew in a burst (a storm of reconnections, rooms opened by a
+/// crowd) gives its memory back once it is mostly empty: a `HashMap` keeps
+/// its largest capacity otherwise. Halving at a quarter full keeps the cost
+/// per removal constant on average.
+fn shrink<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+        map.shrink_to(map.len() * 2);
     }
 }
 
@@ -281,6 +292,7 @@ impl Registry {
         let left = sessions.len();
         if left == 0 {
             self.users.remove(user);
+            shrink(&mut self.users);
         }
         if let Some(cluster) = &self.rooms.cluster {
             cluster.connections(user, left);
@@ -341,5 +353,28 @@ impl Handler<Stats> for Registry {
             document_rooms: self.documents.values().filter(|a| a.connected()).count(),
             chat_rooms: self.chats.values().filter(|a| a.connected()).count(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_emptied_after_a_burst_gives_its_capacity_back() {
+        let mut map: HashMap<u32, u32> = (0..10_000).map(|i| (i, i)).collect();
+        let burst = map.capacity();
+        for i in 0..10_000 {
+            map.remove(&i);
+            shrink(&mut map);
+            assert!(map.capacity() <= burst);
+        }
+        assert!(map.capacity() <= 64 * 2, "capacity {} left after the burst", map.capacity());
+        // A small map is left alone: shrinking it would only churn.
+        let mut small: HashMap<u32, u32> = HashMap::with_capacity(50);
+        let cap = small.capacity();
+        small.insert(1, 1);
+        shrink(&mut small);
+        assert_eq!(small.capacity(), cap);
     }
 }
