@@ -14,6 +14,9 @@ use huddle::secret;
 /// one thread (rooms, database threads) and freed on another (connections),
 /// which glibc's arenas handle poorly (see BENCHMARKS.md). Built without
 /// transparent huge pages, which inflated the memory of idle connections.
+/// The `system-alloc` feature leaves it out, for heap profilers (valgrind's
+/// massif) that see only the system allocator's calls.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

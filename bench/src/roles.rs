@@ -505,7 +505,8 @@ impl Behaviour for Idle {
     }
 }
 
-/// One connect-authenticate-join-leave-close cycle; reports on `done`.
+/// One connect-authenticate-join-message-leave-close cycle (the cycle of
+/// issue 9's memory probe); reports on `done`.
 pub struct Churner {
     shared: Shared,
     chat: Rc<str>,
@@ -536,6 +537,9 @@ impl Behaviour for Churner {
     fn on_frame(&mut self, event: Event, frame: &[u8], io: &mut Io<'_>) {
         match (event, scan::reference(frame)) {
             (Event::Ack, Ref::Str(b"j")) => {
+                io.send(format!(r#"{{"event":"chat:message","ref":"m","data":{{"chat_id":"{}","content":"churn"}}}}"#, self.chat));
+            }
+            (Event::Ack, Ref::Str(b"m")) => {
                 io.send(format!(r#"{{"event":"chat:leave","ref":"l","data":{{"chat_id":"{}"}}}}"#, self.chat));
             }
             (Event::Ack, Ref::Str(b"l")) => {
