@@ -72,7 +72,9 @@ fn strings(list: &serde_json::Value) -> Vec<String> {
 async fn a_large_room_batches_presence_into_diffs_and_pages_its_members() {
     const USERS: usize = 200;
     const MAX_INSTANT: usize = 150;
-    const MAX_LISTED: usize = 40;
+    // Above every batch's size here (no diff is truncated) and below the
+    // room's, so that acks are capped.
+    const MAX_LISTED: usize = 60;
     let server = TestServer::start_with(|o| {
         o.presence_max_instant = MAX_INSTANT;
         o.presence_max_listed = MAX_LISTED;
@@ -227,6 +229,43 @@ async fn a_member_that_joins_mid_batch_hears_only_what_changed_after_its_ack() {
         c.ok("ping", json!({})).await;
         assert!(c.kept(|f| f["event"] == "user:joined" || f["event"] == "user:left").is_empty());
     }
+    server.stop().await;
+}
+
+// A crowd arriving within one batch: a diff that would name more than
+// `presence_max_listed` users names nobody, says `truncated`, and keeps an
+// exact `member_count`; a newcomer with little to hear still hears it all.
+#[tokio::test]
+async fn a_long_diff_is_truncated_and_the_list_can_be_paged_again() {
+    let server = TestServer::start_with(|o| {
+        o.presence_max_instant = 2;
+        o.presence_max_listed = 3;
+        o.presence_interval_ms = 1500;
+    });
+    let room = "chat:crowd";
+    let join = json!({"chat_id": "crowd"});
+    let mut w = server.client("w").await;
+    let mut a = server.client("a").await;
+    w.ok("chat:join", join.clone()).await;
+    a.ok("chat:join", join.clone()).await;
+    assert_eq!(w.expect_push("user:joined", room).await["user_id"], "a");
+    let mut crowd = Vec::new();
+    for name in ["b", "c", "d", "e", "n", "f", "g"] {
+        let mut c = server.client(name).await;
+        c.ok("chat:join", join.clone()).await;
+        crowd.push(c);
+    }
+    let truncated = json!({"joined": [], "left": [], "member_count": 9, "truncated": true});
+    assert_eq!(w.expect_push("presence:diff", room).await, truncated, "7 users named for the members from before");
+    assert_eq!(a.expect_push("presence:diff", room).await, truncated);
+    // b joined first: 6 joins after its ack, over the cap of 3.
+    assert_eq!(crowd[0].expect_push("presence:diff", room).await, truncated);
+    // n joined fifth: f and g came after it, which fits.
+    let n = crowd[4].expect_push("presence:diff", room).await;
+    assert_eq!(n, json!({"joined": [{"user_id": "f", "name": "f (name)"}, {"user_id": "g", "name": "g (name)"}], "left": [], "member_count": 9}));
+    // The list, paged again, is whole.
+    let page = w.ok("presence:list", json!({"room": room, "limit": 1000})).await;
+    assert_eq!(user_ids(&page["members"]), ["a", "b", "c", "d", "e", "f", "g", "n", "w"]);
     server.stop().await;
 }
 

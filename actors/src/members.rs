@@ -468,22 +468,34 @@ impl Members {
 
     /// Sends the open batch: one shared frame for the members that were in
     /// the room before it opened, and for each later view (a newcomer's
-    /// ack) the changes after it, encoded once per view.
+    /// ack) the changes after it, encoded once per view; long diffs are
+    /// truncated (`presence::diff`), all to one shared frame.
     fn send_diffs(&mut self) {
         let Some(window) = self.diffs.take() else { return };
         let room = self.room.clone();
         let member_count = self.presence.member_count();
+        let cap = self.limits.max_listed;
         let encode = |diff: Diff<'_>| {
-            (!diff.is_empty()).then(|| Push::PresenceDiff { joined: &diff.joined, left: &diff.left, member_count }.encode(&room))
+            (!diff.is_empty()).then(|| {
+                Push::PresenceDiff { joined: &diff.joined, left: &diff.left, member_count, truncated: diff.truncated }.encode(&room)
+            })
         };
-        let shared = encode(window.shared());
+        // Every truncated diff is the same frame: encoded once, shared.
+        let mut truncated = None;
+        let mut encode = |diff: Diff<'_>| {
+            if diff.truncated {
+                return truncated.get_or_insert_with(|| encode(diff)).clone();
+            }
+            encode(diff)
+        };
+        let shared = encode(window.shared(cap));
         let mut later: HashMap<u64, Option<ByteString>> = HashMap::new();
         let opened_at = window.opened_at();
         self.deliver_each(|_, slot| {
             if slot.seen_at <= opened_at {
                 return shared.clone();
             }
-            later.entry(slot.seen_at).or_insert_with(|| encode(window.since(slot.seen_at))).clone()
+            later.entry(slot.seen_at).or_insert_with(|| encode(window.since(slot.seen_at, cap))).clone()
         });
     }
 

@@ -21,6 +21,13 @@
 //!   the room then; its diff is the net change *after* that point
 //!   ([`Window::since`]): never itself, never users its ack already showed,
 //!   unless they changed again.
+//! - A diff that would be long is *truncated*: it names nobody and says
+//!   so, and `member_count` stays exact. Long means naming more than
+//!   `cap` users (`presence_max_listed`), or, for a newcomer's diff, more
+//!   than [`SCAN_FACTOR`] × `cap` changes after its view. Without it a room
+//!   filled by a crowd costs O(members²): each of n newcomers would be told
+//!   of the joins after its own, up to n of them, and in a room of 10,000
+//!   that was gigabytes of frames (BENCHMARKS.md, "Large rooms").
 //! - `presence:list` answers the room as it is now. A page taken in the
 //!   middle of a batch may show a user whose change the batch later
 //!   cancels (joined before the page, left after it): such a user is
@@ -147,16 +154,36 @@ impl DiffLog {
     }
 }
 
+/// A newcomer's diff is truncated without being computed when more than
+/// this many times `cap` changes followed its view: computing each
+/// newcomer's diff must cost O(cap), not O(batch).
+pub const SCAN_FACTOR: usize = 4;
+
 /// A `presence:diff`'s lists.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Diff<'a> {
     pub joined: Vec<JoinedUser<'a>>,
     pub left: Vec<&'a UserId>,
+    /// Too long to send: names nobody (`joined` and `left` are empty).
+    pub truncated: bool,
 }
 
 impl Diff<'_> {
     pub fn is_empty(&self) -> bool {
-        self.joined.is_empty() && self.left.is_empty()
+        self.joined.is_empty() && self.left.is_empty() && !self.truncated
+    }
+
+    fn truncated() -> Self {
+        Diff { truncated: true, ..Diff::default() }
+    }
+
+    /// Truncated if it names more than `cap` users.
+    fn capped(self, cap: usize) -> Self {
+        if self.joined.len() + self.left.len() > cap {
+            Diff::truncated()
+        } else {
+            self
+        }
     }
 }
 
@@ -177,12 +204,15 @@ impl Window {
     }
 
     /// The diff of members that were in the room before the batch opened:
-    /// each user's net change, in user id order.
-    pub fn shared(&self) -> Diff<'_> {
+    /// each user's net change, in user id order; truncated past `cap` users.
+    pub fn shared(&self, cap: usize) -> Diff<'_> {
         let mut diff = Diff::default();
         for (user_id, p) in &self.users {
             if p.present != p.was_present || p.sticky {
                 diff.add(user_id, p);
+                if diff.joined.len() + diff.left.len() > cap {
+                    return Diff::truncated();
+                }
             }
         }
         diff
@@ -190,9 +220,14 @@ impl Window {
 
     /// The diff of a member whose view was taken at clock `at` (after the
     /// batch opened): the net change of each user after that point, in
-    /// user id order. Costs O(changes after `at`).
-    pub fn since(&self, at: u64) -> Diff<'_> {
+    /// user id order; truncated past `cap` users, or without a look when
+    /// more than [`SCAN_FACTOR`] × `cap` changes followed the view. Costs
+    /// O(cap).
+    pub fn since(&self, at: u64, cap: usize) -> Diff<'_> {
         let skip = at.saturating_sub(self.opened_at).min(self.changes.len() as u64) as usize;
+        if self.changes.len() - skip > SCAN_FACTOR.saturating_mul(cap) {
+            return Diff::truncated();
+        }
         // Each user's first change after `at` says what the member saw:
         // a join means it saw the user absent.
         let mut first: BTreeMap<&UserId, bool> = BTreeMap::new();
@@ -207,7 +242,7 @@ impl Window {
                 diff.add(user_id, p);
             }
         }
-        diff
+        diff.capped(cap)
     }
 }
 
@@ -252,10 +287,35 @@ mod tests {
         assert_eq!(log.record(&user("c"), None, false, false), Recorded::Batched { opened: false });
         let window = log.take().unwrap();
         assert_eq!(window.opened_at(), 1);
-        assert_eq!(ids(&window.shared()), (strs(&["b"]), vec![]));
+        assert_eq!(ids(&window.shared(usize::MAX)), (strs(&["b"]), vec![]));
         // Sent: at the threshold changes are instant again.
         assert_eq!(log.record(&user("d"), None, true, false), Recorded::Instant);
         assert_eq!(log.clock(), 5);
+    }
+
+    #[test]
+    fn a_long_diff_is_truncated_and_costs_no_more_than_the_cap_to_decide() {
+        let mut log = DiffLog::default();
+        log.record(&user("opener"), None, true, true);
+        let early_view = log.clock();
+        for i in 0..50 {
+            log.record(&user(&format!("u{i:02}")), None, true, true);
+        }
+        let late_view = log.clock() - 2;
+        let window = log.take().unwrap();
+        // 51 users for the members from before: over a cap of 10.
+        assert_eq!(window.shared(10), Diff { truncated: true, ..Diff::default() });
+        assert_eq!(window.shared(51).joined.len(), 51);
+        // A newcomer with 50 changes after its view: more than 4 × 10, so
+        // truncated without a look; with a cap of 20 (80 changes allowed)
+        // it is computed, and names 50 users: truncated too.
+        assert!(window.since(early_view, 10).truncated);
+        assert!(window.since(early_view, 20).truncated);
+        assert_eq!(window.since(early_view, 50).joined.len(), 50);
+        // A late newcomer hears of the last two joins in full.
+        assert_eq!(ids(&window.since(late_view, 10)), (strs(&["u48", "u49"]), vec![]));
+        let empty = Diff::default();
+        assert!(empty.is_empty() && !Diff { truncated: true, ..Diff::default() }.is_empty());
     }
 
     #[test]
@@ -269,7 +329,7 @@ mod tests {
         log.record(&user("old"), None, true, true);
         log.record(&user("gone"), None, false, true);
         let window = log.take().unwrap();
-        let shared = window.shared();
+        let shared = window.shared(usize::MAX);
         assert_eq!(ids(&shared), (strs(&["w"]), strs(&["gone"])));
         assert_eq!(shared.joined[0].name, Some("Wim"));
     }
@@ -286,13 +346,13 @@ mod tests {
         log.record(&user("c"), None, true, true); // 5
         log.record(&user("c"), None, false, true); // 6: came and went after its view
         let window = log.take().unwrap();
-        let mine = window.since(my_view);
+        let mine = window.since(my_view, usize::MAX);
         assert_eq!(ids(&mine), (strs(&["b"]), strs(&["a"])));
         // The others hear the whole batch; a joined and left within it.
-        assert_eq!(ids(&window.shared()), (strs(&["b", "me"]), strs(&["gone"])));
+        assert_eq!(ids(&window.shared(usize::MAX)), (strs(&["b", "me"]), strs(&["gone"])));
         // A view taken after the last change needs nothing.
-        assert!(window.since(log.clock()).is_empty());
-        assert!(window.since(log.clock() + 5).is_empty());
+        assert!(window.since(log.clock(), usize::MAX).is_empty());
+        assert!(window.since(log.clock() + 5, usize::MAX).is_empty());
     }
 
     #[test]
@@ -303,8 +363,8 @@ mod tests {
         let my_view = log.clock(); // sees x absent
         log.record(&user("x"), Some(&"X".into()), true, true); // x is back
         let window = log.take().unwrap();
-        assert!(window.shared().joined.iter().all(|j| j.user_id != &user("x")), "net nothing for the others");
-        let mine = window.since(my_view);
+        assert!(window.shared(usize::MAX).joined.iter().all(|j| j.user_id != &user("x")), "net nothing for the others");
+        let mine = window.since(my_view, usize::MAX);
         assert_eq!(ids(&mine), (strs(&["x"]), vec![]));
         assert_eq!(mine.joined[0].name, Some("X"));
     }
@@ -321,7 +381,7 @@ mod tests {
         log.record(&user("q"), None, false, true);
         let window = log.take().unwrap();
         // q was seen present and then left: reported; y was never seen.
-        assert_eq!(ids(&window.shared()), (strs(&["opener"]), strs(&["q"])));
+        assert_eq!(ids(&window.shared(usize::MAX)), (strs(&["opener"]), strs(&["q"])));
     }
 
     #[test]
@@ -332,6 +392,6 @@ mod tests {
         log.looked_at(Some(&user("0")), None);
         log.looked_at(Some(&user("b")), Some(&user("a")));
         let window = log.take().unwrap();
-        assert!(window.shared().is_empty());
+        assert!(window.shared(usize::MAX).is_empty());
     }
 }

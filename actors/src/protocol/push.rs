@@ -38,7 +38,15 @@ pub enum Push<'a> {
     UserLeft { user_id: &'a UserId },
     /// `presence:diff`: in a large room, the users who joined and left
     /// since the last one, and how many are present now.
-    PresenceDiff { joined: &'a [JoinedUser<'a>], left: &'a [&'a UserId], member_count: usize },
+    PresenceDiff {
+        joined: &'a [JoinedUser<'a>],
+        left: &'a [&'a UserId],
+        member_count: usize,
+        /// The diff would have been long: it names nobody, and a member
+        /// that keeps a list pages `presence:list` again.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
     /// `awareness`: a connection's state changed (`null`: cleared, or the
     /// connection left).
     Awareness(&'a Update),
@@ -91,10 +99,15 @@ mod tests {
         assert_eq!(&*f, r#"{"event":"user:left","room":"chat:general","data":{"user_id":"bob"}}"#);
         let carol = user("carol");
         let joined = [JoinedUser { user_id: &bob, name: Some("Bob") }, JoinedUser { user_id: &carol, name: None }];
-        let f = Push::PresenceDiff { joined: &joined, left: &[&carol], member_count: 101 }.encode(&chat);
+        let f = Push::PresenceDiff { joined: &joined, left: &[&carol], member_count: 101, truncated: false }.encode(&chat);
         assert_eq!(
             &*f,
             r#"{"event":"presence:diff","room":"chat:general","data":{"joined":[{"user_id":"bob","name":"Bob"},{"user_id":"carol"}],"left":["carol"],"member_count":101}}"#
+        );
+        let f = Push::PresenceDiff { joined: &[], left: &[], member_count: 5000, truncated: true }.encode(&chat);
+        assert_eq!(
+            &*f,
+            r#"{"event":"presence:diff","room":"chat:general","data":{"joined":[],"left":[],"member_count":5000,"truncated":true}}"#
         );
 
         let message = Message {
