@@ -256,7 +256,12 @@ export interface PushMap {
    * `user:joined` / `user:left`: who came and went since the last one, and
    * how many are present now. Apply it as set operations.
    */
-  'presence:diff': { joined: JoinedUser[]; left: string[]; member_count: number };
+  /**
+   * `truncated`: the diff would have been long (a crowd arrived or left at
+   * once), so it names nobody; `member_count` is still exact. Page
+   * `presence:list` again to know who is there.
+   */
+  'presence:diff': { joined: JoinedUser[]; left: string[]; member_count: number; truncated?: boolean };
 }
 
 // ---- frames --------------------------------------------------------------

@@ -362,7 +362,9 @@ export class RoomManager {
         const data = frame.data as unknown as PushMap['presence:diff'];
         this.state.updateRoom<RoomState>(room, (prev) => ({
           ...prev,
-          members: applyDiff(prev.members, data),
+          // A truncated diff says only how many are present: the list is
+          // no longer known (page it again with presenceList / loadMembers).
+          members: data.truncated ? [] : applyDiff(prev.members, data),
           memberCount: data.member_count,
         }));
         this.emit('presence:diff', { ...data, room });

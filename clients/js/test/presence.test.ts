@@ -23,7 +23,7 @@ describe('presence in a large room', () => {
   let server: TestServer;
   before(async () => {
     server = await TestServer.start({
-      env: { HUDDLE_PRESENCE_MAX_INSTANT: '3', HUDDLE_PRESENCE_MAX_LISTED: '2', HUDDLE_PRESENCE_INTERVAL_MS: '200' },
+      env: { HUDDLE_PRESENCE_MAX_INSTANT: '3', HUDDLE_PRESENCE_MAX_LISTED: '5', HUDDLE_PRESENCE_INTERVAL_MS: '200' },
     });
   });
   after(async () => {
@@ -47,7 +47,7 @@ describe('presence in a large room', () => {
       const c = server.client(mintToken(user, { name: user.toUpperCase() }));
       await c.connect();
       const ack = await c.joinChat('lobby');
-      assert.ok(ack.members.length <= 2, 'acks list at most presence_max_listed users');
+      assert.ok(ack.members.length <= 5, 'acks list at most presence_max_listed users');
       assert.equal(ack.member_count, others.length + 2);
       assert.equal(count(c), ack.member_count);
       others.push(c);
@@ -59,11 +59,11 @@ describe('presence in a large room', () => {
     assert.ok(diffs.every((d) => d.room === ROOM && d.left.length === 0));
     assert.equal(watcher.state.rooms[ROOM]?.members.find((m) => m.user_id === 'u5')?.name, 'U5');
 
-    // A latecomer's ack lists two users; it pages the rest on demand.
+    // A latecomer's ack lists five users; it pages the rest on demand.
     const late = server.client(mintToken('z-late'));
     await late.connect();
     const ack = await late.joinChat('lobby');
-    assert.deepEqual(ack.members.map((m) => m.user_id), ['a-watcher', 'u1']);
+    assert.deepEqual(ack.members.map((m) => m.user_id), ['a-watcher', 'u1', 'u2', 'u3', 'u4']);
     assert.equal(ack.member_count, 8);
     const page = await late.presenceList(ROOM, { afterUserId: 'u1', limit: 3 });
     assert.deepEqual(page.members.map((m) => m.user_id), ['u2', 'u3', 'u4']);
@@ -83,5 +83,37 @@ describe('presence in a large room', () => {
 
     // Not joined: refused by the server, named by the room.
     await assert.rejects(watcher.presenceList('chat:elsewhere'), (e: { code?: string }) => e.code === 'NOT_JOINED');
+  });
+});
+
+describe('a crowd in one batch', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await TestServer.start({
+      env: { HUDDLE_PRESENCE_MAX_INSTANT: '1', HUDDLE_PRESENCE_MAX_LISTED: '1', HUDDLE_PRESENCE_INTERVAL_MS: '500' },
+    });
+  });
+  after(async () => {
+    server.closeClients();
+    await server.dispose();
+  });
+
+  test('a truncated diff empties the list, keeps the count, and paging restores it', async () => {
+    const watcher = server.client(mintToken('a-watcher'));
+    await watcher.connect();
+    await watcher.joinChat('lobby');
+    const diffs = collect(watcher, 'presence:diff');
+    for (const user of ['u1', 'u2', 'u3']) {
+      const c = server.client(mintToken(user));
+      await c.connect();
+      await c.joinChat('lobby');
+    }
+    await until(watcher, () => diffs.length > 0, 5_000, 'the batch arrives');
+    // u1 opened the batch; three users are more than presence_max_listed (1).
+    assert.deepEqual(diffs[0], { joined: [], left: [], member_count: 4, truncated: true, room: ROOM });
+    assert.equal(count(watcher), 4);
+    assert.deepEqual(ids(watcher), [], 'who is there is not known any more');
+    const all = await watcher.loadMembers(ROOM);
+    assert.deepEqual(all.map((m) => m.user_id), ['a-watcher', 'u1', 'u2', 'u3']);
   });
 });
