@@ -235,22 +235,24 @@ fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreRe
             refusals.push((i, Refusal::Denied(e)));
         }
     }
-    let op_ids: Vec<&str> = set.changes.iter().filter_map(|ch| ch.op_id.as_deref()).collect();
-    if !op_ids.is_empty() {
-        // One lookup for the set: the index leads with (document_id, op_id).
-        let found: Vec<ChangeRow> = on_backend!(c, |n| document_changes::table
+    // One point lookup per `op_id` on the unique index. A single
+    // `op_id IN (...)` lookup looked simpler, but SQLite's planner (no
+    // statistics) answered it by scanning the document's whole history
+    // through the primary key: O(versions) per commit (BENCHMARKS.md).
+    for (i, change) in set.changes.iter().enumerate() {
+        let Some(op_id) = change.op_id.as_deref() else { continue };
+        if refusals.iter().any(|(j, _)| *j == i) {
+            continue;
+        }
+        let found: Option<ChangeRow> = on_backend!(c, |n| document_changes::table
             .filter(document_changes::document_id.eq(id.as_str()))
-            .filter(document_changes::op_id.eq_any(&op_ids))
+            .filter(document_changes::op_id.eq(op_id))
+            .filter(document_changes::user_id.eq(change.user_id.as_str()))
             .select(ChangeRow::as_select())
-            .load(n))?;
-        for row in found {
-            let at_index = set
-                .changes
-                .iter()
-                .position(|ch| ch.user_id.as_str() == row.user_id && ch.op_id.as_deref() == row.op_id.as_deref());
-            if let Some(i) = at_index.filter(|i| !refusals.iter().any(|(j, _)| j == i)) {
-                refusals.push((i, Refusal::Duplicate(row.into_change()?)));
-            }
+            .get_result(n)
+            .optional())?;
+        if let Some(row) = found {
+            refusals.push((i, Refusal::Duplicate(row.into_change()?)));
         }
     }
     if !refusals.is_empty() {
