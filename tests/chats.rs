@@ -38,6 +38,36 @@ async fn join_creates_a_public_chat_and_messages_are_acked_then_pushed() {
     server.stop().await;
 }
 
+// Joins that name new chats at the same moment create them in shared
+// commits: each is created once, public, and a join of one that exists
+// (created by another join, or by chat:create) does not create it again.
+#[tokio::test]
+async fn joins_naming_new_chats_at_once_create_each_once() {
+    let server = TestServer::start();
+    let mut owner = server.client("owner").await;
+    owner.ok("chat:create", json!({"chat_id": "made", "private": true, "members": []})).await;
+    let mut clients = Vec::new();
+    for i in 0..24 {
+        clients.push(server.client(&format!("u{i}")).await);
+    }
+    // Two joins per new chat, all sent before any answer is read.
+    let mut refs = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        refs.push(c.send_request("chat:join", json!({"chat_id": format!("new{}", i / 2)})).await);
+    }
+    for (c, r) in clients.iter_mut().zip(refs) {
+        let ack = c.response(r).await.expect("join");
+        assert_eq!(ack["last_seq"], 0);
+    }
+    for (i, c) in clients.iter_mut().enumerate().step_by(2) {
+        let sent = c.ok("chat:message", json!({"chat_id": format!("new{}", i / 2), "content": "first"})).await;
+        assert_eq!(sent["message"]["seq"], 1, "one chat per name, its seq from 1");
+    }
+    // A private chat named by a join is not recreated as a public one.
+    clients[0].fails("chat:join", json!({"chat_id": "made"}), "PERMISSION_DENIED").await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn create_public_and_private_chats() {
     let server = TestServer::start();

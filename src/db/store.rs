@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use huddle_actors::model::Message;
 use huddle_actors::store::{
-    Appended, ChangePage, ChangeSet, ChatAccess, ChatSnapshot, CommitOutcome, DocumentPosition, NewMessage, Page, Store,
+    Appended, ChangePage, ChangeSet, ChatAccess, ChatSnapshot, CommitOutcome, DocumentPosition, NewChat, NewMessage, Page, Store,
     StoreError, StoreResult, Timeline,
 };
 
@@ -529,34 +529,11 @@ impl Store for SqlStore {
         })
     }
 
-    fn open_chat(&self, id: &ChatId, user: &UserId, since: Option<Seq>, max_recovery: u32) -> StoreResult<ChatSnapshot> {
-        // Counted as a read: it writes only the first time a chat is named.
+    fn open_chat(&self, id: &ChatId, user: &UserId, since: Option<Seq>, max_recovery: u32) -> StoreResult<Option<ChatSnapshot>> {
         self.read(|| {
             let mut c = self.conn()?;
             let c = &mut *c;
-            let chat = match load_chat(c, id)? {
-                Some(chat) => chat,
-                None => {
-                    // Joining an unknown chat creates it, public. Another
-                    // process may create it at the same moment: that is fine.
-                    let inserted = diesel::insert_into(chats::table)
-                        .values((
-                            chats::id.eq(id.as_str()),
-                            chats::private.eq(false),
-                            chats::created_at.eq(now()),
-                            chats::created_by.eq(Some(user.as_str())),
-                            chats::last_seq.eq(0_i64),
-                        ))
-                        .execute(c)
-                        .map_err(TxError::from);
-                    match inserted {
-                        Ok(_) => {}
-                        Err(e) if is_unique_violation(&e) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                    load_chat(c, id)?.ok_or_else(|| no_chat(id))?
-                }
-            };
+            let Some(chat) = load_chat(c, id)? else { return Ok(None) };
             if !may_read(c, &chat, user)? {
                 return Err(private_chat(id));
             }
@@ -577,12 +554,35 @@ impl Store for SqlStore {
                 .order(messages::seq.asc())
                 .load(n))
             .map_err(TxError::from)?;
-            Ok(ChatSnapshot {
+            Ok(Some(ChatSnapshot {
                 chat: chat.to_chat()?,
                 last_seq,
                 messages: rows::into_messages(found)?,
                 recovered: plan.recovered(),
-            })
+            }))
+        })
+    }
+
+    fn create_public_chats(&self, new: &[NewChat]) -> StoreResult<Vec<StoreResult<()>>> {
+        self.write(|| {
+            let mut c = self.conn()?;
+            let at = now();
+            transaction(&mut c, |c| {
+                for chat in new {
+                    on_backend!(c, |n| diesel::insert_into(chats::table)
+                        .values((
+                            chats::id.eq(chat.id.as_str()),
+                            chats::private.eq(false),
+                            chats::created_at.eq(at),
+                            chats::created_by.eq(Some(chat.created_by.as_str())),
+                            chats::last_seq.eq(0_i64),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(n))?;
+                }
+                Ok(())
+            })?;
+            Ok(new.iter().map(|_| Ok(())).collect())
         })
     }
 

@@ -32,7 +32,7 @@ use crate::chat::order::{Ordered, Slot};
 use crate::chat::pipeline::Pipeline;
 use crate::cluster::{self, Remote, RoomEvent, Stored};
 use crate::model::Message as ChatMessage;
-use crate::store::{Appended, ChatAccess, Db, NewMessage};
+use crate::store::{Appended, ChatAccess, ChatSnapshot, Db, NewChat, NewMessage, Store, StoreResult};
 
 /// `chat:join`. Answers `Ok` once the connection is a member, or the
 /// refusal, which the session sends after it has forgotten the room.
@@ -191,16 +191,27 @@ impl Handler<JoinChat> for ChatRoom {
         // paused for long) repairs the rest afterwards, and keeps those
         // pushes from the joiner (`floors`).
         let behind_from = self.ordered.as_ref().map(Ordered::released);
-        let opened = self.db.run(move |s| {
-            let snapshot = s.open_chat(&id, &user, since, max)?;
+        let read = move |s: &dyn Store| -> StoreResult<Option<(ChatSnapshot, Vec<ChatMessage>)>> {
+            let Some(snapshot) = s.open_chat(&id, &user, since, max)? else { return Ok(None) };
             let behind = match behind_from {
                 Some(released) if snapshot.last_seq > released => {
                     s.messages_after(&id, released, (snapshot.last_seq.0 - released.0).min(i64::from(max)))?
                 }
                 _ => Vec::new(),
             };
-            Ok((snapshot, behind))
-        });
+            Ok(Some((snapshot, behind)))
+        };
+        // Joining an unknown chat creates it, public, in the next group
+        // commit (with the other chats named meanwhile), then reads it.
+        let db = self.db.clone();
+        let new = NewChat { id: self.id.clone(), created_by: msg.requester.peer.user_id.clone() };
+        let opened = async move {
+            if let Some(found) = db.run(read.clone()).await? {
+                return Ok(found);
+            }
+            db.create_chat(new).await?;
+            db.run(read).await?.ok_or_else(|| WireError::internal("chat:join", &"the chat created for this join is not there"))
+        };
         // A member re-joining hears these pushes as a member already.
         let rejoin = self.members.contains(msg.requester.peer.session_id);
         self.joining = Some(Vec::new());

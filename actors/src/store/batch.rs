@@ -12,7 +12,7 @@ use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message
 use tokio::sync::oneshot;
 
 use crate::protocol::WireError;
-use crate::store::{Appended, ChangeSet, CommitOutcome, Executors, NewMessage, Store, StoreResult};
+use crate::store::{Appended, ChangeSet, CommitOutcome, Executors, NewChat, NewMessage, Store, StoreResult};
 
 /// Most writes in one transaction: bounds the time one commit holds the
 /// database lock.
@@ -45,6 +45,16 @@ impl BatchOp for CommitChanges {
     type Output = CommitOutcome;
     fn run(store: &dyn Store, items: &[ChangeSet]) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
         store.commit_changes(items)
+    }
+}
+
+pub struct CreateChats;
+
+impl BatchOp for CreateChats {
+    type Item = NewChat;
+    type Output = ();
+    fn run(store: &dyn Store, items: &[NewChat]) -> StoreResult<Vec<StoreResult<()>>> {
+        store.create_public_chats(items)
     }
 }
 

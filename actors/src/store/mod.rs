@@ -34,6 +34,15 @@ pub struct ChatSnapshot {
     pub recovered: bool,
 }
 
+/// A chat that a join named before it existed: created public, with the
+/// other chats named meanwhile, in one transaction (a crowd joining new
+/// chats would otherwise pay one commit, and one fsync, per chat).
+#[derive(Debug, Clone)]
+pub struct NewChat {
+    pub id: ChatId,
+    pub created_by: UserId,
+}
+
 /// A message to store.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -194,9 +203,13 @@ pub trait Store: Send + Sync + 'static {
     fn share_document(&self, id: &DocumentId, by: Option<&UserId>, user: &UserId, grant: Grant) -> StoreResult<()>;
     /// Creates a chat; `created_by` is `None` for the HTTP API.
     fn create_chat(&self, id: &ChatId, private: bool, members: &[UserId], created_by: Option<&UserId>) -> StoreResult<Chat>;
-    /// Opens a chat for `user` (creating an unknown id as a public chat) and
-    /// reads what a join returns (see `chat::recovery`).
-    fn open_chat(&self, id: &ChatId, user: &UserId, since: Option<Seq>, max_recovery: u32) -> StoreResult<ChatSnapshot>;
+    /// Opens a chat for `user` and reads what a join returns (see
+    /// `chat::recovery`); `None` when no chat has this id.
+    fn open_chat(&self, id: &ChatId, user: &UserId, since: Option<Seq>, max_recovery: u32) -> StoreResult<Option<ChatSnapshot>>;
+    /// Creates the public chats that joins named, in one transaction. A
+    /// chat that exists already (another process created it first) is left
+    /// as it is: each item succeeds either way, unless the store fails.
+    fn create_public_chats(&self, chats: &[NewChat]) -> StoreResult<Vec<StoreResult<()>>>;
     fn chat_access(&self, id: &ChatId, user: &UserId) -> StoreResult<ChatAccess>;
     /// The chat's newest seq, `None` if it does not exist.
     fn chat_last_seq(&self, id: &ChatId) -> StoreResult<Option<Seq>>;
@@ -271,6 +284,7 @@ pub struct Db {
     executors: Executors,
     messages: Addr<batch::Batcher<batch::AppendMessages>>,
     documents: Addr<batch::Batcher<batch::CommitChanges>>,
+    chats: Addr<batch::Batcher<batch::CreateChats>>,
 }
 
 impl Db {
@@ -282,6 +296,7 @@ impl Db {
         Db {
             messages: batch::Batcher::new(executors.clone()).start(),
             documents: batch::Batcher::new(executors.clone()).start(),
+            chats: batch::Batcher::new(executors.clone()).start(),
             executors,
         }
     }
@@ -302,6 +317,11 @@ impl Db {
     /// Appends a message in the next group commit.
     pub fn append(&self, message: NewMessage) -> impl Future<Output = Result<Appended, WireError>> + 'static {
         batch::submit(&self.messages, message)
+    }
+
+    /// Creates a public chat a join named, in the next group commit.
+    pub fn create_chat(&self, chat: NewChat) -> impl Future<Output = Result<(), WireError>> + 'static {
+        batch::submit(&self.chats, chat)
     }
 
     /// Stores a room's document changes in the next group commit.
