@@ -65,11 +65,10 @@ impl Default for Settings {
             room_idle: Duration::from_secs(30),
             gap_wait: Duration::from_millis(100),
             check_interval: Duration::from_secs(2),
-            // The contract's defaults (docs/protocol.md, "Large rooms" and
-            // "Awareness"); the lead picks the production values from the
-            // benchmark sweep (BENCHMARKS.md).
+            // The server's defaults (src/config.rs, chosen from the
+            // benchmark sweep in BENCHMARKS.md).
             presence_max_listed: 100,
-            presence_max_instant: 100,
+            presence_max_instant: 50,
             presence_interval: Duration::from_millis(1000),
             max_awareness_bytes: 1024,
             awareness_interval: Duration::from_millis(50),
