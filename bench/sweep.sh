@@ -16,7 +16,7 @@ repeat=${REPEAT:-3}
 sizes=${SIZES:-10 100 1000 10000}
 env=(--server-env HUDDLE_RATE_PER_SECOND=1000000 --server-env HUDDLE_RATE_BURST=1000000
      --server-env HUDDLE_MAX_CONNECTIONS_PER_USER=100000)
-messages() { case $1 in 10) echo 20000;; 100) echo 5000;; 1000) echo 2000;; *) echo 200;; esac; }
+messages() { case $1 in 10) echo 20000;; 50) echo 10000;; 100) echo 5000;; 1000) echo 2000;; *) echo 200;; esac; }
 for i in $(seq "$repeat"); do
   for size in $sizes; do
     for bin in "$@"; do
