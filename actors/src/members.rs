@@ -475,18 +475,16 @@ impl Members {
         let room = self.room.clone();
         let member_count = self.presence.member_count();
         let cap = self.limits.max_listed;
-        let encode = |diff: Diff<'_>| {
+        let frame = |diff: Diff<'_>| {
             (!diff.is_empty()).then(|| {
                 Push::PresenceDiff { joined: &diff.joined, left: &diff.left, member_count, truncated: diff.truncated }.encode(&room)
             })
         };
         // Every truncated diff is the same frame: encoded once, shared.
         let mut truncated = None;
-        let mut encode = |diff: Diff<'_>| {
-            if diff.truncated {
-                return truncated.get_or_insert_with(|| encode(diff)).clone();
-            }
-            encode(diff)
+        let mut encode = |diff: Diff<'_>| match diff.truncated {
+            true => truncated.get_or_insert_with(|| frame(diff)).clone(),
+            false => frame(diff),
         };
         let shared = encode(window.shared(cap));
         let mut later: HashMap<u64, Option<ByteString>> = HashMap::new();

@@ -687,7 +687,7 @@ impl Handler<JoinDocument> for DocumentRoom {
         let (tx, rx) = oneshot::channel();
         self.join(msg, tx, ctx);
         // Dropped unanswered: the room stopped with the join still queued.
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(WireError::busy("the document is reloading; retry"))) })
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(WireError::busy("the document room stopped; retry"))) })
     }
 }
 
