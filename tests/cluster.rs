@@ -651,6 +651,30 @@ async fn redone(c: &Cluster) -> f64 {
     sum
 }
 
+/// No index enforces `op_id`s: a resend is recognised by the room that
+/// prepares it. Here it reaches a node whose room has not heard of the
+/// original (its Redis link is cut): the room prepares it on the version
+/// it knows, its commit finds the document moved, the room reads the
+/// original from the database, and answers the resend with it.
+#[tokio::test]
+async fn an_operation_resent_to_a_node_that_missed_its_original_is_applied_once() {
+    let Some((c, proxy)) = Cluster::start_cuttable(&[]) else { return };
+    document(&c, "again", "abc", &[("alice", "editor")]).await;
+    let (mut behind, _) = reader(&c, 0, "alice", "again").await;
+    let (mut first, _) = reader(&c, 1, "alice", "again").await;
+    proxy.cut();
+    c.node(0).log_until("Redis link lost", Duration::from_secs(10));
+
+    let op = json!({"document_id": "again", "base_version": 0, "ops": [3, "!"], "op_id": "resent-1"});
+    let original = json!({"document_id": "again", "version": 1, "ops": [3, "!"]});
+    assert_eq!(first.ok("documents:op", op.clone()).await, original);
+    assert_eq!(behind.ok("documents:op", op).await, original);
+
+    let stored = stored_document(&c, 1, "again").await;
+    assert_eq!((&stored["version"], &stored["content"]), (&json!(1), &json!("abc!")));
+    assert!(redone(&c).await >= 1.0, "the resend was prepared on the old version and redone");
+}
+
 #[tokio::test]
 async fn edits_of_one_version_from_two_nodes_have_one_winner_and_every_member_sees_every_version() {
     const ROUNDS: i64 = 15;

@@ -178,14 +178,18 @@ pub fn snapshot(c: &mut AnyConnection, id: &DocumentId, reader: Option<&UserId>,
     })
 }
 
-/// The change `user` stored with `op_id`.
-pub fn find(c: &mut AnyConnection, id: &DocumentId, user: &UserId, op_id: &str) -> StoreResult<Option<Change>> {
+/// The change `user` stored with `op_id` among the `within` versions after
+/// `after`: a range of the primary key, never the whole history.
+pub fn find(c: &mut AnyConnection, id: &DocumentId, user: &UserId, op_id: &str, after: Version, within: i64) -> StoreResult<Option<Change>> {
     let row: Option<ChangeRow> = document_changes::table
         .filter(document_changes::document_id.eq(id.as_str()))
+        .filter(document_changes::version.gt(after.0))
+        .filter(document_changes::version.le(after.0.saturating_add(within.max(0))))
         .filter(document_changes::op_id.eq(op_id))
         .filter(document_changes::user_id.eq(user.as_str()))
         .select(ChangeRow::as_select())
-        .get_result(c)
+        .order(document_changes::version.asc())
+        .first(c)
         .optional()
         .map_err(TxError::from)?;
     row.map(ChangeRow::into_change).transpose()
@@ -211,9 +215,8 @@ pub fn commit(c: &mut AnyConnection, batch: &[ChangeSet], at: i64, items: Items)
     Ok(out.into_iter().map(|o| o.unwrap_or_else(|| Err(StoreError::Internal("a change set was skipped".into())))).collect())
 }
 
-/// One change set: its authors' rights and its `op_id`s first (a refusal
-/// writes nothing), then the conditional update, the change rows and the
-/// snapshots due.
+/// One change set: its authors' rights first (a refusal writes nothing),
+/// then the conditional update, the change rows and the snapshots due.
 fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreResult<CommitOutcome>, TxError> {
     let id = &set.document_id;
     let mut refusals = Vec::new();
@@ -235,28 +238,7 @@ fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreRe
             refusals.push((i, Refusal::Denied(e)));
         }
     }
-    // One point lookup per `op_id` on the unique index. A single
-    // `op_id IN (...)` lookup looked simpler, but SQLite's planner (no
-    // statistics) answered it by scanning the document's whole history
-    // through the primary key: O(versions) per commit (BENCHMARKS.md).
-    for (i, change) in set.changes.iter().enumerate() {
-        let Some(op_id) = change.op_id.as_deref() else { continue };
-        if refusals.iter().any(|(j, _)| *j == i) {
-            continue;
-        }
-        let found: Option<ChangeRow> = on_backend!(c, |n| document_changes::table
-            .filter(document_changes::document_id.eq(id.as_str()))
-            .filter(document_changes::op_id.eq(op_id))
-            .filter(document_changes::user_id.eq(change.user_id.as_str()))
-            .select(ChangeRow::as_select())
-            .get_result(n)
-            .optional())?;
-        if let Some(row) = found {
-            refusals.push((i, Refusal::Duplicate(row.into_change()?)));
-        }
-    }
     if !refusals.is_empty() {
-        refusals.sort_by_key(|(i, _)| *i);
         return Ok(Ok(CommitOutcome::Refused(refusals)));
     }
     let Some(last) = set.changes.last() else { return Ok(Ok(CommitOutcome::Stored { at: Timestamp(at) })) };

@@ -472,8 +472,8 @@ impl Store for SqlStore {
         self.read(|| history::snapshot(&mut *self.conn()?, id, reader, version))
     }
 
-    fn find_change(&self, id: &DocumentId, user: &UserId, op_id: &str) -> StoreResult<Option<Change>> {
-        self.read(|| history::find(&mut *self.conn()?, id, user, op_id))
+    fn find_change(&self, id: &DocumentId, user: &UserId, op_id: &str, after: Version, within: i64) -> StoreResult<Option<Change>> {
+        self.read(|| history::find(&mut *self.conn()?, id, user, op_id, after, within))
     }
 
     fn commit_changes(&self, batch: &[ChangeSet]) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
@@ -937,14 +937,14 @@ mod tests {
         assert_eq!((doc.content.as_str(), doc.version, doc.updated_by.as_str()), ("ab", Version(2), "e"));
         assert_eq!((s.document(&f).unwrap().version, s.document(&g).unwrap().version), (Version(0), Version(0)));
 
-        // An op_id is its author's: the owner's "x" comes back as the
-        // original; the editor's "x" is stored already too.
-        let out = s.commit_changes(&[change_set(&d, 2, &[(&owner, r#"[2,"c"]"#, Some("x")), (&owner, r#"["z"]"#, Some("y"))], "zabc")]).unwrap();
-        let Ok(CommitOutcome::Refused(refused)) = &out[0] else { panic!("{out:?}") };
-        let [(0, Refusal::Duplicate(original))] = &refused[..] else { panic!("{refused:?}") };
-        assert_eq!((original.version, original.ops.to_json()), (Version(1), serde_json::json!(["a"])));
-        assert_eq!(s.find_change(&d, &editor, "x").unwrap().map(|c| c.version), Some(Version(2)));
-        assert_eq!(s.find_change(&d, &viewer, "x").unwrap(), None);
+        // An op_id is its author's, and is looked up in the range of
+        // versions after the operation's base that it can have taken.
+        assert_eq!(s.find_change(&d, &owner, "x", Version(0), 10).unwrap().map(|c| c.version), Some(Version(1)));
+        assert_eq!(s.find_change(&d, &editor, "x", Version(0), 10).unwrap().map(|c| c.version), Some(Version(2)));
+        assert_eq!(s.find_change(&d, &editor, "x", Version(0), 1).unwrap(), None, "version 2 is beyond the reach");
+        assert_eq!(s.find_change(&d, &editor, "x", Version(2), 10).unwrap(), None, "stored before the base");
+        assert_eq!(s.find_change(&d, &viewer, "x", Version(0), 10).unwrap(), None);
+        assert_eq!(s.find_change(&d, &owner, "x", Version(0), i64::MAX).unwrap().map(|c| c.version), Some(Version(1)));
 
         let page = s.document_history(&d, None, Version(0), 1).unwrap();
         assert_eq!((page.changes.len(), page.has_more, page.changes[0].op_id.as_deref()), (1, true, Some("x")));

@@ -69,6 +69,16 @@ use crate::store::{CommitOutcome, Db, Refusal, StoreError};
 /// Most edits of one room in one commit: bounds the work a group adds to a
 /// transaction, and what a redone group prepares again.
 pub const MAX_GROUP: usize = 256;
+
+/// How many versions after an operation's base the operation can have been
+/// stored as: it was rebased from a base inside the window (at most
+/// `max_recovery` changes behind the version then current) and took a
+/// place in a group of at most [`MAX_GROUP`]. A resend older than the
+/// window is looked up in this range of the history, and nowhere else.
+/// (Lowering `max_recovery` narrows it for operations stored before.)
+fn op_id_reach(settings: &Settings) -> i64 {
+    i64::from(settings.max_recovery) + MAX_GROUP as i64
+}
 /// Most edits a room holds waiting (from every connection); past it,
 /// `SERVER_BUSY`. The same bound as a chat's appends in flight.
 pub const MAX_WAITING: usize = 4096;
@@ -355,9 +365,13 @@ impl DocumentRoom {
             let current = self.timeline.as_ref().map_or(Version(0), Timeline::version);
             return pending.fail(&self.conflict(current));
         };
+        let Edit::Op { base, .. } = pending.edit else {
+            let current = self.timeline.as_ref().map_or(Version(0), Timeline::version);
+            return pending.fail(&self.conflict(current));
+        };
         self.checking += 1;
-        let (id, user) = (self.id.clone(), pending.user.clone());
-        let found = self.db.run(move |s| s.find_change(&id, &user, &op_id));
+        let (id, user, reach) = (self.id.clone(), pending.user.clone(), op_id_reach(&self.settings));
+        let found = self.db.run(move |s| s.find_change(&id, &user, &op_id, base, reach));
         ctx.spawn(found.into_actor(self).map(move |found, room, ctx| {
             room.checking -= 1;
             match found {
@@ -405,6 +419,7 @@ impl DocumentRoom {
     fn reject(&self, pending: Pending, rejection: Option<&Rejection>, current: Version) {
         match rejection {
             Some(Rejection::Refused(e)) => pending.fail(e),
+            Some(Rejection::Duplicate(original)) => pending.answer_original(original, &self.id),
             Some(Rejection::Conflict) | None => pending.fail(&self.conflict(current)),
         }
     }
@@ -447,7 +462,6 @@ impl DocumentRoom {
                 let mut rest = Vec::new();
                 for (i, pending) in group.into_iter().enumerate() {
                     match draft.change_index(i).and_then(|c| refused.remove(&c)) {
-                        Some(Refusal::Duplicate(original)) => pending.answer_original(&original, &self.id),
                         Some(Refusal::Denied(e)) => {
                             self.editors.remove(&pending.user);
                             pending.fail(&e.into());
@@ -513,6 +527,7 @@ impl DocumentRoom {
             match outcome {
                 Ok(change) => announce(id, members, cluster, pending, change, document),
                 Err(Rejection::Refused(e)) => pending.fail(e),
+                Err(Rejection::Duplicate(original)) => pending.answer_original(original, id),
                 Err(Rejection::Conflict) => {
                     pending.fail(&StoreError::VersionConflict { document: id.clone(), current: document.version }.into())
                 }

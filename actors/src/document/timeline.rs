@@ -109,6 +109,9 @@ pub enum Rejection {
     /// `VERSION_CONFLICT`, with the version current when it is answered.
     Conflict,
     Refused(WireError),
+    /// Its `(author, op_id)` is in the window: this is the original, and
+    /// the resend is answered with its ack.
+    Duplicate(Change),
 }
 
 /// A change of a draft, waiting for its commit.
@@ -243,6 +246,13 @@ impl Timeline {
 
     /// One edit of a group, on the draft so far.
     fn stage(&self, draft: &Draft, edit: &EditRef<'_>, max_bytes: usize) -> Result<(Staged, String), Rejection> {
+        // Checked again here, not only when the edit was queued: changes
+        // read back from the store since (another engine process stored
+        // them) may hold the original. The window holds every change after
+        // a base the edit can be rebased from, so this check is complete.
+        if let Some(original) = edit.op_id.and_then(|op_id| self.find(edit.user, op_id)) {
+            return Err(Rejection::Duplicate(original.clone()));
+        }
         let text = draft.content.as_deref().unwrap_or(&self.document.content);
         let version = draft.top().next();
         let (ops, kind) = match edit.edit {
@@ -525,6 +535,31 @@ mod tests {
         assert_eq!(t.recovery(Version(1)).unwrap().iter().map(|c| c.version.0).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(t.recovery(Version(3)).unwrap().len(), 0);
         assert!(t.recovery(Version(4)).is_none());
+    }
+
+    /// The store keeps no `op_id` index: a resend must be recognised by
+    /// the timeline, also when its original was integrated from the store
+    /// (another engine process stored it) after the resend was queued.
+    #[test]
+    fn a_resent_op_id_in_the_window_is_its_original_however_it_got_there() {
+        let mut t = fresh("abc");
+        let out = run(&mut t, &[(edit(0, json!(["x"])), "a", Some("a1"))]);
+        assert_eq!(out, vec![Ok((1, json!(["x"])))]);
+        t.integrate(change(2, json!([4, "y"]), Some("a2")), 64).unwrap();
+        let out = run(
+            &mut t,
+            &[
+                (edit(0, json!(["x"])), "a", Some("a1")),
+                (edit(1, json!([4, "y"])), "a", Some("a2")),
+                // Another author's "a1" is not a's.
+                (edit(0, json!(["z"])), "b", Some("a1")),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![Err(Rejection::Duplicate(t.find(&user("a"), "a1").unwrap().clone())), Err(Rejection::Duplicate(change(2, json!([4, "y"]), Some("a2")))), Ok((3, json!([1, "z"])))]
+        );
+        assert_eq!((t.document().content.as_str(), t.version()), ("xzabcy", Version(3)));
     }
 
     #[test]

@@ -110,10 +110,13 @@ pub enum CommitOutcome {
 }
 
 /// Why one change of a [`ChangeSet`] was not stored.
+///
+/// A resent `op_id` is not among them: the room that prepared the set
+/// knew every change after each operation's base (the set is stored only
+/// on the version the room is at), so it recognised a resend before
+/// preparing it, and the store keeps no `op_id` index to check again.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
-    /// Its `(author, op_id)` is stored already: this is the original.
-    Duplicate(Change),
     /// Its author may not edit (or the document is gone).
     Denied(StoreError),
 }
@@ -191,11 +194,14 @@ pub trait Store: Send + Sync + 'static {
     /// The document as it was at `version`, for `reader` (`None`: the
     /// server), from the snapshot before it and the changes since.
     fn document_snapshot(&self, id: &DocumentId, reader: Option<&UserId>, version: Version) -> StoreResult<Document>;
-    /// The change `user` made with `op_id`, if there is one.
-    fn find_change(&self, id: &DocumentId, user: &UserId, op_id: &str) -> StoreResult<Option<Change>>;
+    /// The change `user` made with `op_id` among the `within` versions
+    /// after `after`, if there is one. An operation made on version `b`
+    /// is stored, if at all, within a room's rebase window and one group
+    /// after `b`, so a lookup reads a bounded range of the history.
+    fn find_change(&self, id: &DocumentId, user: &UserId, op_id: &str, after: Version, within: i64) -> StoreResult<Option<Change>>;
     /// Stores change sets in one transaction, each on its own: a set is
     /// stored whole or not at all (see [`CommitOutcome`]); its authors'
-    /// edit rights and its `op_id`s are checked in the transaction. `Err`
+    /// edit rights are checked in the transaction. `Err`
     /// only when the transaction failed as a whole (nothing was stored).
     fn commit_changes(&self, batch: &[ChangeSet]) -> StoreResult<Vec<StoreResult<CommitOutcome>>>;
     /// Grants or revokes a role. `by` must be an owner; `None` is the server
