@@ -275,7 +275,20 @@ fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreRe
             )
         })
         .collect();
-    on_backend!(c, |n| diesel::insert_into(document_changes::table).values(&rows).execute(n))?;
+    match c {
+        // In process, a statement costs its parsing more than its running:
+        // diesel caches the prepared single-row insert, not a multi-row one
+        // (its SQL depends on the row count), and a group is a few rows.
+        AnyConnection::Sqlite(n) => {
+            for row in &rows {
+                diesel::insert_into(document_changes::table).values(row).execute(n)?;
+            }
+        }
+        // Over the network, a round trip costs more than parsing.
+        AnyConnection::Postgresql(n) => {
+            diesel::insert_into(document_changes::table).values(&rows).execute(n)?;
+        }
+    }
     for (version, content) in &set.snapshots {
         let author = usize::try_from(version.0 - set.base.0 - 1).ok().and_then(|i| set.changes.get(i));
         let Some(author) = author else {
