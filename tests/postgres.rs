@@ -140,6 +140,7 @@ fn an_item_postgres_refuses_fails_alone_and_the_batch_commits() {
         changes: vec![NewChange { user_id: owner.clone(), ops: ops.into(), op_id: None, kind: ChangeKind::Op }],
         content: Arc::from(content),
         snapshots: Vec::new(),
+        rights_at: None,
     };
     let out = store.commit_changes(&[set(&d, "[\"v1\"]", "v1"), set(&e, "[\"\\u0000\"]", "\0")]).unwrap();
     assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
@@ -181,9 +182,10 @@ fn change_sets_history_and_snapshots_on_postgres() {
             .collect(),
         content: Arc::from(content),
         snapshots: Vec::new(),
+        rights_at: None,
     };
     let out = store.commit_changes(&[set(0, &[(&owner, r#"[5," world"]"#, Some("a")), (&owner, r#"[11,"!"]"#, None)], "hello world!")]).unwrap();
-    assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
+    let Ok(CommitOutcome::Stored { rights_at, .. }) = out[0] else { panic!("{:?}", out[0]) };
     let out = store
         .commit_changes(&[
             set(1, &[(&owner, r#"["x"]"#, None)], "x"),
@@ -204,4 +206,14 @@ fn change_sets_history_and_snapshots_on_postgres() {
     // `[5," world"]` is 12 characters of JSON, `[11,"!"]` 8: only the newest fits in 10.
     let t = store.timeline(&d, 100, 10).unwrap();
     assert_eq!((t.changes.iter().map(|c| c.version.0).collect::<Vec<_>>(), t.history_start), (vec![2], Version(0)));
+
+    // Known rights: no roles read while the access list holds; read again
+    // (and still allowed) once it changed.
+    let known = |base: i64, content: &str| ChangeSet { rights_at: Some(rights_at), ..set(base, &[(&owner, r#"["?"]"#, None)], content) };
+    let out = store.commit_changes(&[known(2, "?hello world!")]).unwrap();
+    assert!(matches!(out[0], Ok(CommitOutcome::Stored { rights_at: r, .. }) if r == rights_at), "{:?}", out[0]);
+    store.share_document(&d, Some(&owner), &viewer, Grant::Revoke).unwrap();
+    let out = store.commit_changes(&[known(3, "??hello world!")]).unwrap();
+    assert!(matches!(out[0], Ok(CommitOutcome::Stored { rights_at: r, .. }) if r > rights_at), "{:?}", out[0]);
+    assert_eq!(store.document(&d).unwrap().content, "??hello world!");
 }

@@ -215,9 +215,68 @@ pub fn commit(c: &mut AnyConnection, batch: &[ChangeSet], at: i64, items: Items)
     Ok(out.into_iter().map(|o| o.unwrap_or_else(|| Err(StoreError::Internal("a change set was skipped".into())))).collect())
 }
 
-/// One change set: its authors' rights first (a refusal writes nothing),
-/// then the conditional update, the change rows and the snapshots due.
+/// How often a commit reads its authors' roles before it gives up on a
+/// document whose access list keeps changing under it (PostgreSQL only:
+/// on SQLite nothing else writes during the transaction, so the second
+/// read always holds).
+const ROLE_READS: usize = 2;
+
+/// One change set: the authors' rights, then the update conditional on the
+/// document's version and access list, the change rows and the snapshots
+/// due. A refusal writes nothing.
+///
+/// The rights are either known (the set carries the access list's count
+/// under which the store last allowed every author: the update's condition
+/// checks that the list has not changed since) or read: each author's role,
+/// after the count they are read under.
 fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreResult<CommitOutcome>, TxError> {
+    let id = &set.document_id;
+    let mut known = set.rights_at;
+    for _ in 0..=ROLE_READS {
+        let rights_at = match known.take() {
+            Some(count) => count,
+            None => {
+                // The count first: roles read after it are at least as new,
+                // so a change of the list between the two fails the update.
+                let position = position(c, id)?;
+                let refusals = refusals(c, set)?;
+                if !refusals.is_empty() {
+                    return Ok(Ok(CommitOutcome::Refused(refusals)));
+                }
+                let Some((version, count)) = position else { return Ok(Err(no_document(id))) };
+                if version != set.base.0 {
+                    return Ok(Ok(CommitOutcome::Moved { current: Version(version) }));
+                }
+                count
+            }
+        };
+        if store(c, set, at, rights_at)? {
+            return Ok(Ok(CommitOutcome::Stored { at: Timestamp(at), rights_at }));
+        }
+        match position(c, id)? {
+            None => return Ok(Err(no_document(id))),
+            Some((version, _)) if version != set.base.0 => return Ok(Ok(CommitOutcome::Moved { current: Version(version) })),
+            // The access list changed: read the roles again.
+            Some(_) => {}
+        }
+    }
+    Ok(Err(StoreError::Unavailable {
+        reason: "contention",
+        cause: format!("the access list of document {id} changed during each of {ROLE_READS} reads of its editors' roles"),
+    }))
+}
+
+/// The document's version and access-list count.
+fn position(c: &mut AnyConnection, id: &DocumentId) -> Result<Option<(i64, i64)>, TxError> {
+    Ok(on_backend!(c, |n| documents::table
+        .find(id.as_str())
+        .select((documents::version, documents::access_version))
+        .get_result(n)
+        .optional())?)
+}
+
+/// The changes whose authors may not edit, by index.
+fn refusals(c: &mut AnyConnection, set: &ChangeSet) -> Result<Vec<(usize, Refusal)>, TxError> {
     let id = &set.document_id;
     let mut refusals = Vec::new();
     let mut rights: HashMap<&UserId, Option<StoreError>> = HashMap::new();
@@ -238,13 +297,20 @@ fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreRe
             refusals.push((i, Refusal::Denied(e)));
         }
     }
-    if !refusals.is_empty() {
-        return Ok(Ok(CommitOutcome::Refused(refusals)));
-    }
-    let Some(last) = set.changes.last() else { return Ok(Ok(CommitOutcome::Stored { at: Timestamp(at) })) };
+    Ok(refusals)
+}
+
+/// Stores the set if the document is still at its base version with the
+/// access list at `rights_at`: false (nothing written) if not.
+fn store(c: &mut AnyConnection, set: &ChangeSet, at: i64, rights_at: i64) -> Result<bool, TxError> {
+    let id = &set.document_id;
+    let Some(last) = set.changes.last() else { return Ok(true) };
     let top = set.base.0 + set.changes.len() as i64;
     let changed = on_backend!(c, |n| diesel::update(
-        documents::table.filter(documents::id.eq(id.as_str())).filter(documents::version.eq(set.base.0)),
+        documents::table
+            .filter(documents::id.eq(id.as_str()))
+            .filter(documents::version.eq(set.base.0))
+            .filter(documents::access_version.eq(rights_at)),
     )
     .set((
         documents::content.eq(&*set.content),
@@ -254,10 +320,7 @@ fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreRe
     ))
     .execute(n))?;
     if changed == 0 {
-        return Ok(match version_of(c, id)? {
-            Some(current) => Ok(CommitOutcome::Moved { current: Version(current) }),
-            None => Err(no_document(id)),
-        });
+        return Ok(false);
     }
     let rows: Vec<_> = set
         .changes
@@ -297,5 +360,5 @@ fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreRe
         };
         insert_snapshot(c, id, *version, content, at, &author.user_id)?;
     }
-    Ok(Ok(CommitOutcome::Stored { at: Timestamp(at) }))
+    Ok(true)
 }

@@ -876,7 +876,51 @@ mod tests {
                 .collect(),
             content: Arc::from(content),
             snapshots: Vec::new(),
+            rights_at: None,
         }
+    }
+
+    /// A commit that knows the count of the access list its authors were
+    /// allowed under reads no roles, and one whose count is stale reads
+    /// them again: a revocation since is a refusal, anything else commits.
+    #[test]
+    fn known_rights_hold_until_the_access_list_changes() {
+        let (s, _dir) = store();
+        let (owner, editor, viewer) = (UserId::parse("o").unwrap(), UserId::parse("e").unwrap(), UserId::parse("v").unwrap());
+        let d = DocumentId::parse("d").unwrap();
+        s.create_document(&d, "", "", &owner).unwrap();
+        s.share_document(&d, Some(&owner), &editor, Grant::Role(Role::Editor)).unwrap();
+        let known = |set: ChangeSet, at: Option<i64>| ChangeSet { rights_at: at, ..set };
+        let stored = |out: &StoreResult<CommitOutcome>| match out {
+            Ok(CommitOutcome::Stored { rights_at, .. }) => *rights_at,
+            other => panic!("not stored: {other:?}"),
+        };
+
+        let out = s.commit_changes(&[change_set(&d, 0, &[(&editor, r#"["a"]"#, None)], "a")]).unwrap();
+        let first = stored(&out[0]);
+        let out = s.commit_changes(&[known(change_set(&d, 1, &[(&editor, r#"[1,"b"]"#, None)], "ab"), Some(first))]).unwrap();
+        assert_eq!(stored(&out[0]), first, "the list has not changed");
+
+        // A grant to someone else: the count moves, the roles are read, the
+        // editor still may.
+        s.share_document(&d, Some(&owner), &viewer, Grant::Role(Role::Viewer)).unwrap();
+        let out = s.commit_changes(&[known(change_set(&d, 2, &[(&editor, r#"[2,"c"]"#, None)], "abc"), Some(first))]).unwrap();
+        let second = stored(&out[0]);
+        assert!(second > first);
+
+        // Revoked since the count the room knows: refused, nothing stored.
+        s.share_document(&d, Some(&owner), &editor, Grant::Revoke).unwrap();
+        let out = s.commit_changes(&[known(change_set(&d, 3, &[(&editor, r#"[3,"d"]"#, None)], "abcd"), Some(second))]).unwrap();
+        assert!(
+            matches!(&out[0], Ok(CommitOutcome::Refused(r)) if matches!(r[..], [(0, Refusal::Denied(StoreError::PermissionDenied(_)))])),
+            "{out:?}"
+        );
+        // On another version: moved, whatever the count.
+        let out = s.commit_changes(&[known(change_set(&d, 1, &[(&owner, r#"["x"]"#, None)], "x"), Some(second))]).unwrap();
+        assert_eq!(out[0], Ok(CommitOutcome::Moved { current: Version(3) }));
+        let doc = s.document(&d).unwrap();
+        assert_eq!((doc.content.as_str(), doc.version), ("abc", Version(3)));
+        assert_eq!(s.document_history(&d, None, Version(0), 10).unwrap().changes.len(), 3);
     }
 
     /// SQLite's `max_page_count` makes a full database without a full disk.

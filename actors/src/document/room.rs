@@ -39,6 +39,7 @@
 
 mod access;
 mod remote;
+mod rights;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -53,6 +54,7 @@ use tokio::sync::oneshot;
 use crate::config::Settings;
 use crate::document::order::Ordered;
 use crate::document::pending::{Answer, Pending, Reply, Slots};
+use self::rights::Confirmed;
 use crate::document::timeline::{Draft, Edit, EditRef, Rejection, Timeline, WindowLimits, WINDOW_CHARS};
 use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::cluster::{self, Cluster, DocumentVersion, Remote, RoomEvent};
@@ -175,6 +177,8 @@ pub struct DocumentRoom {
     /// this room, or a check): their edits need no read. The commit checks
     /// again, in its transaction.
     editors: HashSet<UserId>,
+    /// Edit rights the store confirmed, to commit without reading roles.
+    confirmed: Confirmed,
     /// Cluster mode only: the other nodes, this room's subscription to its
     /// events, and the order of its versions with theirs.
     ordered: Option<Ordered>,
@@ -202,6 +206,7 @@ impl DocumentRoom {
             uncertain: HashMap::new(),
             slots: Slots::default(),
             editors: HashSet::new(),
+            confirmed: Confirmed::default(),
             ordered: cluster.map(Ordered::new),
             access: access::Checked::default(),
         }
@@ -220,6 +225,8 @@ impl DocumentRoom {
             self.editors.retain(|user| members.has_user(user));
             self.editors.shrink_to(self.editors.len() * 2);
         }
+        let members = &self.members;
+        self.confirmed.prune(2 * members.connection_count() + 32, |user| members.has_user(user));
         let idle = self.members.is_empty() && self.waiting.is_empty() && self.committing.is_none() && self.checking == 0;
         self.idle.update(idle, self.settings.room_idle, ctx);
     }
@@ -409,7 +416,9 @@ impl DocumentRoom {
                 }
                 continue;
             }
-            let stored = self.db.commit_changes(draft.change_set(&self.id));
+            let mut set = draft.change_set(&self.id);
+            set.rights_at = self.confirmed.covering(set.changes.iter().map(|c| &c.user_id));
+            let stored = self.db.commit_changes(set);
             self.committing = Some(InFlight { group, draft });
             ctx.spawn(stored.into_actor(self).map(|outcome, room, ctx| room.stored(outcome, ctx)));
         }
@@ -429,7 +438,8 @@ impl DocumentRoom {
         let Some(InFlight { group, draft }) = self.committing.take() else { return };
         let on_base = self.timeline.as_ref().is_some_and(|t| t.version() == draft.base_version());
         match outcome {
-            Ok(CommitOutcome::Stored { at }) if on_base => {
+            Ok(CommitOutcome::Stored { at, rights_at }) if on_base => {
+                self.confirmed.stored(rights_at, draft.authors());
                 if let Some(pause) = self.release(group, draft, at) {
                     ctx.run_later(pause, |room, ctx| room.resume(ctx));
                 }
@@ -463,6 +473,7 @@ impl DocumentRoom {
                 for (i, pending) in group.into_iter().enumerate() {
                     match draft.change_index(i).and_then(|c| refused.remove(&c)) {
                         Some(Refusal::Denied(e)) => {
+                            self.confirmed.forget();
                             self.editors.remove(&pending.user);
                             pending.fail(&e.into());
                         }

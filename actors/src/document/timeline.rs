@@ -408,6 +408,11 @@ impl Draft {
         self.outcomes.into_iter().map(|o| o.err())
     }
 
+    /// The authors of the changes (not of the edits refused).
+    pub fn authors(&self) -> impl Iterator<Item = &UserId> + '_ {
+        self.staged().map(|s| &s.user_id)
+    }
+
     /// What the store is asked to commit; the operations' JSON moves into
     /// it. The draft keeps everything else until the commit is answered.
     pub fn change_set(&mut self, document_id: &crate::ids::DocumentId) -> store::ChangeSet {
@@ -429,6 +434,7 @@ impl Draft {
             changes,
             content,
             snapshots: std::mem::take(&mut self.snapshots),
+            rights_at: None,
         }
     }
 }

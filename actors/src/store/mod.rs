@@ -85,6 +85,13 @@ pub struct ChangeSet {
     pub content: Arc<str>,
     /// Whole contents to keep, at the versions where [`snapshot_due`].
     pub snapshots: Vec<(Version, Arc<str>)>,
+    /// The count of the document's access list (`access_version`) at which
+    /// the store last found every author of this set allowed to edit
+    /// ([`CommitOutcome::Stored`]), if the room knows one. With it the
+    /// commit checks only that the list has not changed since, instead of
+    /// reading each author's role; without it, or if the list changed,
+    /// the roles are read.
+    pub rights_at: Option<i64>,
 }
 
 /// One change of a [`ChangeSet`].
@@ -100,8 +107,10 @@ pub struct NewChange {
 /// What became of a [`ChangeSet`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum CommitOutcome {
-    /// Stored: the changes are versions `base + 1 ..= base + n`, made at `at`.
-    Stored { at: Timestamp },
+    /// Stored: the changes are versions `base + 1 ..= base + n`, made at
+    /// `at`; their authors may edit as of the access list's count
+    /// `rights_at` (see [`ChangeSet::rights_at`]).
+    Stored { at: Timestamp, rights_at: i64 },
     /// Nothing stored: the document is at `current`, not at `base`
     /// (another engine process wrote to it).
     Moved { current: Version },
