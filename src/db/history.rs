@@ -232,7 +232,7 @@ const ROLE_READS: usize = 2;
 fn commit_one(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<StoreResult<CommitOutcome>, TxError> {
     let id = &set.document_id;
     let mut known = set.rights_at;
-    for _ in 0..=ROLE_READS {
+    for _ in 0..ROLE_READS + usize::from(known.is_some()) {
         let rights_at = match known.take() {
             Some(count) => count,
             None => {
