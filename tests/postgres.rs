@@ -217,3 +217,81 @@ fn change_sets_history_and_snapshots_on_postgres() {
     assert!(matches!(out[0], Ok(CommitOutcome::Stored { rights_at: r, .. }) if r > rights_at), "{:?}", out[0]);
     assert_eq!(store.document(&d).unwrap().content, "??hello world!");
 }
+
+/// On PostgreSQL a batch stores the sets whose rights are known with one
+/// update and one insert for all of them; the others (moved, revoked,
+/// unknown rights) go one by one, and each set still gets its own outcome.
+#[test]
+fn a_batch_stores_the_sets_with_known_rights_together_and_the_rest_one_by_one() {
+    use huddle_actors::model::{Grant, Role};
+    use huddle_actors::store::Refusal;
+
+    let Some(db) = TempDatabase::create() else { return };
+    let pool = huddle::db::open(&Target::parse(&db.url), SqliteSync::Full, 2).expect("open");
+    let store = SqlStore::new(pool.clone(), Writers::shared(&pool));
+    let (owner, editor) = (UserId::parse("owner").unwrap(), UserId::parse("ed").unwrap());
+    let ids: Vec<DocumentId> = ["a", "b", "c", "d", "e", "f"].iter().map(|id| DocumentId::parse(id).unwrap()).collect();
+    for id in &ids {
+        store.create_document(id, "", "", &owner).unwrap();
+        store.share_document(id, Some(&owner), &editor, Grant::Role(Role::Editor)).unwrap();
+    }
+    let set = |id: &DocumentId, base: i64, content: &str, rights_at: Option<i64>| ChangeSet {
+        document_id: id.clone(),
+        base: Version(base),
+        changes: vec![NewChange { user_id: editor.clone(), ops: if base == 0 { r#"["x"]"#.to_owned() } else { format!("[{base},\"x\"]") }, op_id: None, kind: ChangeKind::Op }],
+        content: Arc::from(content),
+        snapshots: Vec::new(),
+        rights_at,
+    };
+    let first: Vec<ChangeSet> = ids.iter().map(|id| set(id, 0, "x", None)).collect();
+    let rights: Vec<i64> = store
+        .commit_changes(&first)
+        .unwrap()
+        .into_iter()
+        .map(|out| match out {
+            Ok(CommitOutcome::Stored { rights_at, .. }) => rights_at,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+
+    // c: the editor's rights revoked since; d: moved by another process.
+    store.share_document(&ids[2], Some(&owner), &editor, Grant::Revoke).unwrap();
+    store.commit_changes(&[set(&ids[3], 1, "xx", None)]).unwrap();
+    let mut with_snapshot = set(&ids[1], 1, "xx", Some(rights[1]));
+    with_snapshot.snapshots = vec![(Version(2), Arc::from("xx"))];
+    let out = store
+        .commit_changes(&[
+            set(&ids[5], 1, "xx", None),
+            set(&ids[3], 1, "xx", Some(rights[3])),
+            set(&ids[2], 1, "xx", Some(rights[2])),
+            with_snapshot,
+            set(&ids[0], 1, "xx", Some(rights[0])),
+        ])
+        .unwrap();
+    assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "unknown rights, read: {:?}", out[0]);
+    assert_eq!(out[1], Ok(CommitOutcome::Moved { current: Version(2) }));
+    assert!(matches!(&out[2], Ok(CommitOutcome::Refused(r)) if matches!(r[..], [(0, Refusal::Denied(StoreError::PermissionDenied(_)))])), "{:?}", out[2]);
+    assert_eq!(out[3], Ok(CommitOutcome::Stored { at: stored_at(&out[3]), rights_at: rights[1] }));
+    assert_eq!(out[4], Ok(CommitOutcome::Stored { at: stored_at(&out[4]), rights_at: rights[0] }));
+    let versions: Vec<i64> = ids.iter().map(|id| store.document(id).unwrap().version.0).collect();
+    assert_eq!(versions, vec![2, 2, 1, 2, 1, 2]);
+    for id in [&ids[0], &ids[1]] {
+        let page = store.document_history(id, None, Version(0), 10).unwrap();
+        assert_eq!(page.changes.iter().map(|c| c.ops.to_json()).collect::<Vec<_>>(), vec![json!(["x"]), json!([1, "x"])]);
+        assert_eq!(store.document(id).unwrap().content, "xx");
+    }
+    assert_eq!(store.document_snapshot(&ids[1], None, Version(2)).unwrap().content, "xx");
+
+    // A set PostgreSQL refuses (a NUL byte) fails alone, known rights or not.
+    let out = store.commit_changes(&[set(&ids[4], 1, "x\0", Some(rights[4])), set(&ids[0], 2, "xxx", Some(rights[0]))]).unwrap();
+    assert!(matches!(out[0], Err(StoreError::Internal(_))), "{:?}", out[0]);
+    assert!(matches!(out[1], Ok(CommitOutcome::Stored { .. })), "{:?}", out[1]);
+    assert_eq!((store.document(&ids[4]).unwrap().version, store.document(&ids[0]).unwrap().version), (Version(1), Version(3)));
+}
+
+fn stored_at(out: &Result<CommitOutcome, StoreError>) -> huddle_actors::model::Timestamp {
+    match out {
+        Ok(CommitOutcome::Stored { at, .. }) => *at,
+        other => panic!("not stored: {other:?}"),
+    }
+}

@@ -19,6 +19,7 @@ use huddle_actors::store::{ChangePage, ChangeSet, CommitOutcome, Refusal, StoreE
 
 use crate::db::connection::AnyConnection;
 use crate::db::error::TxError;
+use crate::db::pg_batch;
 use crate::db::rows::{self, ChangeRow, SnapshotRow};
 use crate::db::schema::{document_changes, document_snapshots, documents};
 use crate::db::store::{access, load_document, no_document, Items};
@@ -202,15 +203,36 @@ pub fn commit(c: &mut AnyConnection, batch: &[ChangeSet], at: i64, items: Items)
     // {A, B} and {B, A}.
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|a, b| batch[*a].document_id.as_str().cmp(batch[*b].document_id.as_str()));
-    if let Some(first) = order.first() {
-        // A no-op write first: SQLite takes its write lock now rather than
-        // failing "busy" when a read later turns into a write.
-        let id = batch[*first].document_id.as_str();
-        on_backend!(c, |n| diesel::update(documents::table.find(id)).set(documents::version.eq(documents::version)).execute(n))?;
-    }
     let mut out: Vec<Option<StoreResult<CommitOutcome>>> = (0..batch.len()).map(|_| None).collect();
+    match c {
+        AnyConnection::Sqlite(n) => {
+            if let Some(first) = order.first() {
+                // A no-op write first: SQLite takes its write lock now
+                // rather than failing "busy" when a read later turns into
+                // a write.
+                let id = batch[*first].document_id.as_str();
+                diesel::update(documents::table.find(id)).set(documents::version.eq(documents::version)).execute(n)?;
+            }
+        }
+        AnyConnection::Postgresql(n) => {
+            let mut ids: Vec<&str> = order.iter().map(|i| batch[*i].document_id.as_str()).collect();
+            ids.dedup();
+            pg_batch::lock(n, &ids)?;
+            // Not when the items are apart: each needs its own savepoint.
+            if items == Items::Together {
+                for i in pg_batch::store_known(n, batch, at)? {
+                    let rights_at = batch[i].rights_at.unwrap_or_default();
+                    out[i] = Some(Ok(CommitOutcome::Stored { at: Timestamp(at), rights_at }));
+                }
+            }
+        }
+    }
     for i in order {
-        out[i] = Some(items.run(c, |c| commit_one(c, &batch[i], at))?);
+        if out[i].is_some() {
+            insert_snapshots(c, &batch[i], at)?;
+        } else {
+            out[i] = Some(items.run(c, |c| commit_one(c, &batch[i], at))?);
+        }
     }
     Ok(out.into_iter().map(|o| o.unwrap_or_else(|| Err(StoreError::Internal("a change set was skipped".into())))).collect())
 }
@@ -322,22 +344,7 @@ fn store(c: &mut AnyConnection, set: &ChangeSet, at: i64, rights_at: i64) -> Res
     if changed == 0 {
         return Ok(false);
     }
-    let rows: Vec<_> = set
-        .changes
-        .iter()
-        .zip(set.base.0 + 1..)
-        .map(|(ch, version)| {
-            (
-                document_changes::document_id.eq(id.as_str()),
-                document_changes::version.eq(version),
-                document_changes::operation.eq(ch.ops.as_str()),
-                document_changes::user_id.eq(ch.user_id.as_str()),
-                document_changes::created_at.eq(at),
-                document_changes::op_id.eq(ch.op_id.as_deref()),
-                document_changes::kind.eq(rows::kind_code(ch.kind)),
-            )
-        })
-        .collect();
+    let rows = change_rows(set, at);
     match c {
         // In process, a statement costs its parsing more than its running:
         // diesel caches the prepared single-row insert, not a multi-row one
@@ -352,13 +359,50 @@ fn store(c: &mut AnyConnection, set: &ChangeSet, at: i64, rights_at: i64) -> Res
             diesel::insert_into(document_changes::table).values(&rows).execute(n)?;
         }
     }
+    insert_snapshots(c, set, at)?;
+    Ok(true)
+}
+
+/// A change row to insert.
+#[derive(Insertable)]
+#[diesel(table_name = document_changes)]
+pub(super) struct NewChangeRow<'a> {
+    document_id: &'a str,
+    version: i64,
+    #[diesel(column_name = operation)]
+    ops: &'a str,
+    user_id: &'a str,
+    created_at: i64,
+    op_id: Option<&'a str>,
+    kind: i16,
+}
+
+/// The rows of a set's changes, versions `base + 1` on.
+pub(super) fn change_rows(set: &ChangeSet, at: i64) -> Vec<NewChangeRow<'_>> {
+    set.changes
+        .iter()
+        .zip(set.base.0 + 1..)
+        .map(|(ch, version)| NewChangeRow {
+            document_id: set.document_id.as_str(),
+            version,
+            ops: &ch.ops,
+            user_id: ch.user_id.as_str(),
+            created_at: at,
+            op_id: ch.op_id.as_deref(),
+            kind: rows::kind_code(ch.kind),
+        })
+        .collect()
+}
+
+/// The snapshots due in a stored set.
+pub(super) fn insert_snapshots(c: &mut AnyConnection, set: &ChangeSet, at: i64) -> Result<(), TxError> {
     for (version, content) in &set.snapshots {
         let author = usize::try_from(version.0 - set.base.0 - 1).ok().and_then(|i| set.changes.get(i));
         let Some(author) = author else {
-            // Fails the transaction: the update above must not stay.
+            // Fails the transaction: the update before must not stay.
             return Err(StoreError::Internal(format!("snapshot of version {} outside its change set", version.0)).into());
         };
-        insert_snapshot(c, id, *version, content, at, &author.user_id)?;
+        insert_snapshot(c, &set.document_id, *version, content, at, &author.user_id)?;
     }
-    Ok(true)
+    Ok(())
 }

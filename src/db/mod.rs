@@ -21,6 +21,7 @@ pub mod connection;
 pub mod error;
 pub mod health;
 mod history;
+mod pg_batch;
 mod rows;
 mod schema;
 pub mod store;
