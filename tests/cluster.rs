@@ -675,6 +675,29 @@ async fn an_operation_resent_to_a_node_that_missed_its_original_is_applied_once(
     assert!(redone(&c).await >= 1.0, "the resend was prepared on the old version and redone");
 }
 
+/// A room commits its editors' groups on the access list's count the
+/// store last allowed them under, without reading their roles. A
+/// revocation through another node bumps the count, so the next group of
+/// the revoked editor is refused by the commit itself, even on a node that
+/// has not heard of the revocation (cut from Redis, no periodic check).
+#[tokio::test]
+async fn a_revocation_through_another_node_stops_the_next_edit_at_the_commit() {
+    let Some((c, proxy)) = Cluster::start_cuttable(&[("HUDDLE_CHECK_INTERVAL_MS", "600000")]) else { return };
+    document(&c, "locked", "", &[("bob", "editor")]).await;
+    let (mut bob, _) = reader(&c, 0, "bob", "locked").await;
+    let ack = bob.ok("documents:op", json!({"document_id": "locked", "base_version": 0, "ops": ["a"], "op_id": "b-1"})).await;
+    assert_eq!(ack["version"], 1);
+    proxy.cut();
+    c.node(0).log_until("Redis link lost", Duration::from_secs(10));
+    let revoked = c.api(1, "PUT", "/api/documents/locked/access/bob", Some(json!({"role": "none"}))).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text);
+
+    let e = bob.fails("documents:op", json!({"document_id": "locked", "base_version": 1, "ops": [1, "b"], "op_id": "b-2"}), "PERMISSION_DENIED").await;
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("locked")), "{e}");
+    let stored = stored_document(&c, 1, "locked").await;
+    assert_eq!((&stored["version"], &stored["content"]), (&json!(1), &json!("a")));
+}
+
 #[tokio::test]
 async fn edits_of_one_version_from_two_nodes_have_one_winner_and_every_member_sees_every_version() {
     const ROUNDS: i64 = 15;
