@@ -19,6 +19,12 @@ use huddle_actors::model::ChangeKind;
 use huddle_actors::store::{ChangeSet, CommitOutcome, NewChange, NewMessage, Store, StoreError};
 use serde_json::json;
 
+/// The store on `db`, below the engine.
+fn store_on(db: &TempDatabase) -> SqlStore {
+    let pool = huddle::db::open(&Target::parse(&db.url), SqliteSync::Full, 2).expect("open");
+    SqlStore::new(pool.clone(), Writers::shared(&pool))
+}
+
 fn start(db: &TempDatabase) -> TestServer {
     let url = db.url.clone();
     TestServer::start_on(std::path::Path::new("unused"), move |o| o.database_url = url, jwt())
@@ -98,8 +104,7 @@ async fn a_lost_database_is_server_busy_not_a_crash() {
 #[test]
 fn an_item_postgres_refuses_fails_alone_and_the_batch_commits() {
     let Some(db) = TempDatabase::create() else { return };
-    let pool = huddle::db::open(&Target::parse(&db.url), SqliteSync::Full, 2).expect("open");
-    let store = SqlStore::new(pool.clone(), Writers::shared(&pool));
+    let store = store_on(&db);
     let (a, b) = (ChatId::parse("a").unwrap(), ChatId::parse("b").unwrap());
     store.create_chat(&a, false, &[], None).unwrap();
     store.create_chat(&b, false, &[], None).unwrap();
@@ -162,8 +167,7 @@ fn change_sets_history_and_snapshots_on_postgres() {
     use huddle_actors::store::Refusal;
 
     let Some(db) = TempDatabase::create() else { return };
-    let pool = huddle::db::open(&Target::parse(&db.url), SqliteSync::Full, 2).expect("open");
-    let store = SqlStore::new(pool.clone(), Writers::shared(&pool));
+    let store = store_on(&db);
     let (owner, viewer) = (UserId::parse("owner").unwrap(), UserId::parse("viewer").unwrap());
     let d = DocumentId::parse("d").unwrap();
     store.create_document(&d, "", "hello", &owner).unwrap();
@@ -227,8 +231,7 @@ fn a_batch_stores_the_sets_with_known_rights_together_and_the_rest_one_by_one() 
     use huddle_actors::store::Refusal;
 
     let Some(db) = TempDatabase::create() else { return };
-    let pool = huddle::db::open(&Target::parse(&db.url), SqliteSync::Full, 2).expect("open");
-    let store = SqlStore::new(pool.clone(), Writers::shared(&pool));
+    let store = store_on(&db);
     let (owner, editor) = (UserId::parse("owner").unwrap(), UserId::parse("ed").unwrap());
     let ids: Vec<DocumentId> = ["a", "b", "c", "d", "e", "f"].iter().map(|id| DocumentId::parse(id).unwrap()).collect();
     for id in &ids {
