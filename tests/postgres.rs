@@ -16,7 +16,7 @@ use huddle::db::connection::{SqliteSync, Target};
 use huddle::db::store::{SqlStore, Writers};
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
 use huddle_actors::model::ChangeKind;
-use huddle_actors::store::{ChangeSet, CommitOutcome, NewChange, NewMessage, Store, StoreError};
+use huddle_actors::store::{ChangeSet, CommitOutcome, NewChange, NewMessage, Store, StoreError, StoreResult};
 use serde_json::json;
 
 /// The store on `db`, below the engine.
@@ -297,4 +297,54 @@ fn stored_at(out: &Result<CommitOutcome, StoreError>) -> huddle_actors::model::T
         Ok(CommitOutcome::Stored { at, .. }) => *at,
         other => panic!("not stored: {other:?}"),
     }
+}
+
+/// On PostgreSQL a batch of messages is stored with one insert, and the
+/// outcomes are those of one message at a time: a missing chat, a private
+/// chat refused to a non-member, a `client_msg_id` sent twice in the batch
+/// or stored by an earlier batch (its original), an author's own ids.
+#[test]
+fn a_batch_of_messages_keeps_every_outcome_of_one_at_a_time() {
+    let Some(db) = TempDatabase::create() else { return };
+    let store = store_on(&db);
+    let [p1, p2, private, missing] = ["p1", "p2", "priv", "missing"].map(|id| ChatId::parse(id).unwrap());
+    store.create_chat(&p1, false, &[], None).unwrap();
+    store.create_chat(&p2, false, &[], None).unwrap();
+    store.create_chat(&private, true, &[UserId::parse("m").unwrap()], None).unwrap();
+    let message = |chat: &ChatId, user: &str, content: &str, cid: Option<&str>| NewMessage {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        chat_id: chat.clone(),
+        user_id: UserId::parse(user).unwrap(),
+        content: content.into(),
+        client_msg_id: cid.map(str::to_owned),
+        check_access: true,
+    };
+    let seq = |out: &StoreResult<huddle_actors::store::Appended>| out.as_ref().map(|a| (a.message.seq.0, a.fresh, a.message.content.clone())).map_err(Clone::clone);
+    let out = store
+        .append_messages(&[
+            message(&p1, "u", "one", Some("c1")),
+            message(&p2, "u", "elsewhere", None),
+            message(&p1, "u", "one again", Some("c1")),
+            message(&missing, "u", "nowhere", None),
+            message(&private, "x", "intruder", None),
+            message(&private, "m", "member", None),
+            message(&p1, "v", "v's own c1", Some("c1")),
+        ])
+        .unwrap();
+    assert_eq!(seq(&out[0]), Ok((1, true, "one".into())));
+    assert_eq!(seq(&out[1]), Ok((1, true, "elsewhere".into())));
+    assert_eq!(seq(&out[2]), Ok((1, false, "one".into())), "the original, not a second message");
+    assert!(matches!(out[3], Err(StoreError::NotFound(_))), "{:?}", out[3]);
+    assert!(matches!(out[4], Err(StoreError::PermissionDenied(_))), "{:?}", out[4]);
+    assert_eq!(seq(&out[5]), Ok((1, true, "member".into())));
+    assert_eq!(seq(&out[6]), Ok((2, true, "v's own c1".into())));
+
+    let out = store.append_messages(&[message(&p1, "u", "one, a third time", Some("c1")), message(&p1, "u", "three", None)]).unwrap();
+    assert_eq!(seq(&out[0]), Ok((1, false, "one".into())), "stored by the earlier batch");
+    assert_eq!(seq(&out[1]), Ok((3, true, "three".into())));
+    let last: Vec<Option<Seq>> = [&p1, &p2, &private].iter().map(|id| store.chat_last_seq(id).unwrap()).collect();
+    assert_eq!(last, vec![Some(Seq(3)), Some(Seq(1)), Some(Seq(1))]);
+    let page = store.history(&p1, None, None, 10).unwrap();
+    let contents: Vec<&str> = page.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, vec!["one", "v's own c1", "three"]);
 }

@@ -23,6 +23,7 @@ use crate::db::connection::{AnyConnection, Manager};
 use crate::db::error::{is_unique_violation, TxError};
 use crate::db::health::Health;
 use crate::db::history;
+use crate::db::pg_batch;
 use crate::db::rows::{self, ChatRow, DocumentRow, MessageRow};
 use crate::db::schema::{chat_members, chats, document_access, documents, health_probe, messages};
 
@@ -152,11 +153,11 @@ fn is_member(c: &mut AnyConnection, chat: &ChatId, user: &UserId) -> Result<bool
     Ok(n > 0)
 }
 
-fn may_read(c: &mut AnyConnection, chat: &ChatRow, user: &UserId) -> Result<bool, TxError> {
+pub(super) fn may_read(c: &mut AnyConnection, chat: &ChatRow, user: &UserId) -> Result<bool, TxError> {
     Ok(!chat.private || is_member(c, &ChatId::parse(&chat.id).map_err(|_| StoreError::Internal("corrupt chat id".into()))?, user)?)
 }
 
-fn private_chat(chat: &ChatId) -> StoreError {
+pub(super) fn private_chat(chat: &ChatId) -> StoreError {
     StoreError::PermissionDenied(format!("chat {chat} is private"))
 }
 
@@ -164,7 +165,7 @@ pub(super) fn no_document(doc: &DocumentId) -> StoreError {
     StoreError::NotFound(format!("document {doc}"))
 }
 
-fn no_chat(chat: &ChatId) -> StoreError {
+pub(super) fn no_chat(chat: &ChatId) -> StoreError {
     StoreError::NotFound(format!("chat {chat}"))
 }
 
@@ -379,26 +380,39 @@ fn append_batch(c: &mut AnyConnection, batch: &[NewMessage], at: i64, items: Ite
     ids.sort_unstable();
     ids.dedup();
     let mut chats = lock_chats(c, &ids)?;
-    // (chat, user, client_msg_id) -> message stored earlier in this batch.
-    let mut fresh_ids: HashMap<(&ChatId, &UserId, &str), Message> = HashMap::new();
-    let mut out = Vec::with_capacity(batch.len());
-    for m in batch {
-        let Some(chat) = chats.get_mut(&m.chat_id) else {
-            out.push(Err(no_chat(&m.chat_id)));
-            continue;
-        };
-        let outcome = items.run(c, |c| append_one(c, m, chat, &fresh_ids, at))?;
-        if let Ok(Appended { message, fresh: true }) = &outcome {
-            // Only a stored item takes a seq.
-            chat.last_seq = message.seq.0;
-            if let Some(cid) = m.client_msg_id.as_deref() {
-                fresh_ids.insert((&m.chat_id, &m.user_id, cid), message.clone());
+    let locked_at: HashMap<&ChatId, i64> = chats.iter().map(|(id, chat)| (*id, chat.last_seq)).collect();
+    let out = if items == Items::Together && matches!(c, AnyConnection::Postgresql(_)) {
+        pg_batch::append(c, batch, &mut chats, at)?
+    } else {
+        // (chat, user, client_msg_id) -> message stored earlier in this batch.
+        let mut fresh_ids: HashMap<(&ChatId, &UserId, &str), Message> = HashMap::new();
+        let mut out = Vec::with_capacity(batch.len());
+        for m in batch {
+            let Some(chat) = chats.get_mut(&m.chat_id) else {
+                out.push(Err(no_chat(&m.chat_id)));
+                continue;
+            };
+            let outcome = items.run(c, |c| append_one(c, m, chat, &fresh_ids, at))?;
+            if let Ok(Appended { message, fresh: true }) = &outcome {
+                // Only a stored item takes a seq.
+                chat.last_seq = message.seq.0;
+                if let Some(cid) = m.client_msg_id.as_deref() {
+                    fresh_ids.insert((&m.chat_id, &m.user_id, cid), message.clone());
+                }
+            }
+            out.push(outcome);
+        }
+        out
+    };
+    let moved: Vec<(&str, i64)> =
+        chats.iter().filter(|(id, chat)| locked_at.get(*id) != Some(&chat.last_seq)).map(|(id, chat)| (id.as_str(), chat.last_seq)).collect();
+    match c {
+        AnyConnection::Postgresql(n) => pg_batch::set_last_seqs(n, &moved)?,
+        AnyConnection::Sqlite(n) => {
+            for (id, last_seq) in moved {
+                diesel::update(chats::table.find(id)).set(chats::last_seq.eq(last_seq)).execute(n)?;
             }
         }
-        out.push(outcome);
-    }
-    for (id, chat) in &chats {
-        on_backend!(c, |n| diesel::update(chats::table.find(id.as_str())).set(chats::last_seq.eq(chat.last_seq)).execute(n))?;
     }
     Ok(out)
 }
