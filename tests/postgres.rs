@@ -348,3 +348,43 @@ fn a_batch_of_messages_keeps_every_outcome_of_one_at_a_time() {
     let contents: Vec<&str> = page.messages.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(contents, vec!["one", "v's own c1", "three"]);
 }
+
+/// Joins create the chats they name in a group commit; two engine
+/// processes creating the same new chats in opposite orders must not
+/// deadlock (PostgreSQL would fail one of the two transactions).
+#[test]
+fn two_processes_creating_the_same_chats_in_opposite_orders_do_not_deadlock() {
+    use huddle_actors::store::NewChat;
+    use std::sync::Barrier;
+
+    let Some(db) = TempDatabase::create() else { return };
+    let stores = [store_on(&db), store_on(&db)];
+    let barrier = Barrier::new(2);
+    let failures = std::sync::Mutex::new(Vec::new());
+    let by = UserId::parse("joiner").unwrap();
+    std::thread::scope(|s| {
+        for (side, store) in stores.iter().enumerate() {
+            let (barrier, by, failures) = (&barrier, &by, &failures);
+            s.spawn(move || {
+                for round in 0..100 {
+                    let mut new: Vec<NewChat> =
+                        (0..20).map(|k| NewChat { id: ChatId::parse(&format!("r{round}-{k:02}")).unwrap(), created_by: by.clone() }).collect();
+                    if side == 1 {
+                        new.reverse();
+                    }
+                    barrier.wait();
+                    // Both sides go through every round (a panic here would
+                    // leave the other waiting at the barrier): failures are
+                    // counted, and asserted after.
+                    match store.create_public_chats(&new) {
+                        Ok(out) if out.iter().all(Result::is_ok) => {}
+                        other => failures.lock().unwrap().push(format!("round {round}, side {side}: {other:?}")),
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{} of 200 creations failed, first: {}", failures.len(), failures[0]);
+    assert_eq!(stores[0].chat_last_seq(&ChatId::parse("r99-19").unwrap()).unwrap(), Some(Seq(0)));
+}

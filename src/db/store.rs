@@ -581,18 +581,35 @@ impl Store for SqlStore {
         self.write(|| {
             let mut c = self.conn()?;
             let at = now();
+            // In id order: two engine processes creating {A, B} and {B, A}
+            // at once would each wait for the other's uncommitted row, a
+            // deadlock PostgreSQL breaks by failing one of them.
+            let mut sorted: Vec<&NewChat> = new.iter().collect();
+            sorted.sort_by(|a, b| a.id.cmp(&b.id));
+            sorted.dedup_by(|a, b| a.id == b.id);
+            let rows: Vec<_> = sorted
+                .iter()
+                .map(|chat| {
+                    (
+                        chats::id.eq(chat.id.as_str()),
+                        chats::private.eq(false),
+                        chats::created_at.eq(at),
+                        chats::created_by.eq(Some(chat.created_by.as_str())),
+                        chats::last_seq.eq(0_i64),
+                    )
+                })
+                .collect();
             transaction(&mut c, |c| {
-                for chat in new {
-                    on_backend!(c, |n| diesel::insert_into(chats::table)
-                        .values((
-                            chats::id.eq(chat.id.as_str()),
-                            chats::private.eq(false),
-                            chats::created_at.eq(at),
-                            chats::created_by.eq(Some(chat.created_by.as_str())),
-                            chats::last_seq.eq(0_i64),
-                        ))
-                        .on_conflict_do_nothing()
-                        .execute(n))?;
+                match c {
+                    // One statement, its rows in that order.
+                    AnyConnection::Postgresql(n) => {
+                        diesel::insert_into(chats::table).values(&rows).on_conflict_do_nothing().execute(n)?;
+                    }
+                    AnyConnection::Sqlite(n) => {
+                        for row in &rows {
+                            diesel::insert_into(chats::table).values(row.clone()).on_conflict_do_nothing().execute(n)?;
+                        }
+                    }
                 }
                 Ok(())
             })?;
