@@ -25,6 +25,18 @@ fn store_on(db: &TempDatabase) -> SqlStore {
     SqlStore::new(pool.clone(), Writers::shared(&pool))
 }
 
+/// A message to append, as an HTTP publish (its access checked).
+fn message(chat: &ChatId, user: &str, content: &str, cid: Option<&str>) -> NewMessage {
+    NewMessage {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        chat_id: chat.clone(),
+        user_id: UserId::parse(user).unwrap(),
+        content: content.into(),
+        client_msg_id: cid.map(str::to_owned),
+        check_access: true,
+    }
+}
+
 fn start(db: &TempDatabase) -> TestServer {
     let url = db.url.clone();
     TestServer::start_on(std::path::Path::new("unused"), move |o| o.database_url = url, jwt())
@@ -108,14 +120,6 @@ fn an_item_postgres_refuses_fails_alone_and_the_batch_commits() {
     let (a, b) = (ChatId::parse("a").unwrap(), ChatId::parse("b").unwrap());
     store.create_chat(&a, false, &[], None).unwrap();
     store.create_chat(&b, false, &[], None).unwrap();
-    let message = |chat: &ChatId, user: &str, content: &str, cid: Option<&str>| NewMessage {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        chat_id: chat.clone(),
-        user_id: UserId::parse(user).unwrap(),
-        content: content.into(),
-        client_msg_id: cid.map(str::to_owned),
-        check_access: true,
-    };
     let out = store
         .append_messages(&[
             message(&a, "ann", "one", None),
@@ -311,14 +315,6 @@ fn a_batch_of_messages_keeps_every_outcome_of_one_at_a_time() {
     store.create_chat(&p1, false, &[], None).unwrap();
     store.create_chat(&p2, false, &[], None).unwrap();
     store.create_chat(&private, true, &[UserId::parse("m").unwrap()], None).unwrap();
-    let message = |chat: &ChatId, user: &str, content: &str, cid: Option<&str>| NewMessage {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        chat_id: chat.clone(),
-        user_id: UserId::parse(user).unwrap(),
-        content: content.into(),
-        client_msg_id: cid.map(str::to_owned),
-        check_access: true,
-    };
     let seq = |out: &StoreResult<huddle_actors::store::Appended>| out.as_ref().map(|a| (a.message.seq.0, a.fresh, a.message.content.clone())).map_err(Clone::clone);
     let out = store
         .append_messages(&[

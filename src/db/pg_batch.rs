@@ -149,15 +149,7 @@ pub(super) fn append(
                 continue;
             }
         }
-        let row = MessageRow {
-            chat_id: m.chat_id.as_str().to_owned(),
-            seq: chat.last_seq + 1,
-            id: m.id.clone(),
-            user_id: m.user_id.as_str().to_owned(),
-            content: m.content.clone(),
-            created_at: at,
-            client_msg_id: m.client_msg_id.clone(),
-        };
+        let row = MessageRow::new(m, chat.last_seq + 1, at);
         let message = row.clone().into_message()?;
         chat.last_seq = row.seq;
         if let Some(cid) = m.client_msg_id.as_deref() {

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use huddle_actors::ids::{ChatId, DocumentId, Seq, UserId, Version};
 use huddle_actors::model::{Change, ChangeKind, Chat, Document, Message, Role, Timestamp};
 use huddle_actors::ot::Operation;
-use huddle_actors::store::StoreError;
+use huddle_actors::store::{NewMessage, StoreError};
 
 use crate::db::schema::{chats, document_changes, document_snapshots, documents, messages};
 
@@ -79,6 +79,19 @@ pub struct MessageRow {
 }
 
 impl MessageRow {
+    /// The row of `m` stored as `seq` at `at`.
+    pub fn new(m: &NewMessage, seq: i64, at: i64) -> MessageRow {
+        MessageRow {
+            chat_id: m.chat_id.as_str().to_owned(),
+            seq,
+            id: m.id.clone(),
+            user_id: m.user_id.as_str().to_owned(),
+            content: m.content.clone(),
+            created_at: at,
+            client_msg_id: m.client_msg_id.clone(),
+        }
+    }
+
     pub fn into_message(self) -> Result<Message, StoreError> {
         Ok(Message {
             chat_id: ChatId::parse(&self.chat_id).map_err(|_| corrupt("chat id", &self.chat_id))?,

@@ -360,15 +360,7 @@ fn append_one(
             return Ok(Ok(Appended { message: row.into_message()?, fresh: false }));
         }
     }
-    let row = MessageRow {
-        chat_id: m.chat_id.as_str().to_owned(),
-        seq: chat.last_seq + 1,
-        id: m.id.clone(),
-        user_id: m.user_id.as_str().to_owned(),
-        content: m.content.clone(),
-        created_at: at,
-        client_msg_id: m.client_msg_id.clone(),
-    };
+    let row = MessageRow::new(m, chat.last_seq + 1, at);
     on_backend!(c, |n| diesel::insert_into(messages::table).values(&row).execute(n))?;
     Ok(Ok(Appended { message: row.into_message()?, fresh: true }))
 }
