@@ -158,10 +158,10 @@ pub(super) fn append(
         rows.push(row);
         out.push(Ok(Appended { message, fresh: true }));
     }
-    if let AnyConnection::Postgresql(n) = c {
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            diesel::insert_into(messages::table).values(chunk).execute(n)?;
-        }
+    // Written for PostgreSQL, but correct on any backend: nothing here
+    // depends on the caller having checked which one it is.
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        on_backend!(c, |n| diesel::insert_into(messages::table).values(chunk).execute(n))?;
     }
     Ok(out)
 }
@@ -173,17 +173,16 @@ fn stored_client_ids<'b>(c: &mut AnyConnection, batch: &'b [NewMessage]) -> Resu
         .iter()
         .filter_map(|m| m.client_msg_id.as_deref().map(|cid| (m.chat_id.as_str(), m.user_id.as_str(), cid)))
         .collect();
-    let AnyConnection::Postgresql(n) = c else { return Ok(HashMap::new()) };
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
     let chat_ids: Vec<&str> = wanted.iter().map(|w| w.0).collect();
     let cids: Vec<&str> = wanted.iter().map(|w| w.2).collect();
-    let rows: Vec<MessageRow> = messages::table
+    let rows: Vec<MessageRow> = on_backend!(c, |n| messages::table
         .filter(messages::chat_id.eq_any(&chat_ids))
         .filter(messages::client_msg_id.eq_any(&cids))
         .select(MessageRow::as_select())
-        .load(n)?;
+        .load(n))?;
     let mut by_key: HashMap<(String, String, String), MessageRow> = HashMap::with_capacity(rows.len());
     for row in rows {
         if let Some(cid) = row.client_msg_id.clone() {
