@@ -191,6 +191,11 @@ pub struct Options {
     /// milliseconds.
     #[arg(long, env = "HUDDLE_AWARENESS_INTERVAL_MS", default_value_t = 50)]
     pub awareness_interval_ms: u64,
+    /// Longest a document room holds its next group of edits for the
+    /// connections whose edits it just acked (never longer than that
+    /// commit took; 0: never): busy editors' edits then commit together.
+    #[arg(long, env = "HUDDLE_EDIT_GATHER_MS", default_value_t = 5)]
+    pub edit_gather_ms: u64,
 
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "HUDDLE_WORKERS", default_value_t = 0)]
@@ -252,6 +257,7 @@ impl Options {
             presence_interval: Duration::from_millis(self.presence_interval_ms.max(1)),
             max_awareness_bytes: self.max_awareness_bytes,
             awareness_interval: Duration::from_millis(self.awareness_interval_ms.max(1)),
+            edit_gather: Duration::from_millis(self.edit_gather_ms),
         }
     }
 

@@ -229,6 +229,41 @@ async fn whole_content_updates_are_history_and_operations_rebase_over_them() {
     server.stop().await;
 }
 
+/// After a commit the room holds the next group for the connections it
+/// just acked (so that busy editors' edits commit together), but never
+/// longer than that commit took: an author who goes quiet holds nobody.
+/// The setting's own ceiling is set far above any commit here, so only
+/// the commit's duration ends each hold.
+#[tokio::test]
+async fn an_author_who_goes_quiet_after_an_ack_does_not_hold_the_next_edits() {
+    let server = TestServer::start_with(|o| {
+        tuned(o);
+        o.edit_gather_ms = 600_000;
+    });
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.ok("documents:create", json!({"document_id": "d", "content": ""})).await;
+    alice.ok("documents:share", json!({"document_id": "d", "user_id": "bob", "role": "editor"})).await;
+    // Appends `s` to a document of `len` characters.
+    let append = |len: i64, s: &str| if len == 0 { json!([s]) } else { json!([len, s]) };
+    let mut version = 0;
+    for round in 0..20 {
+        // Alice's ack starts a hold for Alice, who sends nothing more this
+        // round: Bob's edits must go out when it ends.
+        let ack = alice.ok("documents:op", json!({"document_id": "d", "base_version": version, "ops": append(version, "a")})).await;
+        assert_eq!(ack["version"], version + 1, "round {round}");
+        for _ in 0..2 {
+            version += 1;
+            let ack = bob.ok("documents:op", json!({"document_id": "d", "base_version": version, "ops": append(version, "b")})).await;
+            assert_eq!(ack["version"], version + 1, "round {round}");
+        }
+        version += 1;
+    }
+    let doc = alice.ok("documents:snapshot", json!({"document_id": "d", "version": version})).await;
+    assert_eq!(doc["document"]["content"], "abb".repeat(20));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_operation_resent_after_a_reconnect_is_applied_once() {
     let server = TestServer::start_with(|o| {

@@ -45,6 +45,10 @@ pub struct Settings {
     pub max_awareness_bytes: usize,
     /// At most one `awareness` push per connection and room per interval.
     pub awareness_interval: Duration,
+    /// Longest a document room holds its next group for the authors of
+    /// the group just acked (never longer than that commit took); zero:
+    /// never. See `document::room::gather`.
+    pub edit_gather: Duration,
 }
 
 impl Default for Settings {
@@ -72,6 +76,7 @@ impl Default for Settings {
             presence_interval: Duration::from_millis(1000),
             max_awareness_bytes: 1024,
             awareness_interval: Duration::from_millis(50),
+            edit_gather: Duration::from_millis(5),
         }
     }
 }

@@ -38,11 +38,13 @@
 //! ([`access`]).
 
 mod access;
+mod gather;
 mod remote;
 mod rights;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::dev::ResponseFuture;
 use actix::{
@@ -54,6 +56,7 @@ use tokio::sync::oneshot;
 use crate::config::Settings;
 use crate::document::order::Ordered;
 use crate::document::pending::{Answer, Pending, Reply, Slots};
+use self::gather::Gather;
 use self::rights::Confirmed;
 use crate::document::timeline::{Draft, Edit, EditRef, Rejection, Timeline, WindowLimits, WINDOW_CHARS};
 use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
@@ -145,6 +148,7 @@ pub struct ShareDocument {
 struct InFlight {
     group: Vec<Pending>,
     draft: Draft,
+    since: Instant,
 }
 
 pub struct DocumentRoom {
@@ -158,6 +162,8 @@ pub struct DocumentRoom {
     timeline: Option<Timeline>,
     waiting: VecDeque<Pending>,
     committing: Option<InFlight>,
+    /// Set after a commit: the next group waits for its acked authors.
+    gather: Option<Gather>,
     /// Edits waiting for a store read before they may queue (an edit
     /// right, an old `op_id`).
     checking: usize,
@@ -201,6 +207,7 @@ impl DocumentRoom {
             timeline: None,
             waiting: VecDeque::new(),
             committing: None,
+            gather: None,
             checking: 0,
             rights_checks: HashMap::new(),
             uncertain: HashMap::new(),
@@ -355,6 +362,9 @@ impl DocumentRoom {
                 }
             }
         }
+        if let (Some(gather), Some(session)) = (&mut self.gather, pending.session()) {
+            gather.arrived(session);
+        }
         self.waiting.push_back(pending);
         self.submit(ctx);
     }
@@ -404,6 +414,12 @@ impl DocumentRoom {
             if self.ordered.as_ref().is_some_and(Ordered::holds_commits) {
                 break;
             }
+            if let Some(gather) = &self.gather {
+                if !gather.done(Instant::now()) && self.waiting.len() < MAX_GROUP {
+                    break;
+                }
+                self.gather = None;
+            }
             let Some(timeline) = &self.timeline else { break };
             let take = self.waiting.len().min(MAX_GROUP);
             let group: Vec<Pending> = self.waiting.drain(..take).collect();
@@ -419,7 +435,7 @@ impl DocumentRoom {
             let mut set = draft.change_set(&self.id);
             set.rights_at = self.confirmed.covering(set.changes.iter().map(|c| &c.user_id));
             let stored = self.db.commit_changes(set);
-            self.committing = Some(InFlight { group, draft });
+            self.committing = Some(InFlight { group, draft, since: Instant::now() });
             ctx.spawn(stored.into_actor(self).map(|outcome, room, ctx| room.stored(outcome, ctx)));
         }
         self.activity_changed(ctx);
@@ -435,13 +451,18 @@ impl DocumentRoom {
 
     /// The store answered the group in flight.
     fn stored(&mut self, outcome: Result<CommitOutcome, WireError>, ctx: &mut Context<Self>) {
-        let Some(InFlight { group, draft }) = self.committing.take() else { return };
+        let Some(InFlight { group, draft, since }) = self.committing.take() else { return };
         let on_base = self.timeline.as_ref().is_some_and(|t| t.version() == draft.base_version());
         match outcome {
             Ok(CommitOutcome::Stored { at, rights_at }) if on_base => {
                 self.confirmed.stored(rights_at, draft.authors());
+                let acked: Vec<SessionId> = group.iter().filter_map(Pending::session).collect();
                 if let Some(pause) = self.release(group, draft, at) {
                     ctx.run_later(pause, |room, ctx| room.resume(ctx));
+                }
+                if let Some((gather, wait)) = Gather::after(acked, since.elapsed(), self.settings.edit_gather) {
+                    self.gather = Some(gather);
+                    ctx.run_later(wait, |room, ctx| room.submit(ctx));
                 }
             }
             Ok(CommitOutcome::Stored { .. }) => {
