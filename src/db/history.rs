@@ -409,9 +409,11 @@ fn store(c: &mut AnyConnection, set: &ChangeSet, at: i64, rights_at: i64) -> Res
     Ok(true)
 }
 
-/// A change row to insert.
+/// A change row to insert. `None` is bound as NULL rather than left out:
+/// the statement's SQL is then the same for every row, and diesel caches
+/// it by type instead of writing its SQL out to look it up.
 #[derive(Insertable)]
-#[diesel(table_name = document_changes)]
+#[diesel(table_name = document_changes, treat_none_as_default_value = false)]
 pub(super) struct NewChangeRow<'a> {
     document_id: &'a str,
     version: i64,
@@ -451,4 +453,42 @@ pub(super) fn insert_snapshots(c: &mut AnyConnection, set: &ChangeSet, at: i64) 
         insert_snapshot(c, &set.document_id, *version, content, at, &author.user_id)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::query_builder::QueryId;
+    use diesel::sqlite::Sqlite;
+
+    use super::*;
+
+    /// diesel keeps a prepared statement by its type only when the type
+    /// says its SQL never varies; otherwise it writes the SQL out at every
+    /// run to find it (an insert), or prepares it afresh (an update). These
+    /// are the statements of every group commit.
+    fn cached_by_type<Q: QueryId>(_: &Q) -> bool {
+        Q::HAS_STATIC_QUERY_ID
+    }
+
+    #[test]
+    fn a_group_commits_with_statements_cached_by_type() {
+        let advance = Advance { id: "d", base: 1, rights_at: 0, content: "x", top: 2, at: 0, by: "u" };
+        assert!(cached_by_type(&advance));
+        let row = NewChangeRow { document_id: "d", version: 2, ops: "[1]", user_id: "u", created_at: 0, op_id: None, kind: 0 };
+        let insert = diesel::insert_into(document_changes::table).values(&row);
+        assert!(cached_by_type(&insert));
+        let sql = diesel::debug_query::<Sqlite, _>(&insert).to_string();
+        assert!(sql.contains("`op_id`"), "a missing op_id is bound as NULL, not left out: {sql}");
+        let message = rows::MessageRow {
+            chat_id: "c".into(),
+            seq: 1,
+            id: "m".into(),
+            user_id: "u".into(),
+            content: "hi".into(),
+            created_at: 0,
+            client_msg_id: None,
+        };
+        let insert = diesel::insert_into(crate::db::schema::messages::table).values(&message);
+        assert!(cached_by_type(&insert));
+    }
 }

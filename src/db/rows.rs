@@ -67,7 +67,7 @@ impl ChatRow {
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = messages)]
+#[diesel(table_name = messages, treat_none_as_default_value = false)]
 pub struct MessageRow {
     pub chat_id: String,
     pub seq: i64,
