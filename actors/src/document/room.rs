@@ -456,7 +456,11 @@ impl DocumentRoom {
         match outcome {
             Ok(CommitOutcome::Stored { at, rights_at }) if on_base => {
                 self.confirmed.stored(rights_at, draft.authors());
-                let acked: Vec<SessionId> = group.iter().filter_map(Pending::session).collect();
+                // A connection with an edit waiting already (it sent
+                // several without waiting for acks) is not waited for.
+                let queued: HashSet<SessionId> = self.waiting.iter().filter_map(Pending::session).collect();
+                let acked: Vec<SessionId> =
+                    group.iter().filter_map(Pending::session).filter(|s| !queued.contains(s)).collect();
                 if let Some(pause) = self.release(group, draft, at) {
                     ctx.run_later(pause, |room, ctx| room.resume(ctx));
                 }
