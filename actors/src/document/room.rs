@@ -9,7 +9,9 @@
 //! that arrive meanwhile wait, and are prepared together (transformed in
 //! arrival order) into the next group, which is one change set in the next
 //! group commit. One group is in flight at a time, so every group is
-//! prepared on versions the room has seen committed.
+//! prepared on versions the room has seen committed. After a commit the
+//! room may hold the next group briefly for the connections it just
+//! acked, so that busy editors' edits commit together ([`gather`]).
 //!
 //! The store commits a group only if the document is still at the version
 //! the group was prepared on (the database is the serialization point of
@@ -456,15 +458,12 @@ impl DocumentRoom {
         match outcome {
             Ok(CommitOutcome::Stored { at, rights_at }) if on_base => {
                 self.confirmed.stored(rights_at, draft.authors());
-                // A connection with an edit waiting already (it sent
-                // several without waiting for acks) is not waited for.
-                let queued: HashSet<SessionId> = self.waiting.iter().filter_map(Pending::session).collect();
-                let acked: Vec<SessionId> =
-                    group.iter().filter_map(Pending::session).filter(|s| !queued.contains(s)).collect();
+                let acked: Vec<SessionId> = group.iter().filter_map(Pending::session).collect();
                 if let Some(pause) = self.release(group, draft, at) {
                     ctx.run_later(pause, |room, ctx| room.resume(ctx));
                 }
-                if let Some((gather, wait)) = Gather::after(acked, since.elapsed(), self.settings.edit_gather) {
+                let queued = self.waiting.iter().filter_map(Pending::session);
+                if let Some((gather, wait)) = Gather::after(acked, queued, since.elapsed(), self.settings.edit_gather) {
                     self.gather = Some(gather);
                     ctx.run_later(wait, |room, ctx| room.submit(ctx));
                 }

@@ -30,14 +30,26 @@ pub(super) struct Gather {
 }
 
 impl Gather {
-    /// After a commit of `took`, which acked `acked`: `None` when nothing
-    /// is worth waiting for.
-    pub(super) fn after(acked: impl IntoIterator<Item = SessionId>, took: Duration, limit: Duration) -> Option<(Gather, Duration)> {
+    /// After a commit of `took`, which acked `acked`, with edits of
+    /// `queued` waiting already (a connection that sent several without
+    /// waiting for acks is back before its ack): `None` when nothing is
+    /// worth waiting for.
+    pub(super) fn after(
+        acked: impl IntoIterator<Item = SessionId>,
+        queued: impl IntoIterator<Item = SessionId>,
+        took: Duration,
+        limit: Duration,
+    ) -> Option<(Gather, Duration)> {
         let wait = took.min(limit);
         if wait.is_zero() {
             return None;
         }
-        let awaited: HashSet<SessionId> = acked.into_iter().collect();
+        let mut awaited: HashSet<SessionId> = acked.into_iter().collect();
+        if !awaited.is_empty() {
+            for session in queued {
+                awaited.remove(&session);
+            }
+        }
         if awaited.is_empty() {
             return None;
         }
@@ -62,7 +74,7 @@ mod tests {
     #[test]
     fn the_group_goes_once_every_acked_connection_is_back() {
         let (a, b, c) = (SessionId::new(), SessionId::new(), SessionId::new());
-        let (mut g, wait) = Gather::after([a, b], Duration::from_millis(3), Duration::from_millis(5)).unwrap();
+        let (mut g, wait) = Gather::after([a, b], [], Duration::from_millis(3), Duration::from_millis(5)).unwrap();
         assert_eq!(wait, Duration::from_millis(3));
         let now = Instant::now();
         assert!(!g.done(now));
@@ -75,7 +87,7 @@ mod tests {
 
     #[test]
     fn the_hold_ends_at_the_shorter_of_the_commit_and_the_limit() {
-        let (g, wait) = Gather::after([SessionId::new()], Duration::from_millis(40), Duration::from_millis(5)).unwrap();
+        let (g, wait) = Gather::after([SessionId::new()], [], Duration::from_millis(40), Duration::from_millis(5)).unwrap();
         assert_eq!(wait, Duration::from_millis(5));
         assert!(!g.done(Instant::now()));
         assert!(g.done(Instant::now() + wait));
@@ -83,7 +95,17 @@ mod tests {
 
     #[test]
     fn nothing_to_wait_for_means_no_hold() {
-        assert!(Gather::after([], Duration::from_millis(3), Duration::from_millis(5)).is_none());
-        assert!(Gather::after([SessionId::new()], Duration::from_millis(3), Duration::ZERO).is_none());
+        assert!(Gather::after([], [], Duration::from_millis(3), Duration::from_millis(5)).is_none());
+        assert!(Gather::after([SessionId::new()], [], Duration::from_millis(3), Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn a_connection_with_an_edit_queued_already_is_not_waited_for() {
+        let (a, b) = (SessionId::new(), SessionId::new());
+        assert!(Gather::after([a], [a], Duration::from_millis(3), Duration::from_millis(5)).is_none());
+        let (mut g, _) = Gather::after([a, b], [a], Duration::from_millis(3), Duration::from_millis(5)).unwrap();
+        assert!(!g.done(Instant::now()));
+        g.arrived(b);
+        assert!(g.done(Instant::now()));
     }
 }
