@@ -71,7 +71,7 @@ use crate::peer::Requester;
 use crate::protocol::frames::{DocumentJoined, DocumentUpdatedAck, OpApplied, Shared};
 use crate::protocol::request::DOCUMENT_HISTORY_LIMIT_MAX;
 use crate::protocol::{ErrorCode, Push, WireError};
-use crate::store::{CommitOutcome, Db, Refusal, StoreError};
+use crate::store::{CommitOutcome, Db, OpenSet, Refusal, StoreError};
 
 /// Most edits of one room in one commit: bounds the work a group adds to a
 /// transaction, and what a redone group prepares again.
@@ -150,6 +150,8 @@ pub struct ShareDocument {
 struct InFlight {
     group: Vec<Pending>,
     draft: Draft,
+    /// Shared with the group commit, which takes it when it runs.
+    set: OpenSet,
     since: Instant,
 }
 
@@ -367,8 +369,37 @@ impl DocumentRoom {
         if let (Some(gather), Some(session)) = (&mut self.gather, pending.session()) {
             gather.arrived(session);
         }
+        let Err(pending) = self.extend(pending) else { return };
         self.waiting.push_back(pending);
         self.submit(ctx);
+    }
+
+    /// Adds an edit to the group in flight while the group commit has not
+    /// taken its change set yet (it waits for the batch before it): the
+    /// edit is then stored with it instead of a whole commit later. Only
+    /// when nothing waits before it (the order of a connection's edits
+    /// holds), and not in cluster mode, where a group on a version other
+    /// nodes moved past is prepared again as a whole.
+    fn extend(&mut self, pending: Pending) -> Result<(), Pending> {
+        let (Some(flight), Some(timeline)) = (&mut self.committing, &self.timeline) else { return Err(pending) };
+        if !self.waiting.is_empty() || self.ordered.is_some() || flight.group.len() >= MAX_GROUP {
+            return Err(pending);
+        }
+        let (draft, confirmed, max_bytes) = (&mut flight.draft, &self.confirmed, self.settings.max_document_bytes);
+        let extended = flight.set.extend(|set| {
+            let edit = EditRef { edit: &pending.edit, user: &pending.user, op_id: pending.op_id.as_deref() };
+            if let Some(extension) = timeline.extend(draft, &edit, max_bytes) {
+                extension.apply(set);
+                set.rights_at = confirmed.covering(set.changes.iter().map(|c| &c.user_id));
+            }
+        });
+        match extended {
+            Some(()) => {
+                flight.group.push(pending);
+                Ok(())
+            }
+            None => Err(pending),
+        }
     }
 
     /// The waiting or committing edit with this `(author, op_id)`.
@@ -436,8 +467,9 @@ impl DocumentRoom {
             }
             let mut set = draft.change_set(&self.id);
             set.rights_at = self.confirmed.covering(set.changes.iter().map(|c| &c.user_id));
-            let stored = self.db.commit_changes(set);
-            self.committing = Some(InFlight { group, draft, since: Instant::now() });
+            let set = OpenSet::new(set);
+            let stored = self.db.commit_changes(set.clone());
+            self.committing = Some(InFlight { group, draft, set, since: Instant::now() });
             ctx.spawn(stored.into_actor(self).map(|outcome, room, ctx| room.stored(outcome, ctx)));
         }
         self.activity_changed(ctx);
@@ -453,7 +485,7 @@ impl DocumentRoom {
 
     /// The store answered the group in flight.
     fn stored(&mut self, outcome: Result<CommitOutcome, WireError>, ctx: &mut Context<Self>) {
-        let Some(InFlight { group, draft, since }) = self.committing.take() else { return };
+        let Some(InFlight { group, draft, since, .. }) = self.committing.take() else { return };
         let on_base = self.timeline.as_ref().is_some_and(|t| t.version() == draft.base_version());
         match outcome {
             Ok(CommitOutcome::Stored { at, rights_at }) if on_base => {

@@ -127,6 +127,23 @@ pub struct Staged {
     weight: usize,
 }
 
+/// What a change set in the store's queue gains from [`Timeline::extend`].
+pub struct Extension {
+    pub change: NewChange,
+    /// The content after the whole group.
+    pub content: Arc<str>,
+    pub snapshots: Vec<(Version, Arc<str>)>,
+}
+
+impl Extension {
+    /// Adds itself to the set it extends.
+    pub fn apply(self, set: &mut store::ChangeSet) {
+        set.changes.push(self.change);
+        set.content = self.content;
+        set.snapshots.extend(self.snapshots);
+    }
+}
+
 /// A prepared group: per edit, its change or why it has none; the
 /// content after them all; the snapshots due.
 pub struct Draft {
@@ -229,19 +246,47 @@ impl Timeline {
         let mut draft =
             Draft { base: self.version(), outcomes: Vec::new(), content: None, len: self.len, snapshots: Vec::new() };
         for edit in edits {
-            match self.stage(&draft, &edit, max_bytes) {
-                Ok((staged, content)) => {
-                    if snapshot_due(staged.version) {
-                        draft.snapshots.push((staged.version, Arc::from(content.as_str())));
-                    }
-                    draft.len = staged.len_after;
-                    draft.content = Some(content);
-                    draft.outcomes.push(Ok(staged));
-                }
-                Err(rejection) => draft.outcomes.push(Err(rejection)),
-            }
+            self.add(&mut draft, &edit, max_bytes);
         }
         draft
+    }
+
+    /// Adds one edit to a draft whose change set went to the store already
+    /// and may still grow (the batch that commits it has not taken it):
+    /// what the set gains, or `None` when the edit is rejected (its
+    /// rejection waits in the draft, answered with the group).
+    pub fn extend(&self, draft: &mut Draft, edit: &EditRef<'_>, max_bytes: usize) -> Option<Extension> {
+        if !self.add(draft, edit, max_bytes) {
+            return None;
+        }
+        let staged = draft.outcomes.last_mut()?.as_mut().ok()?;
+        let change = NewChange {
+            user_id: staged.user_id.clone(),
+            ops: std::mem::take(&mut staged.json),
+            op_id: staged.op_id.clone(),
+            kind: staged.kind,
+        };
+        let content = Arc::from(draft.content.as_deref().unwrap_or_default());
+        Some(Extension { change, content, snapshots: std::mem::take(&mut draft.snapshots) })
+    }
+
+    /// Stages `edit` on the draft: `true` when it has a change.
+    fn add(&self, draft: &mut Draft, edit: &EditRef<'_>, max_bytes: usize) -> bool {
+        match self.stage(draft, edit, max_bytes) {
+            Ok((staged, content)) => {
+                if snapshot_due(staged.version) {
+                    draft.snapshots.push((staged.version, Arc::from(content.as_str())));
+                }
+                draft.len = staged.len_after;
+                draft.content = Some(content);
+                draft.outcomes.push(Ok(staged));
+                true
+            }
+            Err(rejection) => {
+                draft.outcomes.push(Err(rejection));
+                false
+            }
+        }
     }
 
     /// One edit of a group, on the draft so far.
@@ -524,6 +569,43 @@ mod tests {
 
     fn edit(base: i64, ops: serde_json::Value) -> Edit {
         Edit::Op { base: Version(base), ops: Arc::new(op(ops)) }
+    }
+
+    /// A set extended while it waited for the store holds what preparing
+    /// the whole group at once would: the same changes, content, snapshots.
+    #[test]
+    fn extending_a_sent_set_equals_preparing_the_group_at_once() {
+        let t = fresh("hello");
+        let edits = [
+            (edit(0, json!([5, " world"])), user("a"), Some("a1")),
+            (edit(0, json!([5, "!"])), user("b"), None),
+            (Edit::Replace { content: Arc::from("bye"), version: Version(4) }, user("c"), None),
+            (Edit::Replace { content: Arc::from("late"), version: Version(2) }, user("c"), None),
+            (edit(0, json!(["<", 5])), user("a"), Some("a2")),
+        ];
+        let refs = || edits.iter().map(|(edit, user, op_id)| EditRef { edit, user, op_id: *op_id });
+        let id = DocumentId::parse("d").unwrap();
+        let mut whole = t.prepare(refs(), 64);
+        let at_once = whole.change_set(&id);
+
+        let mut draft = t.prepare(refs().take(1), 64);
+        let mut set = draft.change_set(&id);
+        let mut extended = Vec::new();
+        for edit in refs().skip(1) {
+            let extension = t.extend(&mut draft, &edit, 64);
+            extended.push(extension.is_some());
+            if let Some(extension) = extension {
+                extension.apply(&mut set);
+            }
+        }
+        // The stale update (version 2, not 4) is rejected and waits in the draft.
+        assert_eq!(extended, vec![true, false, false, true]);
+        assert_eq!(draft.rejections().map(|r| r.is_some()).collect::<Vec<_>>(), vec![false, false, true, true, false]);
+        let ops = |s: &store::ChangeSet| s.changes.iter().map(|c| c.ops.clone()).collect::<Vec<_>>();
+        assert_eq!(ops(&set), ops(&at_once));
+        assert_eq!(set.content, at_once.content);
+        assert_eq!(&*set.content, "<hello world!");
+        assert_eq!(set.base, at_once.base);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message
 use tokio::sync::oneshot;
 
 use crate::protocol::WireError;
-use crate::store::{Appended, ChangeSet, CommitOutcome, Executors, NewChat, NewMessage, Store, StoreResult};
+use crate::store::{Appended, ChangeSet, CommitOutcome, Executors, NewChat, NewMessage, OpenSet, Store, StoreError, StoreResult};
 
 /// Most writes in one transaction: bounds the time one commit holds the
 /// database lock.
@@ -41,10 +41,21 @@ impl BatchOp for AppendMessages {
 pub struct CommitChanges;
 
 impl BatchOp for CommitChanges {
-    type Item = ChangeSet;
+    type Item = OpenSet;
     type Output = CommitOutcome;
-    fn run(store: &dyn Store, items: &[ChangeSet]) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
-        store.commit_changes(items)
+    /// Takes each set only now, on the executor: until then its room may
+    /// add the edits that came while it waited.
+    fn run(store: &dyn Store, items: &[OpenSet]) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
+        let mut sets: Vec<ChangeSet> = Vec::with_capacity(items.len());
+        let taken: Vec<bool> = items.iter().map(|item| item.take().map(|set| sets.push(set)).is_some()).collect();
+        let mut outcomes = store.commit_changes(&sets)?.into_iter();
+        Ok(taken
+            .into_iter()
+            .map(|taken| match taken {
+                true => outcomes.next().unwrap_or_else(|| Err(StoreError::Internal("a change set had no outcome".into()))),
+                false => Err(StoreError::Internal("a change set was taken twice".into())),
+            })
+            .collect())
     }
 }
 

@@ -13,7 +13,7 @@ pub mod batch;
 mod error;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncContext};
@@ -102,6 +102,29 @@ pub struct NewChange {
     pub ops: String,
     pub op_id: Option<String>,
     pub kind: ChangeKind,
+}
+
+/// A change set on its way to the store, which its room may still extend
+/// with edits that arrive meanwhile, until the commit takes it (leaving
+/// `None`): an edit that comes while its room's set waits for the
+/// database joins that set instead of waiting a whole commit more.
+#[derive(Clone)]
+pub struct OpenSet(Arc<Mutex<Option<ChangeSet>>>);
+
+impl OpenSet {
+    pub fn new(set: ChangeSet) -> OpenSet {
+        OpenSet(Arc::new(Mutex::new(Some(set))))
+    }
+
+    /// Runs `f` on the set if the commit has not taken it yet.
+    pub fn extend<T>(&self, f: impl FnOnce(&mut ChangeSet) -> T) -> Option<T> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).as_mut().map(f)
+    }
+
+    /// The set, for the commit; from now on the room cannot extend it.
+    pub fn take(&self) -> Option<ChangeSet> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 /// What became of a [`ChangeSet`].
@@ -339,8 +362,9 @@ impl Db {
         batch::submit(&self.chats, chat)
     }
 
-    /// Stores a room's document changes in the next group commit.
-    pub fn commit_changes(&self, set: ChangeSet) -> impl Future<Output = Result<CommitOutcome, WireError>> + 'static {
+    /// Stores a room's document changes in the next group commit. The room
+    /// may add to the set until the commit takes it ([`OpenSet`]).
+    pub fn commit_changes(&self, set: OpenSet) -> impl Future<Output = Result<CommitOutcome, WireError>> + 'static {
         batch::submit(&self.documents, set)
     }
 }
