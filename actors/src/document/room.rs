@@ -9,9 +9,11 @@
 //! that arrive meanwhile wait, and are prepared together (transformed in
 //! arrival order) into the next group, which is one change set in the next
 //! group commit. One group is in flight at a time, so every group is
-//! prepared on versions the room has seen committed. After a commit the
-//! room may hold the next group briefly for the connections it just
-//! acked, so that busy editors' edits commit together ([`gather`]).
+//! prepared on versions the room has seen committed; an edit that arrives
+//! while the group's change set still waits for its batch joins the group
+//! ([`OpenSet`]). After a commit the room may hold the next group briefly
+//! for the connections it just acked, so that busy editors' edits commit
+//! together ([`gather`]).
 //!
 //! The store commits a group only if the document is still at the version
 //! the group was prepared on (the database is the serialization point of

@@ -23,7 +23,9 @@
 //! committed changes after its base and over the edits before it in the
 //! group (committed first wins ties: [`Side::Right`]), then applied; a
 //! whole-content update must name the next version and becomes the
-//! operation replacing the content. The [`Draft`] holds the group's
+//! operation replacing the content. [`Timeline::extend`] adds an edit to
+//! a group whose change set was sent and not yet taken by the store, as if
+//! it had been prepared with the group. The [`Draft`] holds the group's
 //! versions until the store says they are committed
 //! ([`Timeline::commit`]); nothing of it is visible before.
 
