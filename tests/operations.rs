@@ -264,6 +264,44 @@ async fn an_author_who_goes_quiet_after_an_ack_does_not_hold_the_next_edits() {
     server.stop().await;
 }
 
+/// Edits one connection sends without waiting for acks join its room's
+/// group in flight while the group commit has not taken it, or queue
+/// behind it: either way in the order they were sent.
+#[tokio::test]
+async fn edits_sent_without_waiting_keep_their_order() {
+    let server = server();
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.ok("documents:create", json!({"document_id": "d", "content": ""})).await;
+    alice.ok("documents:share", json!({"document_id": "d", "user_id": "bob", "role": "viewer"})).await;
+    bob.ok("documents:join", json!({"document_id": "d"})).await;
+    let mut version = 0;
+    for round in 0..10 {
+        let updates: Vec<Value> = (1..=8)
+            .map(|i| json!({"document_id": "d", "content": format!("r{round}v{i}"), "version": version + i}))
+            .collect();
+        let first = alice.send_request("documents:update", updates[0].clone()).await;
+        let rest: Vec<(&str, Value)> = updates[1..].iter().map(|u| ("documents:update", u.clone())).collect();
+        let mut refs = vec![first];
+        refs.extend(alice.send_together(&rest).await);
+        for (i, r) in refs.into_iter().enumerate() {
+            let ack = alice.response(r).await.unwrap_or_else(|e| panic!("round {round}, update {}: {e}", i + 1));
+            assert_eq!(ack["version"], version + i as i64 + 1, "round {round}");
+        }
+        for i in 1..=8 {
+            let pushed = bob.expect_push("documents:updated", "document:d").await;
+            assert_eq!(pushed["document"]["content"], format!("r{round}v{i}"));
+        }
+        version += 8;
+    }
+    let page = alice.ok("documents:history", json!({"document_id": "d", "after_version": version - 8})).await;
+    let versions: Vec<i64> = page["changes"].as_array().unwrap().iter().map(|c| c["version"].as_i64().unwrap()).collect();
+    assert_eq!(versions, (version - 7..=version).collect::<Vec<_>>());
+    let snap = alice.ok("documents:snapshot", json!({"document_id": "d", "version": version})).await;
+    assert_eq!(snap["document"]["content"], "r9v8");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_operation_resent_after_a_reconnect_is_applied_once() {
     let server = TestServer::start_with(|o| {
