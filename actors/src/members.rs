@@ -326,7 +326,7 @@ impl Members {
                     cluster.awareness_to(&node, &self.room, Push::Awareness(&update).encode(&self.room));
                 }
             }
-            RoomEvent::ChatMessage { .. } | RoomEvent::DocumentVersion(_) | RoomEvent::Revoked { .. } => {}
+            RoomEvent::ChatMessage { .. } | RoomEvent::DocumentVersion(_) | RoomEvent::Revoked { .. } | RoomEvent::Contended => {}
         }
     }
 

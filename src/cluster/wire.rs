@@ -164,6 +164,7 @@ pub fn encode_event(event: &RoomEvent, origin: &str) -> Option<Vec<u8>> {
             Some(encode_parts("doc", v.version.0, origin, &[&meta, b"\n", v.frame.as_bytes()]))
         }
         RoomEvent::Revoked { user } => Some(encode("revoke", 0, origin, user.as_str().as_bytes())),
+        RoomEvent::Contended => Some(encode("contend", 0, origin, b"")),
         _ => None,
     }
 }
@@ -261,6 +262,7 @@ pub fn decode_event(payload: &Payload<'_>, bytes: Bytes) -> Option<RoomEvent> {
             Some(RoomEvent::DocumentVersion(DocumentVersion { version: Version(payload.number), created_at, op_id, frame }))
         }
         "revoke" => Some(RoomEvent::Revoked { user: UserId::parse(std::str::from_utf8(&body).ok()?).ok()? }),
+        "contend" => Some(RoomEvent::Contended),
         "user" => {
             let b: UserBody<'_> = serde_json::from_slice(&body).ok()?;
             let user = WireUser { u: b.u, c: b.c, n: b.n }.into_user()?;
@@ -312,6 +314,7 @@ mod tests {
 
         let revoked = RoomEvent::Revoked { user: UserId::parse("bob smith\n2").unwrap() };
         assert_eq!(roundtrip(encode_event(&revoked, "n").unwrap()), Some(revoked));
+        assert_eq!(roundtrip(encode_event(&RoomEvent::Contended, "n").unwrap()), Some(RoomEvent::Contended));
 
         assert_eq!(decode(b"no newline"), None);
         assert_eq!(decode(b"msg x n\n{}"), None);

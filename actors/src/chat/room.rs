@@ -528,8 +528,8 @@ impl Handler<Remote> for ChatRoom {
                 ordered.offer(seq, Slot::push(frame));
                 self.let_out(ctx);
             }
-            // Chats have no access to revoke.
-            RoomEvent::Revoked { .. } => {}
+            // Chats have no access to revoke, and no races to lose.
+            RoomEvent::Revoked { .. } | RoomEvent::Contended => {}
             presence => {
                 self.members.remote(presence);
                 // Pushes may have removed slow consumers.

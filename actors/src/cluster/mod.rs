@@ -69,6 +69,12 @@ pub enum RoomEvent {
     /// awareness states of this node's connections
     /// ([`Cluster::awareness_to`]).
     AwarenessWanted { node: NodeId },
+    /// A node's commit to the document found it moved: another node's
+    /// commit won the race. Every node writing the document then leaves
+    /// its next commit to the others for a moment (`document::order`), as
+    /// it does once it sees another node's version; without this a node
+    /// whose commits keep winning never learns that another keeps losing.
+    Contended,
 }
 
 /// A committed document version, as it travels between nodes: its push,

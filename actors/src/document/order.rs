@@ -64,9 +64,14 @@ const CONTENTION: Duration = Duration::from_millis(200);
 /// again and send their groups. Without the pause the winner, which sends
 /// its next group the moment its commit returns, wins again and again (one
 /// node's edits could end up `SERVER_BUSY`); with it the nodes take turns.
-/// Its edits wait meanwhile, and go in one group. A few times what the
-/// others need to hear of the commit and send theirs.
-pub const COURTESY: Duration = Duration::from_millis(10);
+/// Its edits wait meanwhile, and go in one group. The pause ends as soon as
+/// another node's version arrives, so its length only costs when the
+/// others send nothing; it must cover what a busy node needs to hear of the
+/// commit, prepare again and commit: with two nodes sharing one core under
+/// `docs --ops`, 10 ms still let a node lose 32 times in a row, 50 ms did
+/// not (BENCHMARKS.md). A node learns that others are losing from their
+/// [`crate::cluster::RoomEvent::Contended`], not only from their versions.
+pub const COURTESY: Duration = Duration::from_millis(50);
 
 /// A version that arrived before it could be let out.
 pub struct Arrived {
@@ -295,6 +300,12 @@ impl Ordered {
         self.contended_until = Some(Instant::now() + CONTENTION);
         self.yield_until = None;
         Some(arrived)
+    }
+
+    /// Another node's commit to the document lost the race to one of this
+    /// node's ([`crate::cluster::RoomEvent::Contended`]).
+    pub fn contended(&mut self) {
+        self.contended_until = Some(Instant::now() + CONTENTION);
     }
 
     /// This room let out its own commit, versions up to `top`. While other

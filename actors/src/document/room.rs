@@ -523,6 +523,8 @@ impl DocumentRoom {
                 // here soon. The group waits until the room has them.
                 log::debug!("document {}: at version {} in the store, not {}", self.id, current.0, draft.base_version().0);
                 ordered.note_stored(current);
+                // The winner hears it, and gives the next turn away.
+                ordered.cluster.publish(self.members.room(), RoomEvent::Contended);
                 self.schedule_repair(MOVED_WAIT, ctx);
             }
             Ok(CommitOutcome::Refused(refusals)) => {
@@ -951,6 +953,11 @@ impl Handler<Remote> for DocumentRoom {
                 ordered.offer_remote(version);
                 self.let_out(ctx);
                 self.resume(ctx);
+            }
+            RoomEvent::Contended => {
+                if let Some(ordered) = &mut self.ordered {
+                    ordered.contended();
+                }
             }
             RoomEvent::ChatMessage { .. } => {}
             presence => {
