@@ -129,6 +129,13 @@ pub struct Staged {
     weight: usize,
 }
 
+impl Staged {
+    /// The change for the store; its operation's JSON moves into it.
+    fn take_change(&mut self) -> NewChange {
+        NewChange { user_id: self.user_id.clone(), ops: std::mem::take(&mut self.json), op_id: self.op_id.clone(), kind: self.kind }
+    }
+}
+
 /// What a change set in the store's queue gains from [`Timeline::extend`].
 pub struct Extension {
     pub change: NewChange,
@@ -261,15 +268,8 @@ impl Timeline {
         if !self.add(draft, edit, max_bytes) {
             return None;
         }
-        let staged = draft.outcomes.last_mut()?.as_mut().ok()?;
-        let change = NewChange {
-            user_id: staged.user_id.clone(),
-            ops: std::mem::take(&mut staged.json),
-            op_id: staged.op_id.clone(),
-            kind: staged.kind,
-        };
-        let content = Arc::from(draft.content.as_deref().unwrap_or_default());
-        Some(Extension { change, content, snapshots: std::mem::take(&mut draft.snapshots) })
+        let change = draft.outcomes.last_mut()?.as_mut().ok()?.take_change();
+        Some(Extension { change, content: draft.shared_content(), snapshots: std::mem::take(&mut draft.snapshots) })
     }
 
     /// Stages `edit` on the draft: `true` when it has a change.
@@ -460,21 +460,16 @@ impl Draft {
         self.staged().map(|s| &s.user_id)
     }
 
+    /// The content after the group, as the store is sent it.
+    fn shared_content(&self) -> Arc<str> {
+        Arc::from(self.content.as_deref().unwrap_or_default())
+    }
+
     /// What the store is asked to commit; the operations' JSON moves into
     /// it. The draft keeps everything else until the commit is answered.
     pub fn change_set(&mut self, document_id: &crate::ids::DocumentId) -> store::ChangeSet {
-        let content = Arc::from(self.content.as_deref().unwrap_or_default());
-        let changes = self
-            .outcomes
-            .iter_mut()
-            .filter_map(|o| o.as_mut().ok())
-            .map(|s| NewChange {
-                user_id: s.user_id.clone(),
-                ops: std::mem::take(&mut s.json),
-                op_id: s.op_id.clone(),
-                kind: s.kind,
-            })
-            .collect();
+        let content = self.shared_content();
+        let changes = self.outcomes.iter_mut().filter_map(|o| o.as_mut().ok()).map(Staged::take_change).collect();
         store::ChangeSet {
             document_id: document_id.clone(),
             base: self.base,
