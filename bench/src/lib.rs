@@ -146,8 +146,9 @@ pub enum Scenario {
     /// `docs` documents with `editors` each; every editor makes `updates`
     /// accepted updates, retrying on VERSION_CONFLICT; or, with `ops`, sends
     /// `updates` small operations (`documents:op`), the next as soon as the
-    /// last is acked, none of which may be refused.
-    Docs { docs: usize, editors: usize, updates: u64, ops: bool },
+    /// last is acked, none of which may be refused, on documents `filler`
+    /// bytes longer than the editors' slots.
+    Docs { docs: usize, editors: usize, updates: u64, ops: bool, filler: usize },
     /// `connections` idle connections joined to chats of `room_size`;
     /// held for `hold` after setup.
     Conns { connections: usize, room_size: usize, hold: Duration },
@@ -184,7 +185,12 @@ impl Scenario {
             Scenario::Rooms { rooms, members, messages, window, rate } => {
                 json!({"R": rooms, "K": members, "M": messages, "W": window, "rate": rate})
             }
-            Scenario::Docs { docs, editors, updates, ops } => json!({"D": docs, "E": editors, "M": updates, "ops": ops}),
+            // Without filler, as before it existed: runs recorded earlier
+            // group with new ones.
+            Scenario::Docs { docs, editors, updates, ops, filler: 0 } => json!({"D": docs, "E": editors, "M": updates, "ops": ops}),
+            Scenario::Docs { docs, editors, updates, ops, filler } => {
+                json!({"D": docs, "E": editors, "M": updates, "ops": ops, "filler": filler})
+            }
             Scenario::Conns { connections, room_size, hold } => {
                 json!({"C": connections, "room_size": room_size, "hold_s": hold.as_secs_f64()})
             }

@@ -123,6 +123,10 @@ enum Cmd {
         /// contents: each editor replaces its own 20-character slot.
         #[arg(long)]
         ops: bool,
+        /// With --ops: bytes of text after the editors' slots, which no
+        /// operation touches (what a commit costs on a large document).
+        #[arg(long, default_value_t = 0, requires = "ops")]
+        filler: usize,
     },
     /// C idle connections, each joined to a chat.
     Conns {
@@ -203,7 +207,7 @@ fn run(cli: Cli) -> Result<bool, String> {
             Scenario::Fanout { subscribers, publishers, messages, window, rate }
         }
         Cmd::Rooms { rooms, members, messages, window, rate } => Scenario::Rooms { rooms, members, messages, window, rate },
-        Cmd::Docs { docs, editors, updates, ops } => Scenario::Docs { docs, editors, updates, ops },
+        Cmd::Docs { docs, editors, updates, ops, filler } => Scenario::Docs { docs, editors, updates, ops, filler },
         Cmd::Conns { connections, room_size, hold_s } => {
             Scenario::Conns { connections, room_size, hold: secs(hold_s)? }
         }

@@ -284,8 +284,9 @@ pub enum EditMode {
     /// `documents:op` on the version it knows, replacing its own slot of
     /// [`SLOT`] characters: the document is `slots` slots long and stays
     /// so, and editors never touch each other's text, so no operation can
-    /// be refused and none grows the document.
-    Ops { slot: usize, slots: usize },
+    /// be refused and none grows the document. `filler` bytes follow the
+    /// slots, untouched.
+    Ops { slot: usize, slots: usize, filler: usize },
 }
 
 /// One editor's slot in `EditMode::Ops`: `t` and the 19 digits of a send
@@ -370,7 +371,7 @@ impl Behaviour for Editor {
     fn on_connect(&mut self, io: &mut Io<'_>) {
         if self.share_with.is_some() {
             let content = match self.mode {
-                EditMode::Ops { slots, .. } => format!("t{:019}", 0).repeat(slots),
+                EditMode::Ops { slots, filler, .. } => format!("t{:019}", 0).repeat(slots) + &".".repeat(filler),
                 EditMode::Updates => String::new(),
             };
             io.send(format!(

@@ -85,7 +85,7 @@ pub async fn run(scenario: &Scenario, target: &Target, o: &RunOptions) -> Report
                     let plan = fanout_plan(o, "recovery", subscribers, 1, messages, drops);
                     chat(&net, target, o, plan, messages, window, None, &mut m).await
                 }
-                Scenario::Docs { docs: d, editors, updates, ops } => docs(&net, target, o, d, editors, updates, ops, &mut m).await,
+                Scenario::Docs { docs: d, editors, updates, ops, filler } => docs(&net, target, o, d, editors, updates, ops, filler, &mut m).await,
                 Scenario::Conns { connections, room_size, hold } => {
                     conns(&net, target, o, connections, room_size, hold, &mut m).await
                 }
@@ -261,6 +261,7 @@ async fn docs(
     editors: usize,
     updates: u64,
     ops: bool,
+    filler: usize,
     m: &mut Measured,
 ) -> Result<(), String> {
     let shared = &net.shared;
@@ -275,7 +276,7 @@ async fn docs(
         for (e, user) in users.iter().enumerate() {
             let share = (e == 0).then(|| users[1..].to_vec());
             creators += u64::from(e == 0);
-            let mode = if ops { EditMode::Ops { slot: e, slots: editors } } else { EditMode::Updates };
+            let mode = if ops { EditMode::Ops { slot: e, slots: editors, filler } } else { EditMode::Updates };
             clients.push((token::mint(&t.secret, user)?, Editor::new(shared.clone(), doc.clone(), share, updates, expect, mode)));
         }
     }

@@ -97,8 +97,9 @@ fn every_scenario_runs_without_loss() {
         Scenario::Fanout { subscribers: 20, publishers: 2, messages: 50, window: 8, rate: None },
         Scenario::Fanout { subscribers: 5, publishers: 1, messages: 5, window: 1, rate: Some(50.0) },
         Scenario::Rooms { rooms: 4, members: 4, messages: 30, window: 8, rate: None },
-        Scenario::Docs { docs: 2, editors: 3, updates: 10, ops: false },
-        Scenario::Docs { docs: 2, editors: 3, updates: 20, ops: true },
+        Scenario::Docs { docs: 2, editors: 3, updates: 10, ops: false, filler: 0 },
+        Scenario::Docs { docs: 2, editors: 3, updates: 20, ops: true, filler: 0 },
+        Scenario::Docs { docs: 2, editors: 3, updates: 20, ops: true, filler: 5000 },
         Scenario::Conns { connections: 50, room_size: 10, hold: Duration::ZERO },
         Scenario::Recovery { subscribers: 6, messages: 150, window: 4, drops: 2 },
         Scenario::Churn { clients: 4, duration: Duration::from_secs(1), max_cycles: Some(40) },
@@ -117,7 +118,7 @@ fn every_scenario_runs_without_loss() {
                 assert_eq!(report.acks, *publishers as u64 * messages);
             }
             Scenario::Recovery { .. } => assert!(report.reconnects > 0, "no subscriber dropped its connection"),
-            Scenario::Docs { docs, editors, updates, ops } => {
+            Scenario::Docs { docs, editors, updates, ops, .. } => {
                 assert_eq!(report.acks, (docs * editors) as u64 * updates);
                 if *ops {
                     // Every operation reaches the other editors, none is refused.
