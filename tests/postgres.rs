@@ -151,7 +151,9 @@ fn an_item_postgres_refuses_fails_alone_and_the_batch_commits() {
         snapshots: Vec::new(),
         rights_at: None,
     };
-    let out = store.commit_changes(&[set(&d, "[\"v1\"]", "v1"), set(&e, "[\"\\u0000\"]", "\0")]).unwrap();
+    // The NUL is in the change row: a set that passes no snapshot version
+    // does not send its content.
+    let out = store.commit_changes(&[set(&d, "[\"v1\"]", "v1"), set(&e, "[\"\0\"]", "\0")]).unwrap();
     assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
     assert!(matches!(out[1], Err(StoreError::Internal(_))), "{:?}", out[1]);
     assert_eq!(store.document(&d).unwrap().version, Version(1));
@@ -289,8 +291,11 @@ fn a_batch_stores_the_sets_with_known_rights_together_and_the_rest_one_by_one() 
     }
     assert_eq!(store.document_snapshot(&ids[1], None, Version(2)).unwrap().content, "xx");
 
-    // A set PostgreSQL refuses (a NUL byte) fails alone, known rights or not.
-    let out = store.commit_changes(&[set(&ids[4], 1, "x\0", Some(rights[4])), set(&ids[0], 2, "xxx", Some(rights[0]))]).unwrap();
+    // A set PostgreSQL refuses (a NUL byte in its change row) fails alone,
+    // known rights or not.
+    let mut refused = set(&ids[4], 1, "x\0", Some(rights[4]));
+    refused.changes[0].ops = "[1,\"\0\"]".into();
+    let out = store.commit_changes(&[refused, set(&ids[0], 2, "xxx", Some(rights[0]))]).unwrap();
     assert!(matches!(out[0], Err(StoreError::Internal(_))), "{:?}", out[0]);
     assert!(matches!(out[1], Ok(CommitOutcome::Stored { .. })), "{:?}", out[1]);
     assert_eq!((store.document(&ids[4]).unwrap().version, store.document(&ids[0]).unwrap().version), (Version(1), Version(3)));

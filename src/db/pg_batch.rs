@@ -21,7 +21,7 @@ use std::fmt::Write;
 
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::PgConnection;
 use huddle_actors::ids::{ChatId, UserId};
 use huddle_actors::model::Message;
@@ -71,7 +71,11 @@ pub(super) fn store_known(n: &mut PgConnection, batch: &[ChangeSet], at: i64) ->
         return Ok(HashSet::new());
     }
     let mut sql = String::from(
-        "UPDATE documents AS d SET content = v.content, version = v.top, updated_at = $1, updated_by = v.author FROM (VALUES ",
+        // A set that passes no snapshot version sends no content (NULL):
+        // the row keeps its older content (see `history::Advance`).
+        "UPDATE documents AS d SET content = COALESCE(v.content, d.content), \
+         content_version = CASE WHEN v.content IS NULL THEN d.content_version ELSE v.top END, \
+         version = v.top, updated_at = $1, updated_by = v.author FROM (VALUES ",
     );
     for k in 0..known.len() {
         let p = 2 + 6 * k;
@@ -100,7 +104,7 @@ pub(super) fn store_known(n: &mut PgConnection, batch: &[ChangeSet], at: i64) ->
             .bind::<BigInt, _>(rights_at)
             .bind::<BigInt, _>(set.base.0 + set.changes.len() as i64)
             .bind::<Text, _>(author)
-            .bind::<Text, _>(&*set.content);
+            .bind::<Nullable<Text>, _>((!set.snapshots.is_empty()).then_some(&*set.content));
     }
     let updated: Vec<Updated> = query.load(n)?;
     let index: HashMap<&str, usize> = known.iter().map(|&(i, _)| (batch[i].document_id.as_str(), i)).collect();

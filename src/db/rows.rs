@@ -26,19 +26,23 @@ pub fn role(s: &str) -> Result<Role, StoreError> {
 pub struct DocumentRow {
     pub id: String,
     pub title: String,
+    /// The content at `content_version`, which may lag `version` by the
+    /// changes since the last snapshot version.
     pub content: String,
+    pub content_version: i64,
     pub version: i64,
     pub updated_at: i64,
     pub updated_by: String,
 }
 
 impl DocumentRow {
-    pub fn into_document(self) -> Result<Document, StoreError> {
+    /// The document, given its content at `version`.
+    pub fn into_document(self, content: String) -> Result<Document, StoreError> {
         Ok(Document {
             id: DocumentId::parse(&self.id).map_err(|_| corrupt("document id", &self.id))?,
             updated_by: user_id(&self.updated_by)?,
             title: self.title,
-            content: self.content,
+            content,
             version: Version(self.version),
             updated_at: Timestamp(self.updated_at),
         })

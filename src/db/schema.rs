@@ -10,6 +10,7 @@ diesel::table! {
         updated_at -> BigInt,
         updated_by -> Text,
         access_version -> BigInt,
+        content_version -> BigInt,
     }
 }
 

@@ -131,13 +131,18 @@ pub(super) fn access(c: &mut AnyConnection, doc: &DocumentId, user: &UserId) -> 
     }))
 }
 
+/// The document with its current content: the row's, brought forward
+/// over the changes stored since the row's content was written.
 pub(super) fn load_document(c: &mut AnyConnection, doc: &DocumentId) -> Result<Option<Document>, TxError> {
     let row: Option<DocumentRow> = on_backend!(c, |n| documents::table
         .find(doc.as_str())
         .select(DocumentRow::as_select())
         .get_result(n)
         .optional())?;
-    Ok(row.map(DocumentRow::into_document).transpose()?)
+    let Some(mut row) = row else { return Ok(None) };
+    let content = std::mem::take(&mut row.content);
+    let content = history::bring_forward(c, doc, content, Version(row.content_version), Version(row.version))?;
+    Ok(Some(row.into_document(content)?))
 }
 
 fn load_chat(c: &mut AnyConnection, chat: &ChatId) -> Result<Option<ChatRow>, TxError> {
@@ -774,7 +779,8 @@ mod tests {
     use super::*;
     use crate::db::connection::{SqliteSync, Target};
     use huddle_actors::model::ChangeKind;
-    use huddle_actors::store::{NewChange, Refusal};
+    use huddle_actors::store::{NewChange, Refusal, SNAPSHOT_EVERY};
+    use crate::db::schema::document_changes;
 
     fn store() -> (SqlStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -838,7 +844,7 @@ mod tests {
             .batch_execute(
                 "CREATE TRIGGER poison_message BEFORE INSERT ON messages WHEN NEW.content = 'poison' \
                  BEGIN SELECT RAISE(ABORT, 'poison refused'); END; \
-                 CREATE TRIGGER poison_document BEFORE UPDATE ON documents WHEN NEW.content = 'poison' \
+                 CREATE TRIGGER poison_document BEFORE INSERT ON document_changes WHEN NEW.ops LIKE '%poison%' \
                  BEGIN SELECT RAISE(ABORT, 'poison refused'); END;",
             )
             .unwrap();
@@ -946,6 +952,51 @@ mod tests {
         assert_eq!(s.document_history(&d, None, Version(0), 10).unwrap().changes.len(), 3);
     }
 
+    /// A commit rewrites the row's content only when it passes a snapshot
+    /// version: between, the row lags and a read brings it forward.
+    #[test]
+    fn the_row_content_is_written_at_snapshot_versions_and_read_current_between() {
+        let (s, _dir) = store();
+        let owner = UserId::parse("o").unwrap();
+        let d = DocumentId::parse("d").unwrap();
+        s.create_document(&d, "", "start", &owner).unwrap();
+        let row = |s: &SqlStore| -> (String, i64, i64) {
+            on_backend!(&mut *s.conn().unwrap(), |n| documents::table
+                .find("d")
+                .select((documents::content, documents::content_version, documents::version))
+                .get_result(n))
+            .unwrap()
+        };
+        let out = s.commit_changes(&[change_set(&d, 0, &[(&owner, r#"[5,"a"]"#, None), (&owner, r#"[6,"b"]"#, None)], "startab")]).unwrap();
+        assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
+        assert_eq!(row(&s), ("start".to_owned(), 0, 2), "no snapshot version passed: the content is not rewritten");
+        assert_eq!(s.document(&d).unwrap().content, "startab");
+
+        // Versions 3..=SNAPSHOT_EVERY+1 in one set: it passes a snapshot.
+        let top = SNAPSHOT_EVERY + 1;
+        let ops: Vec<String> = (3..=top).map(|v| format!("[{},\"x\"]", v + 4)).collect();
+        let changes: Vec<(&UserId, &str, Option<&str>)> = ops.iter().map(|o| (&owner, o.as_str(), None)).collect();
+        let content = format!("startab{}", "x".repeat(changes.len()));
+        let at_snapshot = format!("startab{}", "x".repeat((SNAPSHOT_EVERY - 2) as usize));
+        let set = ChangeSet { snapshots: vec![(Version(SNAPSHOT_EVERY), Arc::from(at_snapshot.as_str()))], ..change_set(&d, 2, &changes, &content) };
+        let out = s.commit_changes(&[set]).unwrap();
+        assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
+        assert_eq!(row(&s), (content.clone(), top, top));
+        let doc = s.document(&d).unwrap();
+        assert_eq!((doc.content.as_str(), doc.version), (content.as_str(), Version(top)));
+        assert_eq!(s.document_snapshot(&d, None, Version(SNAPSHOT_EVERY)).unwrap().content, at_snapshot);
+
+        // A change row missing between the row's content and its version
+        // is an error, not a silently old content.
+        let out = s.commit_changes(&[change_set(&d, top, &[(&owner, r#"["y"]"#, None)], &format!("y{content}"))]).unwrap();
+        assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
+        assert_eq!(s.document(&d).unwrap().content, format!("y{content}"));
+        on_backend!(&mut *s.conn().unwrap(), |n| diesel::delete(document_changes::table.filter(document_changes::version.eq(top + 1)))
+            .execute(n))
+        .unwrap();
+        assert!(matches!(s.document(&d), Err(StoreError::Internal(why)) if why.contains("misses changes")));
+    }
+
     /// SQLite's `max_page_count` makes a full database without a full disk.
     /// SQLite may end the transaction itself on SQLITE_FULL: then diesel's
     /// ROLLBACK fails, and its error must not hide the condition.
@@ -1048,7 +1099,7 @@ mod tests {
             .get()
             .unwrap()
             .batch_execute(
-                "UPDATE documents SET version = 7, content = 'seven' WHERE id = 'old'; \
+                "UPDATE documents SET version = 7, content_version = 7, content = 'seven' WHERE id = 'old'; \
                  UPDATE document_snapshots SET version = 7, content = 'seven' WHERE document_id = 'old';",
             )
             .unwrap();
