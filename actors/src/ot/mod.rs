@@ -283,16 +283,27 @@ fn is_char_start(byte: u8) -> bool {
     byte & 0xC0 != 0x80
 }
 
-/// Byte offset `n` characters after byte offset `from` in `text`, or
-/// `None` when the text ends first. O(bytes walked).
+/// Byte offset `n` characters after byte offset `from` (a character
+/// boundary) in `text`, or `None` when the text ends first. O(bytes
+/// walked), in runs the compiler vectorizes: every keep and delete of every
+/// operation walks its span, and the trailing keep walks the rest of the
+/// document, so a byte at a time made an operation on a long document cost
+/// far more than copying it.
 fn advance_chars(text: &str, from: usize, n: usize) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut at = from;
-    for _ in 0..n {
-        if at >= bytes.len() {
+    let mut left = n;
+    while left > 0 {
+        // `left` characters take at least `left` bytes: a run of that many
+        // holds one character per character start in it, all of them
+        // wanted (the last may continue past the run).
+        let run = &bytes.get(at..)?[..left.min(bytes.len() - at)];
+        if run.is_empty() {
             return None;
         }
-        at += 1;
+        let starts = if run.is_ascii() { run.len() } else { run.iter().filter(|b| is_char_start(**b)).count() };
+        left -= starts;
+        at += run.len();
         while at < bytes.len() && !is_char_start(bytes[at]) {
             at += 1;
         }

@@ -283,6 +283,16 @@ fn fit(len: usize, steps: &(Vec<Step>, bool)) -> Operation {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
+    /// `advance_chars` walks runs of bytes; decoding one character at a
+    /// time is the reference.
+    #[test]
+    fn advancing_by_characters_agrees_with_decoding(doc in text(40), from in 0usize..50, n in 0usize..50) {
+        let starts: Vec<usize> = doc.char_indices().map(|(i, _)| i).chain([doc.len()]).collect();
+        let from = starts[from % starts.len()];
+        let expected = doc[from..].char_indices().map(|(i, _)| from + i).chain([doc.len()]).nth(n);
+        prop_assert_eq!(advance_chars(&doc, from, n), expected);
+    }
+
     #[test]
     fn decoding_normalises_and_round_trips(doc in text(12), a in steps()) {
         let raw = wire(chars(&doc), &a);
