@@ -143,17 +143,16 @@ fn an_item_postgres_refuses_fails_alone_and_the_batch_commits() {
     let (d, e) = (DocumentId::parse("d").unwrap(), DocumentId::parse("e").unwrap());
     store.create_document(&d, "", "", &owner).unwrap();
     store.create_document(&e, "", "", &owner).unwrap();
-    let set = |id: &DocumentId, ops: &str, content: &str| ChangeSet {
+    let set = |id: &DocumentId, ops: &str| ChangeSet {
         document_id: id.clone(),
         base: Version(0),
         changes: vec![NewChange { user_id: owner.clone(), ops: ops.into(), op_id: None, kind: ChangeKind::Op }],
-        content: Arc::from(content),
         snapshots: Vec::new(),
         rights_at: None,
     };
-    // The NUL is in the change row: a set that passes no snapshot version
-    // does not send its content.
-    let out = store.commit_changes(&[set(&d, "[\"v1\"]", "v1"), set(&e, "[\"\0\"]", "\0")]).unwrap();
+    // The NUL is in the change row (a commit writes whole contents only
+    // in snapshots).
+    let out = store.commit_changes(&[set(&d, "[\"v1\"]"), set(&e, "[\"\0\"]")]).unwrap();
     assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
     assert!(matches!(out[1], Err(StoreError::Internal(_))), "{:?}", out[1]);
     assert_eq!(store.document(&d).unwrap().version, Version(1));
@@ -178,7 +177,7 @@ fn change_sets_history_and_snapshots_on_postgres() {
     let d = DocumentId::parse("d").unwrap();
     store.create_document(&d, "", "hello", &owner).unwrap();
     store.share_document(&d, Some(&owner), &viewer, Grant::Role(Role::Viewer)).unwrap();
-    let set = |base: i64, changes: &[(&UserId, &str, Option<&str>)], content: &str| ChangeSet {
+    let set = |base: i64, changes: &[(&UserId, &str, Option<&str>)]| ChangeSet {
         document_id: d.clone(),
         base: Version(base),
         changes: changes
@@ -190,16 +189,15 @@ fn change_sets_history_and_snapshots_on_postgres() {
                 kind: ChangeKind::Op,
             })
             .collect(),
-        content: Arc::from(content),
         snapshots: Vec::new(),
         rights_at: None,
     };
-    let out = store.commit_changes(&[set(0, &[(&owner, r#"[5," world"]"#, Some("a")), (&owner, r#"[11,"!"]"#, None)], "hello world!")]).unwrap();
+    let out = store.commit_changes(&[set(0, &[(&owner, r#"[5," world"]"#, Some("a")), (&owner, r#"[11,"!"]"#, None)])]).unwrap();
     let Ok(CommitOutcome::Stored { rights_at, .. }) = out[0] else { panic!("{:?}", out[0]) };
     let out = store
         .commit_changes(&[
-            set(1, &[(&owner, r#"["x"]"#, None)], "x"),
-            set(2, &[(&viewer, r#"["v"]"#, None)], "v"),
+            set(1, &[(&owner, r#"["x"]"#, None)]),
+            set(2, &[(&viewer, r#"["v"]"#, None)]),
         ])
         .unwrap();
     assert_eq!(out[0], Ok(CommitOutcome::Moved { current: Version(2) }));
@@ -219,11 +217,11 @@ fn change_sets_history_and_snapshots_on_postgres() {
 
     // Known rights: no roles read while the access list holds; read again
     // (and still allowed) once it changed.
-    let known = |base: i64, content: &str| ChangeSet { rights_at: Some(rights_at), ..set(base, &[(&owner, r#"["?"]"#, None)], content) };
-    let out = store.commit_changes(&[known(2, "?hello world!")]).unwrap();
+    let known = |base: i64| ChangeSet { rights_at: Some(rights_at), ..set(base, &[(&owner, r#"["?"]"#, None)]) };
+    let out = store.commit_changes(&[known(2)]).unwrap();
     assert!(matches!(out[0], Ok(CommitOutcome::Stored { rights_at: r, .. }) if r == rights_at), "{:?}", out[0]);
     store.share_document(&d, Some(&owner), &viewer, Grant::Revoke).unwrap();
-    let out = store.commit_changes(&[known(3, "??hello world!")]).unwrap();
+    let out = store.commit_changes(&[known(3)]).unwrap();
     assert!(matches!(out[0], Ok(CommitOutcome::Stored { rights_at: r, .. }) if r > rights_at), "{:?}", out[0]);
     assert_eq!(store.document(&d).unwrap().content, "??hello world!");
 }
@@ -244,15 +242,14 @@ fn a_batch_stores_the_sets_with_known_rights_together_and_the_rest_one_by_one() 
         store.create_document(id, "", "", &owner).unwrap();
         store.share_document(id, Some(&owner), &editor, Grant::Role(Role::Editor)).unwrap();
     }
-    let set = |id: &DocumentId, base: i64, content: &str, rights_at: Option<i64>| ChangeSet {
+    let set = |id: &DocumentId, base: i64, rights_at: Option<i64>| ChangeSet {
         document_id: id.clone(),
         base: Version(base),
         changes: vec![NewChange { user_id: editor.clone(), ops: if base == 0 { r#"["x"]"#.to_owned() } else { format!("[{base},\"x\"]") }, op_id: None, kind: ChangeKind::Op }],
-        content: Arc::from(content),
         snapshots: Vec::new(),
         rights_at,
     };
-    let first: Vec<ChangeSet> = ids.iter().map(|id| set(id, 0, "x", None)).collect();
+    let first: Vec<ChangeSet> = ids.iter().map(|id| set(id, 0, None)).collect();
     let rights: Vec<i64> = store
         .commit_changes(&first)
         .unwrap()
@@ -265,16 +262,16 @@ fn a_batch_stores_the_sets_with_known_rights_together_and_the_rest_one_by_one() 
 
     // c: the editor's rights revoked since; d: moved by another process.
     store.share_document(&ids[2], Some(&owner), &editor, Grant::Revoke).unwrap();
-    store.commit_changes(&[set(&ids[3], 1, "xx", None)]).unwrap();
-    let mut with_snapshot = set(&ids[1], 1, "xx", Some(rights[1]));
+    store.commit_changes(&[set(&ids[3], 1, None)]).unwrap();
+    let mut with_snapshot = set(&ids[1], 1, Some(rights[1]));
     with_snapshot.snapshots = vec![(Version(2), Arc::from("xx"))];
     let out = store
         .commit_changes(&[
-            set(&ids[5], 1, "xx", None),
-            set(&ids[3], 1, "xx", Some(rights[3])),
-            set(&ids[2], 1, "xx", Some(rights[2])),
+            set(&ids[5], 1, None),
+            set(&ids[3], 1, Some(rights[3])),
+            set(&ids[2], 1, Some(rights[2])),
             with_snapshot,
-            set(&ids[0], 1, "xx", Some(rights[0])),
+            set(&ids[0], 1, Some(rights[0])),
         ])
         .unwrap();
     assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "unknown rights, read: {:?}", out[0]);
@@ -293,9 +290,9 @@ fn a_batch_stores_the_sets_with_known_rights_together_and_the_rest_one_by_one() 
 
     // A set PostgreSQL refuses (a NUL byte in its change row) fails alone,
     // known rights or not.
-    let mut refused = set(&ids[4], 1, "x\0", Some(rights[4]));
+    let mut refused = set(&ids[4], 1, Some(rights[4]));
     refused.changes[0].ops = "[1,\"\0\"]".into();
-    let out = store.commit_changes(&[refused, set(&ids[0], 2, "xxx", Some(rights[0]))]).unwrap();
+    let out = store.commit_changes(&[refused, set(&ids[0], 2, Some(rights[0]))]).unwrap();
     assert!(matches!(out[0], Err(StoreError::Internal(_))), "{:?}", out[0]);
     assert!(matches!(out[1], Ok(CommitOutcome::Stored { .. })), "{:?}", out[1]);
     assert_eq!((store.document(&ids[4]).unwrap().version, store.document(&ids[0]).unwrap().version), (Version(1), Version(3)));

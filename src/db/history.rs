@@ -52,13 +52,24 @@ fn version_of(c: &mut AnyConnection, id: &DocumentId) -> Result<Option<i64>, TxE
     Ok(on_backend!(c, |n| documents::table.find(id.as_str()).select(documents::version).get_result(n).optional())?)
 }
 
-/// `content`, the document's text at version `from`, brought forward to
-/// version `to` over the stored changes between (fewer than
-/// `SNAPSHOT_EVERY` plus a group, since a commit that passes a snapshot
-/// version rewrites the row's content). The changes are composed into one
-/// operation and applied once: a long document is copied once, not once
-/// per change.
-pub fn bring_forward(c: &mut AnyConnection, id: &DocumentId, content: String, from: Version, to: Version) -> Result<String, TxError> {
+/// The document's content at `version`: its newest snapshot at or before
+/// it, brought forward over the changes since (fewer than
+/// `SNAPSHOT_EVERY`), composed into one operation and applied once, so a
+/// long document is copied once, not once per change. Every document has
+/// a snapshot where its history starts; its row holds no content.
+pub fn content_at(c: &mut AnyConnection, id: &DocumentId, version: Version) -> Result<String, TxError> {
+    let (from, content): (i64, String) = document_snapshots::table
+        .filter(document_snapshots::document_id.eq(id.as_str()))
+        .filter(document_snapshots::version.le(version.0))
+        .select((document_snapshots::version, document_snapshots::content))
+        .order(document_snapshots::version.desc())
+        .first(c)
+        .optional()?
+        .ok_or_else(|| StoreError::Internal(format!("document {id} has no snapshot at or before version {}", version.0)))?;
+    bring_forward(c, id, content, Version(from), version)
+}
+
+fn bring_forward(c: &mut AnyConnection, id: &DocumentId, content: String, from: Version, to: Version) -> Result<String, TxError> {
     if from.0 >= to.0 {
         return Ok(content);
     }
@@ -357,37 +368,25 @@ fn refusals(c: &mut AnyConnection, set: &ChangeSet) -> Result<Vec<(usize, Refusa
 /// written out as one fixed statement: diesel prepares an UPDATE afresh on
 /// every run (a changeset's SQL may depend on its values), and in process
 /// SQLite spends more on parsing this statement than on running it.
-///
-/// `CONTENT`: the set passes a snapshot version, and the row's content is
-/// rewritten (with `content_version`); otherwise only the version moves,
-/// and a commit costs the size of its changes, not of the document. Two
-/// types, as each must have one SQL text for diesel to cache it under.
-struct Advance<'a, const CONTENT: bool> {
+/// The row holds no content: a commit costs the size of its changes, not
+/// of the document.
+struct Advance<'a> {
     id: &'a str,
     base: i64,
     rights_at: i64,
-    content: &'a str,
     top: i64,
     at: i64,
     by: &'a str,
 }
 
-impl<DB, const CONTENT: bool> QueryFragment<DB> for Advance<'_, CONTENT>
+impl<DB> QueryFragment<DB> for Advance<'_>
 where
     DB: Backend,
     str: ToSql<Text, DB>,
     i64: ToSql<BigInt, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql("UPDATE documents SET ");
-        if CONTENT {
-            out.push_sql("content = ");
-            out.push_bind_param::<Text, _>(self.content)?;
-            out.push_sql(", content_version = ");
-            out.push_bind_param::<BigInt, _>(&self.top)?;
-            out.push_sql(", ");
-        }
-        out.push_sql("version = ");
+        out.push_sql("UPDATE documents SET version = ");
         out.push_bind_param::<BigInt, _>(&self.top)?;
         out.push_sql(", updated_at = ");
         out.push_bind_param::<BigInt, _>(&self.at)?;
@@ -403,12 +402,12 @@ where
     }
 }
 
-impl<const CONTENT: bool> QueryId for Advance<'_, CONTENT> {
-    type QueryId = Advance<'static, CONTENT>;
+impl QueryId for Advance<'_> {
+    type QueryId = Advance<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<Conn, const CONTENT: bool> RunQueryDsl<Conn> for Advance<'_, CONTENT> {}
+impl<Conn> RunQueryDsl<Conn> for Advance<'_> {}
 
 /// Stores the set if the document is still at its base version with the
 /// access list at `rights_at`: false (nothing written) if not.
@@ -416,14 +415,8 @@ fn store(c: &mut AnyConnection, set: &ChangeSet, at: i64, rights_at: i64) -> Res
     let id = &set.document_id;
     let Some(last) = set.changes.last() else { return Ok(true) };
     let top = set.base.0 + set.changes.len() as i64;
-    let (id, base, content, by) = (id.as_str(), set.base.0, &*set.content, last.user_id.as_str());
-    let changed = if set.snapshots.is_empty() {
-        let advance = Advance::<false> { id, base, rights_at, content, top, at, by };
-        on_backend!(c, |n| advance.execute(n))?
-    } else {
-        let advance = Advance::<true> { id, base, rights_at, content, top, at, by };
-        on_backend!(c, |n| advance.execute(n))?
-    };
+    let advance = Advance { id: id.as_str(), base: set.base.0, rights_at, top, at, by: last.user_id.as_str() };
+    let changed = on_backend!(c, |n| advance.execute(n))?;
     if changed == 0 {
         return Ok(false);
     }
@@ -509,13 +502,8 @@ mod tests {
 
     #[test]
     fn a_group_commits_with_statements_cached_by_type() {
-        let advance = Advance::<false> { id: "d", base: 1, rights_at: 0, content: "x", top: 2, at: 0, by: "u" };
+        let advance = Advance { id: "d", base: 1, rights_at: 0, top: 2, at: 0, by: "u" };
         assert!(cached_by_type(&advance));
-        let with_content = Advance::<true> { id: "d", base: 1, rights_at: 0, content: "x", top: 2, at: 0, by: "u" };
-        assert!(cached_by_type(&with_content));
-        // Two types, two texts: one cached statement must never run the other's SQL.
-        let texts = [diesel::debug_query::<Sqlite, _>(&advance).to_string(), diesel::debug_query::<Sqlite, _>(&with_content).to_string()];
-        assert!(!texts[0].contains("content") && texts[1].contains("content_version"), "{texts:?}");
         let row = NewChangeRow { document_id: "d", version: 2, ops: "[1]", user_id: "u", created_at: 0, op_id: None, kind: 0 };
         let insert = diesel::insert_into(document_changes::table).values(&row);
         assert!(cached_by_type(&insert));

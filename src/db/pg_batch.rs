@@ -21,7 +21,7 @@ use std::fmt::Write;
 
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Text};
 use diesel::PgConnection;
 use huddle_actors::ids::{ChatId, UserId};
 use huddle_actors::model::Message;
@@ -71,27 +71,15 @@ pub(super) fn store_known(n: &mut PgConnection, batch: &[ChangeSet], at: i64) ->
         return Ok(HashSet::new());
     }
     let mut sql = String::from(
-        // A set that passes no snapshot version sends no content (NULL):
-        // the row keeps its older content (see `history::Advance`).
-        "UPDATE documents AS d SET content = COALESCE(v.content, d.content), \
-         content_version = CASE WHEN v.content IS NULL THEN d.content_version ELSE v.top END, \
-         version = v.top, updated_at = $1, updated_by = v.author FROM (VALUES ",
+        "UPDATE documents AS d SET version = v.top, updated_at = $1, updated_by = v.author FROM (VALUES ",
     );
     for k in 0..known.len() {
-        let p = 2 + 6 * k;
+        let p = 2 + 5 * k;
         let comma = if k == 0 { "" } else { "," };
-        let _ = write!(
-            sql,
-            "{comma}(${p}::text, ${}::bigint, ${}::bigint, ${}::bigint, ${}::text, ${}::text)",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5
-        );
+        let _ = write!(sql, "{comma}(${p}::text, ${}::bigint, ${}::bigint, ${}::bigint, ${}::text)", p + 1, p + 2, p + 3, p + 4);
     }
     sql.push_str(
-        ") AS v (id, base, rights_at, top, author, content) \
+        ") AS v (id, base, rights_at, top, author) \
          WHERE d.id = v.id AND d.version = v.base AND d.access_version = v.rights_at RETURNING d.id",
     );
     let mut query = diesel::sql_query(sql).into_boxed::<Pg>().bind::<BigInt, _>(at);
@@ -103,8 +91,7 @@ pub(super) fn store_known(n: &mut PgConnection, batch: &[ChangeSet], at: i64) ->
             .bind::<BigInt, _>(set.base.0)
             .bind::<BigInt, _>(rights_at)
             .bind::<BigInt, _>(set.base.0 + set.changes.len() as i64)
-            .bind::<Text, _>(author)
-            .bind::<Nullable<Text>, _>((!set.snapshots.is_empty()).then_some(&*set.content));
+            .bind::<Text, _>(author);
     }
     let updated: Vec<Updated> = query.load(n)?;
     let index: HashMap<&str, usize> = known.iter().map(|&(i, _)| (batch[i].document_id.as_str(), i)).collect();

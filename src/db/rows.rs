@@ -26,17 +26,14 @@ pub fn role(s: &str) -> Result<Role, StoreError> {
 pub struct DocumentRow {
     pub id: String,
     pub title: String,
-    /// The content at `content_version`, which may lag `version` by the
-    /// changes since the last snapshot version.
-    pub content: String,
-    pub content_version: i64,
     pub version: i64,
     pub updated_at: i64,
     pub updated_by: String,
 }
 
 impl DocumentRow {
-    /// The document, given its content at `version`.
+    /// The document, given its content at `version` (which the row does
+    /// not hold: see `history::content_at`).
     pub fn into_document(self, content: String) -> Result<Document, StoreError> {
         Ok(Document {
             id: DocumentId::parse(&self.id).map_err(|_| corrupt("document id", &self.id))?,

@@ -4,13 +4,11 @@ diesel::table! {
     documents (id) {
         id -> Text,
         title -> Text,
-        content -> Text,
         version -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
         updated_by -> Text,
         access_version -> BigInt,
-        content_version -> BigInt,
     }
 }
 

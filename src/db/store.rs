@@ -131,17 +131,15 @@ pub(super) fn access(c: &mut AnyConnection, doc: &DocumentId, user: &UserId) -> 
     }))
 }
 
-/// The document with its current content: the row's, brought forward
-/// over the changes stored since the row's content was written.
+/// The document with its current content, which its row does not hold.
 pub(super) fn load_document(c: &mut AnyConnection, doc: &DocumentId) -> Result<Option<Document>, TxError> {
     let row: Option<DocumentRow> = on_backend!(c, |n| documents::table
         .find(doc.as_str())
         .select(DocumentRow::as_select())
         .get_result(n)
         .optional())?;
-    let Some(mut row) = row else { return Ok(None) };
-    let content = std::mem::take(&mut row.content);
-    let content = history::bring_forward(c, doc, content, Version(row.content_version), Version(row.version))?;
+    let Some(row) = row else { return Ok(None) };
+    let content = history::content_at(c, doc, Version(row.version))?;
     Ok(Some(row.into_document(content)?))
 }
 
@@ -424,7 +422,6 @@ impl Store for SqlStore {
                     .values((
                         documents::id.eq(id.as_str()),
                         documents::title.eq(title),
-                        documents::content.eq(content),
                         documents::version.eq(0_i64),
                         documents::created_at.eq(at),
                         documents::updated_at.eq(at),
@@ -438,7 +435,8 @@ impl Store for SqlStore {
                         document_access::role.eq(Role::Owner.as_str()),
                     ))
                     .execute(c)?;
-                // Version 0 is where its history starts.
+                // Version 0 is where its history starts, and where its
+                // content is kept (the row holds none).
                 history::insert_snapshot(c, id, Version(0), content, at, owner)?;
                 Ok(())
             });
@@ -780,7 +778,7 @@ mod tests {
     use crate::db::connection::{SqliteSync, Target};
     use huddle_actors::model::ChangeKind;
     use huddle_actors::store::{NewChange, Refusal, SNAPSHOT_EVERY};
-    use crate::db::schema::document_changes;
+    use crate::db::schema::{document_changes, document_snapshots};
 
     fn store() -> (SqlStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -878,8 +876,8 @@ mod tests {
         s.create_document(&e, "", "", &owner).unwrap();
         let out = s
             .commit_changes(&[
-                change_set(&d, 0, &[(&owner, "[\"poison\"]", None)], "poison"),
-                change_set(&e, 0, &[(&owner, "[\"fine\"]", None)], "fine"),
+                change_set(&d, 0, &[(&owner, "[\"poison\"]", None)]),
+                change_set(&e, 0, &[(&owner, "[\"fine\"]", None)]),
             ])
             .unwrap();
         assert!(matches!(out[0], Err(StoreError::Internal(_))), "{:?}", out[0]);
@@ -889,8 +887,8 @@ mod tests {
         assert_eq!(s.document(&e).unwrap().content, "fine");
     }
 
-    /// A change set of `(author, ops JSON, op_id)` on `base`, ending in `content`.
-    fn change_set(id: &DocumentId, base: i64, changes: &[(&UserId, &str, Option<&str>)], content: &str) -> ChangeSet {
+    /// A change set of `(author, ops JSON, op_id)` on `base`.
+    fn change_set(id: &DocumentId, base: i64, changes: &[(&UserId, &str, Option<&str>)]) -> ChangeSet {
         ChangeSet {
             document_id: id.clone(),
             base: Version(base),
@@ -903,7 +901,6 @@ mod tests {
                     kind: ChangeKind::Op,
                 })
                 .collect(),
-            content: Arc::from(content),
             snapshots: Vec::new(),
             rights_at: None,
         }
@@ -925,51 +922,53 @@ mod tests {
             other => panic!("not stored: {other:?}"),
         };
 
-        let out = s.commit_changes(&[change_set(&d, 0, &[(&editor, r#"["a"]"#, None)], "a")]).unwrap();
+        let out = s.commit_changes(&[change_set(&d, 0, &[(&editor, r#"["a"]"#, None)])]).unwrap();
         let first = stored(&out[0]);
-        let out = s.commit_changes(&[known(change_set(&d, 1, &[(&editor, r#"[1,"b"]"#, None)], "ab"), Some(first))]).unwrap();
+        let out = s.commit_changes(&[known(change_set(&d, 1, &[(&editor, r#"[1,"b"]"#, None)]), Some(first))]).unwrap();
         assert_eq!(stored(&out[0]), first, "the list has not changed");
 
         // A grant to someone else: the count moves, the roles are read, the
         // editor still may.
         s.share_document(&d, Some(&owner), &viewer, Grant::Role(Role::Viewer)).unwrap();
-        let out = s.commit_changes(&[known(change_set(&d, 2, &[(&editor, r#"[2,"c"]"#, None)], "abc"), Some(first))]).unwrap();
+        let out = s.commit_changes(&[known(change_set(&d, 2, &[(&editor, r#"[2,"c"]"#, None)]), Some(first))]).unwrap();
         let second = stored(&out[0]);
         assert!(second > first);
 
         // Revoked since the count the room knows: refused, nothing stored.
         s.share_document(&d, Some(&owner), &editor, Grant::Revoke).unwrap();
-        let out = s.commit_changes(&[known(change_set(&d, 3, &[(&editor, r#"[3,"d"]"#, None)], "abcd"), Some(second))]).unwrap();
+        let out = s.commit_changes(&[known(change_set(&d, 3, &[(&editor, r#"[3,"d"]"#, None)]), Some(second))]).unwrap();
         assert!(
             matches!(&out[0], Ok(CommitOutcome::Refused(r)) if matches!(r[..], [(0, Refusal::Denied(StoreError::PermissionDenied(_)))])),
             "{out:?}"
         );
         // On another version: moved, whatever the count.
-        let out = s.commit_changes(&[known(change_set(&d, 1, &[(&owner, r#"["x"]"#, None)], "x"), Some(second))]).unwrap();
+        let out = s.commit_changes(&[known(change_set(&d, 1, &[(&owner, r#"["x"]"#, None)]), Some(second))]).unwrap();
         assert_eq!(out[0], Ok(CommitOutcome::Moved { current: Version(3) }));
         let doc = s.document(&d).unwrap();
         assert_eq!((doc.content.as_str(), doc.version), ("abc", Version(3)));
         assert_eq!(s.document_history(&d, None, Version(0), 10).unwrap().changes.len(), 3);
     }
 
-    /// A commit rewrites the row's content only when it passes a snapshot
-    /// version: between, the row lags and a read brings it forward.
+    /// The row holds no content: a commit writes its changes, and a whole
+    /// content only at snapshot versions; a read starts from the newest
+    /// snapshot and applies the changes since.
     #[test]
-    fn the_row_content_is_written_at_snapshot_versions_and_read_current_between() {
+    fn content_is_kept_in_snapshots_and_read_from_the_newest() {
         let (s, _dir) = store();
         let owner = UserId::parse("o").unwrap();
         let d = DocumentId::parse("d").unwrap();
         s.create_document(&d, "", "start", &owner).unwrap();
-        let row = |s: &SqlStore| -> (String, i64, i64) {
-            on_backend!(&mut *s.conn().unwrap(), |n| documents::table
-                .find("d")
-                .select((documents::content, documents::content_version, documents::version))
-                .get_result(n))
+        let snapshots = |s: &SqlStore| -> Vec<i64> {
+            on_backend!(&mut *s.conn().unwrap(), |n| document_snapshots::table
+                .filter(document_snapshots::document_id.eq("d"))
+                .select(document_snapshots::version)
+                .order(document_snapshots::version.asc())
+                .load(n))
             .unwrap()
         };
-        let out = s.commit_changes(&[change_set(&d, 0, &[(&owner, r#"[5,"a"]"#, None), (&owner, r#"[6,"b"]"#, None)], "startab")]).unwrap();
+        let out = s.commit_changes(&[change_set(&d, 0, &[(&owner, r#"[5,"a"]"#, None), (&owner, r#"[6,"b"]"#, None)])]).unwrap();
         assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
-        assert_eq!(row(&s), ("start".to_owned(), 0, 2), "no snapshot version passed: the content is not rewritten");
+        assert_eq!(snapshots(&s), vec![0], "no snapshot version passed: no content written");
         assert_eq!(s.document(&d).unwrap().content, "startab");
 
         // Versions 3..=SNAPSHOT_EVERY+1 in one set: it passes a snapshot.
@@ -978,22 +977,26 @@ mod tests {
         let changes: Vec<(&UserId, &str, Option<&str>)> = ops.iter().map(|o| (&owner, o.as_str(), None)).collect();
         let content = format!("startab{}", "x".repeat(changes.len()));
         let at_snapshot = format!("startab{}", "x".repeat((SNAPSHOT_EVERY - 2) as usize));
-        let set = ChangeSet { snapshots: vec![(Version(SNAPSHOT_EVERY), Arc::from(at_snapshot.as_str()))], ..change_set(&d, 2, &changes, &content) };
+        let set = ChangeSet { snapshots: vec![(Version(SNAPSHOT_EVERY), Arc::from(at_snapshot.as_str()))], ..change_set(&d, 2, &changes) };
         let out = s.commit_changes(&[set]).unwrap();
         assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
-        assert_eq!(row(&s), (content.clone(), top, top));
+        assert_eq!(snapshots(&s), vec![0, SNAPSHOT_EVERY]);
         let doc = s.document(&d).unwrap();
         assert_eq!((doc.content.as_str(), doc.version), (content.as_str(), Version(top)));
-        assert_eq!(s.document_snapshot(&d, None, Version(SNAPSHOT_EVERY)).unwrap().content, at_snapshot);
 
-        // A change row missing between the row's content and its version
-        // is an error, not a silently old content.
-        let out = s.commit_changes(&[change_set(&d, top, &[(&owner, r#"["y"]"#, None)], &format!("y{content}"))]).unwrap();
-        assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
-        assert_eq!(s.document(&d).unwrap().content, format!("y{content}"));
-        on_backend!(&mut *s.conn().unwrap(), |n| diesel::delete(document_changes::table.filter(document_changes::version.eq(top + 1)))
+        // The read starts at the newest snapshot: the changes before it are
+        // not read (here one is gone, and the current content is whole)...
+        let gone = |s: &SqlStore, version: i64| {
+            on_backend!(&mut *s.conn().unwrap(), |n| diesel::delete(
+                document_changes::table.filter(document_changes::version.eq(version))
+            )
             .execute(n))
-        .unwrap();
+            .unwrap()
+        };
+        gone(&s, 3);
+        assert_eq!(s.document(&d).unwrap().content, content);
+        // ...and a change missing after it is an error, not an old content.
+        gone(&s, top);
         assert!(matches!(s.document(&d), Err(StoreError::Internal(why)) if why.contains("misses changes")));
     }
 
@@ -1040,11 +1043,11 @@ mod tests {
         }
         let out = s
             .commit_changes(&[
-                change_set(&d, 0, &[(&owner, r#"["a"]"#, Some("x")), (&editor, r#"[1,"b"]"#, Some("x"))], "ab"),
-                change_set(&DocumentId::parse("nope").unwrap(), 0, &[(&owner, r#"["a"]"#, None)], "a"),
-                change_set(&f, 0, &[(&owner, r#"["a"]"#, None), (&viewer, r#"["b"]"#, None)], "ba"),
+                change_set(&d, 0, &[(&owner, r#"["a"]"#, Some("x")), (&editor, r#"[1,"b"]"#, Some("x"))]),
+                change_set(&DocumentId::parse("nope").unwrap(), 0, &[(&owner, r#"["a"]"#, None)]),
+                change_set(&f, 0, &[(&owner, r#"["a"]"#, None), (&viewer, r#"["b"]"#, None)]),
                 // Another process took version 1 of g meanwhile.
-                change_set(&g, 3, &[(&owner, r#"["a"]"#, None)], "a"),
+                change_set(&g, 3, &[(&owner, r#"["a"]"#, None)]),
             ])
             .unwrap();
         assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
@@ -1099,7 +1102,7 @@ mod tests {
             .get()
             .unwrap()
             .batch_execute(
-                "UPDATE documents SET version = 7, content_version = 7, content = 'seven' WHERE id = 'old'; \
+                "UPDATE documents SET version = 7 WHERE id = 'old'; \
                  UPDATE document_snapshots SET version = 7, content = 'seven' WHERE document_id = 'old';",
             )
             .unwrap();

@@ -139,8 +139,6 @@ impl Staged {
 /// What a change set in the store's queue gains from [`Timeline::extend`].
 pub struct Extension {
     pub change: NewChange,
-    /// The content after the whole group.
-    pub content: Arc<str>,
     pub snapshots: Vec<(Version, Arc<str>)>,
 }
 
@@ -148,7 +146,6 @@ impl Extension {
     /// Adds itself to the set it extends.
     pub fn apply(self, set: &mut store::ChangeSet) {
         set.changes.push(self.change);
-        set.content = self.content;
         set.snapshots.extend(self.snapshots);
     }
 }
@@ -269,7 +266,7 @@ impl Timeline {
             return None;
         }
         let change = draft.outcomes.last_mut()?.as_mut().ok()?.take_change();
-        Some(Extension { change, content: draft.shared_content(), snapshots: std::mem::take(&mut draft.snapshots) })
+        Some(Extension { change, snapshots: std::mem::take(&mut draft.snapshots) })
     }
 
     /// Stages `edit` on the draft: `true` when it has a change.
@@ -460,21 +457,14 @@ impl Draft {
         self.staged().map(|s| &s.user_id)
     }
 
-    /// The content after the group, as the store is sent it.
-    fn shared_content(&self) -> Arc<str> {
-        Arc::from(self.content.as_deref().unwrap_or_default())
-    }
-
     /// What the store is asked to commit; the operations' JSON moves into
     /// it. The draft keeps everything else until the commit is answered.
     pub fn change_set(&mut self, document_id: &crate::ids::DocumentId) -> store::ChangeSet {
-        let content = self.shared_content();
         let changes = self.outcomes.iter_mut().filter_map(|o| o.as_mut().ok()).map(Staged::take_change).collect();
         store::ChangeSet {
             document_id: document_id.clone(),
             base: self.base,
             changes,
-            content,
             snapshots: std::mem::take(&mut self.snapshots),
             rights_at: None,
         }
@@ -600,8 +590,7 @@ mod tests {
         assert_eq!(draft.rejections().map(|r| r.is_some()).collect::<Vec<_>>(), vec![false, false, true, true, false]);
         let ops = |s: &store::ChangeSet| s.changes.iter().map(|c| c.ops.clone()).collect::<Vec<_>>();
         assert_eq!(ops(&set), ops(&at_once));
-        assert_eq!(set.content, at_once.content);
-        assert_eq!(&*set.content, "<hello world!");
+        assert_eq!(set.snapshots, at_once.snapshots);
         assert_eq!(set.base, at_once.base);
     }
 
@@ -740,7 +729,7 @@ mod tests {
         let set = draft.change_set(&DocumentId::parse("d").unwrap());
         assert_eq!(set.changes.len(), 4);
         assert_eq!(set.snapshots.iter().map(|(v, c)| (v.0, c.len())).collect::<Vec<_>>(), vec![(store::SNAPSHOT_EVERY, 2)]);
-        assert_eq!((&*set.content, draft.top().0), ("xxxx", base + 4));
+        assert_eq!(draft.top().0, base + 4);
         assert_eq!(draft.change_index(2), Some(2));
         t.commit(draft, Timestamp(5), |_, _, _| {});
         assert_eq!(t.document().updated_at, Timestamp(5));

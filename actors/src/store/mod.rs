@@ -81,8 +81,6 @@ pub struct ChangeSet {
     pub document_id: DocumentId,
     pub base: Version,
     pub changes: Vec<NewChange>,
-    /// The content after the last change.
-    pub content: Arc<str>,
     /// Whole contents to keep, at the versions where [`snapshot_due`].
     pub snapshots: Vec<(Version, Arc<str>)>,
     /// The count of the document's access list (`access_version`) at which
