@@ -119,10 +119,10 @@ impl Arrived {
 
     /// The change, made on `text` (the content at the version before it),
     /// and the push another node encoded for it, if any.
-    pub fn into_change(self, text: &str) -> (Change, Option<ByteString>) {
+    pub fn into_change(self, len: usize) -> (Change, Option<ByteString>) {
         let (ops, kind) = match self.made {
             Made::Ops(ops, kind) => (ops, kind),
-            Made::Content(content) => (Operation::replace_all(text, &content), ChangeKind::Update),
+            Made::Content(content) => (Operation::replace_chars(len, &content), ChangeKind::Update),
         };
         let change =
             Change { version: self.version, ops, user_id: self.user_id, created_at: self.created_at, op_id: self.op_id, kind };
@@ -378,7 +378,7 @@ mod tests {
     fn the_change_is_read_from_the_push_once() {
         let op = frame(r#"{"event":"documents:op","room":"document:d","data":{"document_id":"d","version":3,"ops":[2,"x"],"user_id":"bob"}}"#);
         let arrived = Arrived::from_remote(remote(3, op.clone())).unwrap();
-        let (change, pushed) = arrived.into_change("ab");
+        let (change, pushed) = arrived.into_change(2);
         assert_eq!((change.version, change.kind, change.user_id.as_str()), (Version(3), ChangeKind::Op, "bob"));
         assert_eq!((change.ops.to_json(), change.op_id.as_deref()), (serde_json::json!([2, "x"]), Some("o1")));
         assert_eq!(change.created_at, Timestamp(5));
@@ -387,7 +387,7 @@ mod tests {
         let updated = frame(
             r#"{"event":"documents:updated","room":"document:d","data":{"document":{"id":"d","title":"","content":"new \"text\"","version":4,"updated_at":"1970-01-01T00:00:00.005Z","updated_by":"bob"},"user_id":"bob"}}"#,
         );
-        let (change, _) = Arrived::from_remote(remote(4, updated)).unwrap().into_change("old");
+        let (change, _) = Arrived::from_remote(remote(4, updated)).unwrap().into_change(3);
         assert_eq!(change.kind, ChangeKind::Update);
         assert_eq!(change.ops, Operation::replace_all("old", "new \"text\""));
 

@@ -659,7 +659,7 @@ impl DocumentRoom {
         timeline.integrate(change, self.settings.max_document_bytes)?;
         let frame = frame.unwrap_or_else(|| {
             let document = timeline.document();
-            Push::DocumentsUpdated { document, user_id: &document.updated_by }.encode(room)
+            Push::DocumentsUpdated { document: &document, user_id: &document.updated_by }.encode(room)
         });
         self.members.broadcast(frame, sender);
         Ok(())
@@ -678,7 +678,7 @@ impl DocumentRoom {
             Ok(()) => {
                 if let Some(timeline) = room.timeline.as_ref().filter(|t| before.is_some_and(|b| t.version() > b)) {
                     let document = timeline.document();
-                    room.members.push(Push::DocumentsUpdated { document, user_id: &document.updated_by }, None);
+                    room.members.push(Push::DocumentsUpdated { document: &document, user_id: &document.updated_by }, None);
                 }
                 room.submit(ctx);
             }
@@ -852,7 +852,7 @@ impl DocumentRoom {
         };
         let document = timeline.document();
         self.members.admit(&req, |name, presence| {
-            req.ack(DocumentJoined { room: name, role, document, presence, changes, recovered })
+            req.ack(DocumentJoined { room: name, role, document: &document, presence, changes, recovered })
         });
         self.activity_changed(ctx);
         Ok(())

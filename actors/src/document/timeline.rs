@@ -32,6 +32,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use ropey::Rope;
+
 use crate::ids::{UserId, Version};
 use crate::model::{Change, ChangeKind, Document, Timestamp};
 use crate::ot::{self, OpError, Operation, Side};
@@ -73,9 +75,13 @@ struct Entry {
 
 /// See the module documentation.
 pub struct Timeline {
-    /// At the newest committed version.
+    /// At the newest committed version, but for its content, which is
+    /// `content` (this one's is left empty).
     document: Document,
-    /// Characters of `document.content`.
+    /// The content: a rope, which an operation edits in place (a string
+    /// was copied whole at every operation) and a draft clones in O(1).
+    content: Rope,
+    /// Characters of `content`.
     len: usize,
     entries: VecDeque<Entry>,
     /// Sum of the entries' weights.
@@ -156,15 +162,16 @@ pub struct Draft {
     base: Version,
     outcomes: Vec<Result<Staged, Rejection>>,
     /// `None` while no edit changed anything.
-    content: Option<String>,
+    content: Option<Rope>,
     len: usize,
     snapshots: Vec<(Version, Arc<str>)>,
 }
 
 impl Timeline {
     pub fn new(loaded: store::Timeline, limits: WindowLimits) -> Timeline {
-        let store::Timeline { document, changes, history_start } = loaded;
-        let len = document.content.chars().count();
+        let store::Timeline { mut document, changes, history_start } = loaded;
+        let content = Rope::from_str(&std::mem::take(&mut document.content));
+        let len = content.len_chars();
         // Lengths backwards from the content's; stop at anything that does
         // not chain (a gap, or an operation that cannot have made it).
         let (mut after, mut expected, mut kept) = (len, document.version, Vec::new());
@@ -183,6 +190,7 @@ impl Timeline {
         kept.reverse();
         let mut timeline = Timeline {
             document,
+            content,
             len,
             entries: VecDeque::new(),
             weight: 0,
@@ -202,9 +210,15 @@ impl Timeline {
         self.document.version
     }
 
-    /// The document at [`Timeline::version`].
-    pub fn document(&self) -> &Document {
-        &self.document
+    /// The document at [`Timeline::version`], its content written out
+    /// (O(its size): for joins and whole-document pushes).
+    pub fn document(&self) -> Document {
+        Document { content: self.content.to_string(), ..self.document.clone() }
+    }
+
+    /// Characters of the content at [`Timeline::version`].
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// The oldest version an operation may be based on.
@@ -274,7 +288,7 @@ impl Timeline {
         match self.stage(draft, edit, max_bytes) {
             Ok((staged, content)) => {
                 if snapshot_due(staged.version) {
-                    draft.snapshots.push((staged.version, Arc::from(content.as_str())));
+                    draft.snapshots.push((staged.version, Arc::from(content.to_string())));
                 }
                 draft.len = staged.len_after;
                 draft.content = Some(content);
@@ -289,7 +303,7 @@ impl Timeline {
     }
 
     /// One edit of a group, on the draft so far.
-    fn stage(&self, draft: &Draft, edit: &EditRef<'_>, max_bytes: usize) -> Result<(Staged, String), Rejection> {
+    fn stage(&self, draft: &Draft, edit: &EditRef<'_>, max_bytes: usize) -> Result<(Staged, Rope), Rejection> {
         // Checked again here, not only when the edit was queued: changes
         // read back from the store since (another engine process stored
         // them) may hold the original. The window holds every change after
@@ -297,7 +311,7 @@ impl Timeline {
         if let Some(original) = edit.op_id.and_then(|op_id| self.find(edit.user, op_id)) {
             return Err(Rejection::Duplicate(original.clone()));
         }
-        let text = draft.content.as_deref().unwrap_or(&self.document.content);
+        let text = draft.content.as_ref().unwrap_or(&self.content);
         let version = draft.top().next();
         let (ops, kind) = match edit.edit {
             Edit::Op { base, ops } => {
@@ -313,16 +327,20 @@ impl Timeline {
                 if *wanted != version {
                     return Err(Rejection::Conflict);
                 }
-                (Operation::replace_all(text, content), ChangeKind::Update)
+                (Operation::replace_chars(draft.len, content), ChangeKind::Update)
             }
         };
         let content = match edit.edit {
-            Edit::Replace { content, .. } => String::from(&**content),
-            Edit::Op { .. } => ot::apply_within(text, &ops, max_bytes).map_err(|e| Rejection::Refused(e.into()))?,
+            Edit::Replace { content, .. } => Rope::from_str(content),
+            Edit::Op { .. } => {
+                let mut next = text.clone();
+                ot::apply_to_rope(&mut next, &ops, max_bytes).map_err(|e| Rejection::Refused(e.into()))?;
+                next
+            }
         };
         let json = serde_json::to_string(&ops).map_err(|e| Rejection::Refused(WireError::internal("ops", &e)))?;
         let weight = json.chars().count();
-        let len_after = ops.target_len(draft.len).unwrap_or_else(|| content.chars().count());
+        let len_after = ops.target_len(draft.len).unwrap_or_else(|| content.len_chars());
         let staged = Staged {
             version,
             ops,
@@ -338,11 +356,13 @@ impl Timeline {
 
     /// Makes a committed draft part of the timeline. `release` sees every
     /// edit of the group in order, with its change or its rejection, and
-    /// the version now current; it runs before the changes join the window.
+    /// the document now current but for its content (left empty: writing
+    /// it out costs its size; [`Timeline::document`] does); it runs before
+    /// the changes join the window.
     pub fn commit(&mut self, draft: Draft, at: Timestamp, mut release: impl FnMut(usize, Result<&Change, &Rejection>, &Document)) {
         let Draft { outcomes, content, len, .. } = draft;
         if let Some(content) = content {
-            self.document.content = content;
+            self.content = content;
             self.len = len;
         }
         let mut entries = Vec::new();
@@ -380,10 +400,9 @@ impl Timeline {
         if change.version != self.version().next() {
             return Err(OpError::BaseTooShort { needed: 0, actual: 0 });
         }
-        let content = ot::apply_within(&self.document.content, &change.ops, max_bytes)?;
-        let len_after = content.chars().count();
+        ot::apply_to_rope(&mut self.content, &change.ops, max_bytes)?;
+        let len_after = self.content.len_chars();
         let weight = json_chars(&change.ops);
-        self.document.content = content;
         self.document.version = change.version;
         self.document.updated_at = change.created_at;
         self.document.updated_by = change.user_id.clone();

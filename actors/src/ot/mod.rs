@@ -59,6 +59,7 @@
 
 mod algebra;
 mod error;
+mod rope;
 pub mod wire;
 
 #[cfg(test)]
@@ -66,6 +67,7 @@ mod tests;
 
 pub use algebra::{apply, apply_within, compose, transform, transform_over};
 pub use error::{ComponentProblem, OpError};
+pub use rope::apply_to_rope;
 
 /// Largest total of kept and deleted characters one decoded operation may
 /// carry: 2^53 - 1, the largest integer every JSON client reads exactly.
@@ -142,8 +144,13 @@ impl Operation {
     /// JavaScript binding builds the same one for a `documents:updated`
     /// push, so both transform pending edits over it alike. O(bytes of both).
     pub fn replace_all(old: &str, new: &str) -> Self {
+        Self::replace_chars(old.chars().count(), new)
+    }
+
+    /// [`Operation::replace_all`] of a text of `old` characters.
+    pub fn replace_chars(old: usize, new: &str) -> Self {
         let mut b = Builder::new();
-        b.insert(new).delete(old.chars().count());
+        b.insert(new).delete(old);
         b.finish()
     }
 

@@ -324,6 +324,29 @@ proptest! {
         }
     }
 
+    /// A room applies operations to a rope: the same text as a string
+    /// gets, the same refusals, and a refused operation changes nothing.
+    #[test]
+    fn applying_to_a_rope_agrees_with_applying_to_a_string(doc in text(12), a in steps(), fits in any::<bool>(), max in 0usize..60) {
+        // Fitted to the text, or to a longer one (refused as too short).
+        let a = if fits { fit(chars(&doc), &a) } else { fit(chars(&doc) + 3, &a) };
+        let mut rope = ropey::Rope::from_str(&doc);
+        let on_rope = apply_to_rope(&mut rope, &a, max);
+        let on_string = apply_within(&doc, &a, max);
+        match (&on_rope, &on_string) {
+            (Ok(()), Ok(text)) => prop_assert_eq!(rope.to_string(), text.clone()),
+            // When both apply, an operation too long for its text is refused
+            // before its size is looked at; a string notices whichever comes
+            // first.
+            (Err(OpError::BaseTooShort { .. }), Err(_)) => prop_assert!(a.base_len() > chars(&doc)),
+            (Err(e), Err(f)) => prop_assert_eq!(e, f),
+            _ => prop_assert!(false, "rope {:?}, string {:?}", on_rope, on_string),
+        }
+        if on_rope.is_err() {
+            prop_assert_eq!(rope.to_string(), doc);
+        }
+    }
+
     #[test]
     fn transform_converges(doc in text(12), a in steps(), b in steps()) {
         let len = chars(&doc);

@@ -38,9 +38,9 @@ impl DocumentRoom {
 
     fn release_ready(&mut self, ctx: &mut Context<Self>) {
         while let Some(timeline) = &self.timeline {
-            let text = &timeline.document().content;
+            let len = timeline.len();
             let Some(arrived) = self.ordered.as_mut().and_then(Ordered::next) else { return };
-            let (change, frame) = arrived.into_change(text);
+            let (change, frame) = arrived.into_change(len);
             let version = change.version;
             if let Err(e) = self.integrate(change, frame) {
                 log::error!("document {}: version {} does not apply here ({e}); reloading", self.id, version.0);
