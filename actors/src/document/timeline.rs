@@ -217,7 +217,7 @@ impl Timeline {
     }
 
     /// Characters of the content at [`Timeline::version`].
-    pub fn len(&self) -> usize {
+    pub fn chars(&self) -> usize {
         self.len
     }
 

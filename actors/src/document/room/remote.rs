@@ -38,7 +38,7 @@ impl DocumentRoom {
 
     fn release_ready(&mut self, ctx: &mut Context<Self>) {
         while let Some(timeline) = &self.timeline {
-            let len = timeline.len();
+            let len = timeline.chars();
             let Some(arrived) = self.ordered.as_mut().and_then(Ordered::next) else { return };
             let (change, frame) = arrived.into_change(len);
             let version = change.version;
