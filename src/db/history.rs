@@ -52,43 +52,58 @@ fn version_of(c: &mut AnyConnection, id: &DocumentId) -> Result<Option<i64>, TxE
     Ok(on_backend!(c, |n| documents::table.find(id.as_str()).select(documents::version).get_result(n).optional())?)
 }
 
-/// The document's content at `version`: its newest snapshot at or before
-/// it, brought forward over the changes since (fewer than
-/// `SNAPSHOT_EVERY`), composed into one operation and applied once, so a
-/// long document is copied once, not once per change. Every document has
-/// a snapshot where its history starts; its row holds no content.
+/// The document's content at `version`; see [`replay`].
 pub fn content_at(c: &mut AnyConnection, id: &DocumentId, version: Version) -> Result<String, TxError> {
-    let (from, content): (i64, String) = document_snapshots::table
+    Ok(replay(c, id, version)?.content)
+}
+
+/// A document's content at a version, with who made that version and when.
+struct Replayed {
+    content: String,
+    at: i64,
+    by: String,
+}
+
+/// The content at `version`: the newest snapshot at or before it, brought
+/// forward over the changes since (fewer than `SNAPSHOT_EVERY`), composed
+/// into one operation and applied once, so a long document is copied
+/// once, not once per change. Every document has a snapshot where its
+/// history starts; its row holds no content.
+fn replay(c: &mut AnyConnection, id: &DocumentId, version: Version) -> Result<Replayed, TxError> {
+    let base: SnapshotRow = document_snapshots::table
         .filter(document_snapshots::document_id.eq(id.as_str()))
         .filter(document_snapshots::version.le(version.0))
-        .select((document_snapshots::version, document_snapshots::content))
+        .select(SnapshotRow::as_select())
         .order(document_snapshots::version.desc())
         .first(c)
         .optional()?
         .ok_or_else(|| StoreError::Internal(format!("document {id} has no snapshot at or before version {}", version.0)))?;
-    bring_forward(c, id, content, Version(from), version)
-}
-
-fn bring_forward(c: &mut AnyConnection, id: &DocumentId, content: String, from: Version, to: Version) -> Result<String, TxError> {
-    if from.0 >= to.0 {
-        return Ok(content);
+    if base.version >= version.0 {
+        return Ok(Replayed { content: base.content, at: base.updated_at, by: base.updated_by });
     }
-    let ops: Vec<(i64, String)> = document_changes::table
+    let found: Vec<ChangeRow> = document_changes::table
         .filter(document_changes::document_id.eq(id.as_str()))
-        .filter(document_changes::version.gt(from.0))
-        .filter(document_changes::version.le(to.0))
-        .select((document_changes::version, document_changes::operation))
+        .filter(document_changes::version.gt(base.version))
+        .filter(document_changes::version.le(version.0))
+        .select(ChangeRow::as_select())
         .order(document_changes::version.asc())
         .load(c)?;
-    if ops.len() as i64 != to.0 - from.0 {
-        return Err(StoreError::Internal(format!("the history of document {id} misses changes between versions {} and {}", from.0, to.0)).into());
-    }
+    let Some(last) = found.last().filter(|_| found.len() as i64 == version.0 - base.version) else {
+        return Err(StoreError::Internal(format!(
+            "the history of document {id} misses changes between versions {} and {}",
+            base.version, version.0
+        ))
+        .into());
+    };
+    let (at, by) = (last.created_at, last.user_id.clone());
     let mut all = ot::Operation::noop();
-    for (_, json) in &ops {
-        all = ot::compose(&all, &rows::operation(json)?);
+    for row in &found {
+        all = ot::compose(&all, &rows::operation(&row.ops)?);
     }
-    Ok(ot::apply(&content, &all)
-        .map_err(|e| StoreError::Internal(format!("document {id}: versions {} to {} do not apply: {e}", from.0 + 1, to.0)))?)
+    let content = ot::apply(&base.content, &all).map_err(|e| {
+        StoreError::Internal(format!("document {id}: versions {} to {} do not apply: {e}", base.version + 1, version.0))
+    })?;
+    Ok(Replayed { content, at, by })
 }
 
 /// The first version the history knows: its oldest snapshot (version 0,
@@ -176,41 +191,11 @@ pub fn page(c: &mut AnyConnection, id: &DocumentId, reader: Option<&UserId>, aft
     Ok(ChangePage { changes: rows::into_changes(found)?, has_more })
 }
 
-/// The document at `version`: the snapshot at or before it, and the
-/// changes since (fewer than `SNAPSHOT_EVERY`) applied in order.
+/// The document at `version`, as `reader` may see it (see [`replay`]).
 pub fn snapshot(c: &mut AnyConnection, id: &DocumentId, reader: Option<&UserId>, version: Version) -> StoreResult<Document> {
     readable(c, id, reader, version)?;
     let title: String = documents::table.find(id.as_str()).select(documents::title).get_result(c).map_err(TxError::from)?;
-    let base: SnapshotRow = document_snapshots::table
-        .filter(document_snapshots::document_id.eq(id.as_str()))
-        .filter(document_snapshots::version.le(version.0))
-        .select(SnapshotRow::as_select())
-        .order(document_snapshots::version.desc())
-        .first(c)
-        .optional()
-        .map_err(TxError::from)?
-        .ok_or_else(|| StoreError::Internal(format!("document {id} has no snapshot at or before version {}", version.0)))?;
-    let found: Vec<ChangeRow> = document_changes::table
-        .filter(document_changes::document_id.eq(id.as_str()))
-        .filter(document_changes::version.gt(base.version))
-        .filter(document_changes::version.le(version.0))
-        .select(ChangeRow::as_select())
-        .order(document_changes::version.asc())
-        .load(c)
-        .map_err(TxError::from)?;
-    if found.len() as i64 != version.0 - base.version {
-        return Err(StoreError::Internal(format!(
-            "the history of document {id} misses changes between versions {} and {}",
-            base.version, version.0
-        )));
-    }
-    let (mut content, mut at, mut by) = (base.content, base.updated_at, base.updated_by);
-    for row in found {
-        let op = rows::operation(&row.ops)?;
-        content = ot::apply(&content, &op)
-            .map_err(|e| StoreError::Internal(format!("document {id}: version {} does not apply: {e}", row.version)))?;
-        (at, by) = (row.created_at, row.user_id);
-    }
+    let Replayed { content, at, by } = replay(c, id, version)?;
     Ok(Document {
         id: id.clone(),
         title,
