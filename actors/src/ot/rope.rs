@@ -8,11 +8,39 @@ use ropey::Rope;
 
 use super::{Component, OpError, Operation};
 
-/// Applies `op` to `text` in place, or leaves it untouched and refuses as
+/// Applies `op` to `text`, or leaves it untouched and refuses as
 /// [`apply_within`](super::apply_within) would: [`OpError::BaseTooShort`]
 /// when `op` keeps and deletes more characters than `text` has,
 /// [`OpError::TooLarge`] when the result would pass `max_bytes`.
+///
+/// An edit of the rope costs O(log n) per component, so an operation of
+/// very many components (a 4 MiB frame holds about a million) would cost
+/// far more than a copy of the text: past [`in_place_limit`] components
+/// the text is rebuilt in one linear pass instead.
 pub fn apply_to_rope(text: &mut Rope, op: &Operation, max_bytes: usize) -> Result<(), OpError> {
+    if op.components().len() > in_place_limit(text) {
+        rebuild(text, op, max_bytes)
+    } else {
+        edit(text, op, max_bytes)
+    }
+}
+
+/// Components an operation may have to be applied in place: where one
+/// rope edit per component still costs less than copying the text (a
+/// component's edit costs about as much as copying a few KB).
+fn in_place_limit(text: &Rope) -> usize {
+    64 + text.len_bytes() / 4096
+}
+
+/// [`apply_to_rope`] by a pass over the whole text.
+pub(super) fn rebuild(text: &mut Rope, op: &Operation, max_bytes: usize) -> Result<(), OpError> {
+    let out = super::apply_within(&text.to_string(), op, max_bytes)?;
+    *text = Rope::from_str(&out);
+    Ok(())
+}
+
+/// [`apply_to_rope`] by an edit of the rope per component.
+pub(super) fn edit(text: &mut Rope, op: &Operation, max_bytes: usize) -> Result<(), OpError> {
     let actual = text.len_chars();
     if op.base_len() > actual {
         return Err(OpError::BaseTooShort { needed: op.base_len(), actual });

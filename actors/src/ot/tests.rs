@@ -160,6 +160,11 @@ fn hostile_sizes_stay_linear() {
     let b2 = transform(&b, &a, Side::Right);
     assert_eq!(apply(&after_b, &a2).unwrap(), apply(&after_a, &b2).unwrap());
     assert_eq!(apply(&text, &compose(&a, &b2)).unwrap(), apply(&after_a, &b2).unwrap());
+    // A room's rope takes such an operation in one pass too, not one rope
+    // edit per component.
+    let mut rope = ropey::Rope::from_str(&text);
+    apply_to_rope(&mut rope, &a, usize::MAX).unwrap();
+    assert_eq!(rope.to_string(), after_a);
 }
 
 // ---- the shared vectors -------------------------------------------------------------------
@@ -330,20 +335,24 @@ proptest! {
     fn applying_to_a_rope_agrees_with_applying_to_a_string(doc in text(12), a in steps(), fits in any::<bool>(), max in 0usize..60) {
         // Fitted to the text, or to a longer one (refused as too short).
         let a = if fits { fit(chars(&doc), &a) } else { fit(chars(&doc) + 3, &a) };
-        let mut rope = ropey::Rope::from_str(&doc);
-        let on_rope = apply_to_rope(&mut rope, &a, max);
         let on_string = apply_within(&doc, &a, max);
-        match (&on_rope, &on_string) {
-            (Ok(()), Ok(text)) => prop_assert_eq!(rope.to_string(), text.clone()),
-            // When both apply, an operation too long for its text is refused
-            // before its size is looked at; a string notices whichever comes
-            // first.
-            (Err(OpError::BaseTooShort { .. }), Err(_)) => prop_assert!(a.base_len() > chars(&doc)),
-            (Err(e), Err(f)) => prop_assert_eq!(e, f),
-            _ => prop_assert!(false, "rope {:?}, string {:?}", on_rope, on_string),
-        }
-        if on_rope.is_err() {
-            prop_assert_eq!(rope.to_string(), doc);
+        // Both ways a rope is changed: edited in place, or rebuilt (an
+        // operation of very many components).
+        for apply in [rope::edit, rope::rebuild] {
+            let mut rope = ropey::Rope::from_str(&doc);
+            let on_rope = apply(&mut rope, &a, max);
+            match (&on_rope, &on_string) {
+                (Ok(()), Ok(text)) => prop_assert_eq!(rope.to_string(), text.clone()),
+                // When both apply, an operation too long for its text is
+                // refused before its size is looked at; a string notices
+                // whichever comes first.
+                (Err(OpError::BaseTooShort { .. }), Err(_)) => prop_assert!(a.base_len() > chars(&doc)),
+                (Err(e), Err(f)) => prop_assert_eq!(e, f),
+                _ => prop_assert!(false, "rope {:?}, string {:?}", on_rope, on_string),
+            }
+            if on_rope.is_err() {
+                prop_assert_eq!(rope.to_string(), doc.clone());
+            }
         }
     }
 
