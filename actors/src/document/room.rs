@@ -593,14 +593,14 @@ impl DocumentRoom {
         let cluster = self.ordered.as_ref().map(|o| &*o.cluster);
         let top = cluster.map(|_| draft.top());
         let mut group: Vec<Option<Pending>> = group.into_iter().map(Some).collect();
-        timeline.commit(draft, at, |i, outcome, document| {
+        timeline.commit(draft, at, |i, outcome, now| {
             let Some(pending) = group.get_mut(i).and_then(Option::take) else { return };
             match outcome {
-                Ok(change) => announce(id, members, cluster, pending, change, document),
+                Ok(change) => announce(id, members, cluster, pending, change, now.title()),
                 Err(Rejection::Refused(e)) => pending.fail(e),
                 Err(Rejection::Duplicate(original)) => pending.answer_original(original, id),
                 Err(Rejection::Conflict) => {
-                    pending.fail(&StoreError::VersionConflict { document: id.clone(), current: document.version }.into())
+                    pending.fail(&StoreError::VersionConflict { document: id.clone(), current: now.version() }.into())
                 }
             }
         });
@@ -702,7 +702,7 @@ fn announce(
     cluster: Option<&dyn Cluster>,
     pending: Pending,
     change: &Change,
-    current: &Document,
+    title: &str,
 ) {
     let (sender, version, user_id) = (pending.session(), change.version, &change.user_id);
     let frame = match &pending.edit {
@@ -710,7 +710,7 @@ fn announce(
         Edit::Replace { content, .. } => {
             let document = Document {
                 id: id.clone(),
-                title: current.title.clone(),
+                title: title.to_owned(),
                 content: String::from(&**content),
                 version,
                 updated_at: change.created_at,

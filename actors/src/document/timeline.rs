@@ -216,6 +216,10 @@ impl Timeline {
         Document { content: self.content.to_string(), ..self.document.clone() }
     }
 
+    pub fn title(&self) -> &str {
+        &self.document.title
+    }
+
     /// Characters of the content at [`Timeline::version`].
     pub fn chars(&self) -> usize {
         self.len
@@ -356,10 +360,9 @@ impl Timeline {
 
     /// Makes a committed draft part of the timeline. `release` sees every
     /// edit of the group in order, with its change or its rejection, and
-    /// the document now current but for its content (left empty: writing
-    /// it out costs its size; [`Timeline::document`] does); it runs before
-    /// the changes join the window.
-    pub fn commit(&mut self, draft: Draft, at: Timestamp, mut release: impl FnMut(usize, Result<&Change, &Rejection>, &Document)) {
+    /// the timeline at the group's top version; it runs before the changes
+    /// join the window.
+    pub fn commit(&mut self, draft: Draft, at: Timestamp, mut release: impl FnMut(usize, Result<&Change, &Rejection>, &Timeline)) {
         let Draft { outcomes, content, len, .. } = draft;
         if let Some(content) = content {
             self.content = content;
@@ -382,10 +385,10 @@ impl Timeline {
                         op_id: staged.op_id,
                         kind: staged.kind,
                     };
-                    release(i, Ok(&change), &self.document);
+                    release(i, Ok(&change), self);
                     entries.push(Entry { change, len_after: staged.len_after, weight: staged.weight });
                 }
-                Err(rejection) => release(i, Err(&rejection), &self.document),
+                Err(rejection) => release(i, Err(&rejection), self),
             }
         }
         for entry in entries {
