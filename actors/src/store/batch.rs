@@ -44,18 +44,31 @@ impl BatchOp for CommitChanges {
     type Item = OpenSet;
     type Output = CommitOutcome;
     /// Takes each set only now, on the executor: until then its room may
-    /// add the edits that came while it waited.
+    /// add the edits that came while it waited. A set prepared after one
+    /// that was not stored is not taken ([`CommitOutcome::Abandoned`]).
+    /// Each set's fate is recorded before the next batch runs.
     fn run(store: &dyn Store, items: &[OpenSet]) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
         let mut sets: Vec<ChangeSet> = Vec::with_capacity(items.len());
         let taken: Vec<bool> = items.iter().map(|item| item.take().map(|set| sets.push(set)).is_some()).collect();
-        let mut outcomes = store.commit_changes(&sets)?.into_iter();
-        Ok(taken
+        let outcomes = match store.commit_changes(&sets) {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                items.iter().for_each(|item| item.decided(false));
+                return Err(e);
+            }
+        };
+        let mut outcomes = outcomes.into_iter();
+        let outcomes: Vec<StoreResult<CommitOutcome>> = taken
             .into_iter()
             .map(|taken| match taken {
                 true => outcomes.next().unwrap_or_else(|| Err(StoreError::Internal("a change set had no outcome".into()))),
-                false => Err(StoreError::Internal("a change set was taken twice".into())),
+                false => Ok(CommitOutcome::Abandoned),
             })
-            .collect())
+            .collect();
+        for (item, outcome) in items.iter().zip(&outcomes) {
+            item.decided(matches!(outcome, Ok(CommitOutcome::Stored { .. })));
+        }
+        Ok(outcomes)
     }
 }
 
