@@ -626,7 +626,8 @@ impl DocumentRoom {
                     log::info!("document {}: at version {} in the store, not {}; catching up", self.id, current.0, draft.base_version().0);
                     self.catch_up(ctx);
                     return false;
-                };                // Another node committed first: its versions are usually
+                };
+                // Another node committed first: its versions are usually
                 // on their way through Redis; read them if they are not
                 // here soon. The group waits until the room has them.
                 log::debug!("document {}: at version {} in the store, not {}", self.id, current.0, draft.base_version().0);
