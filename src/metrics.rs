@@ -25,7 +25,6 @@ pub struct Metrics {
     request_seconds: HistogramVec,
     db_seconds: Histogram,
     edits_redone: IntCounter,
-    groups_pipelined: IntCounter,
     cluster: ClusterMetrics,
 }
 
@@ -93,10 +92,6 @@ impl Metrics {
             "document_edits_redone_total",
             "Document edits prepared again: their group's commit found the document moved (another node committed first)",
         )?;
-        let groups_pipelined = IntCounter::new(
-            "document_groups_pipelined_total",
-            "Groups of document edits sent to the database while the room's previous group was still being committed",
-        )?;
         let db_seconds = Histogram::with_opts(
             HistogramOpts::new("db_call_duration_seconds", "One store call on a database thread").buckets(BUCKETS.to_vec()),
         )?;
@@ -110,7 +105,6 @@ impl Metrics {
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(db_seconds.clone()))?;
         registry.register(Box::new(edits_redone.clone()))?;
-        registry.register(Box::new(groups_pipelined.clone()))?;
         let cluster = ClusterMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
@@ -124,7 +118,6 @@ impl Metrics {
             request_seconds,
             db_seconds,
             edits_redone,
-            groups_pipelined,
             cluster,
         })
     }
@@ -188,9 +181,6 @@ impl Observer for Metrics {
     }
     fn edits_redone(&self, count: u64) {
         self.edits_redone.inc_by(count);
-    }
-    fn group_pipelined(&self) {
-        self.groups_pipelined.inc();
     }
     fn gap_repaired(&self, count: u64) {
         self.cluster.gap_repairs.inc_by(count);

@@ -23,9 +23,6 @@ pub trait Observer: Send + Sync + 'static {
     /// found the document moved (another node or engine process committed
     /// first) or refused another edit of the group.
     fn edits_redone(&self, _count: u64) {}
-    /// A document room sent a group while its previous group was still
-    /// being committed (prepared on that group's versions).
-    fn group_pipelined(&self) {}
     /// Cluster mode: a room filled a gap with `count` events read back
     /// from the database.
     fn gap_repaired(&self, _count: u64) {}

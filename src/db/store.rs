@@ -906,51 +906,6 @@ mod tests {
         }
     }
 
-    /// A set prepared after another set is stored only if that one was,
-    /// through the group commit's own code: the version check alone would
-    /// take it when another writer moved the document by exactly as many
-    /// versions.
-    #[test]
-    fn a_set_prepared_after_another_is_stored_only_after_it() {
-        use huddle_actors::store::batch::{BatchOp, CommitChanges};
-        use huddle_actors::store::OpenSet;
-        let (s, _dir) = store();
-        let owner = UserId::parse("o").unwrap();
-        let d = DocumentId::parse("d").unwrap();
-        s.create_document(&d, "", "", &owner).unwrap();
-        let run = |sets: &[&OpenSet]| {
-            let items: Vec<OpenSet> = sets.iter().map(|&set| set.clone()).collect();
-            CommitChanges::run(&s, &items).unwrap()
-        };
-
-        let first = OpenSet::new(change_set(&d, 0, &[(&owner, r#"["a"]"#, None)]));
-        let second = OpenSet::after(change_set(&d, 1, &[(&owner, r#"[1,"b"]"#, None)]), &first);
-        assert!(matches!(run(&[&first])[0], Ok(CommitOutcome::Stored { .. })));
-        assert!(matches!(run(&[&second])[0], Ok(CommitOutcome::Stored { .. })));
-        assert_eq!(s.document(&d).unwrap().content, "ab");
-
-        // Another writer takes version 3 first: the room's next set on 2
-        // finds the document moved, and the set prepared after it (on 3)
-        // is not stored although the document is at its base.
-        let elsewhere = OpenSet::new(change_set(&d, 2, &[(&owner, r#"[2,"X"]"#, None)]));
-        let lost = OpenSet::new(change_set(&d, 2, &[(&owner, r#"[2,"c"]"#, None)]));
-        let after_lost = OpenSet::after(change_set(&d, 3, &[(&owner, r#"[3,"d"]"#, None)]), &lost);
-        let third = OpenSet::after(change_set(&d, 4, &[(&owner, r#"[4,"e"]"#, None)]), &after_lost);
-        let out = run(&[&elsewhere, &lost]);
-        assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{out:?}");
-        assert_eq!(out[1], Ok(CommitOutcome::Moved { current: Version(3) }));
-        assert_eq!(run(&[&after_lost, &third]), vec![Ok(CommitOutcome::Abandoned), Ok(CommitOutcome::Abandoned)]);
-        assert!(!after_lost.is_taken(), "left to its room");
-        let doc = s.document(&d).unwrap();
-        assert_eq!((doc.content.as_str(), doc.version), ("abX", Version(3)));
-
-        // A set prepared after one still undecided is not stored either.
-        let pending = OpenSet::new(change_set(&d, 3, &[(&owner, r#"[3,"f"]"#, None)]));
-        let early = OpenSet::after(change_set(&d, 4, &[(&owner, r#"[4,"g"]"#, None)]), &pending);
-        assert_eq!(run(&[&early]), vec![Ok(CommitOutcome::Abandoned)]);
-        assert_eq!(s.document(&d).unwrap().version, Version(3));
-    }
-
     /// A commit that knows the count of the access list its authors were
     /// allowed under reads no roles, and one whose count is stale reads
     /// them again: a revocation since is a refusal, anything else commits.

@@ -6,20 +6,14 @@
 //! first needs it (holding its mailbox while it loads). An edit is checked
 //! against it at once (edit rights, `op_id` idempotency, base version),
 //! then queued. The room does not hold its mailbox while it commits: edits
-//! that arrive meanwhile are prepared together (transformed in arrival
-//! order) into the next group, which is one change set in a group commit.
-//! An edit that arrives while the change set in flight still waits for its
-//! batch joins it ([`OpenSet`]). Once the batch has taken that set, the
-//! edits that come are prepared on its draft into a second group, sent at
-//! once for the next batch and stored only if the first group is
-//! ([`OpenSet::after`]); without it an edit that came just after its
-//! room's set was taken waited for that batch, then for the batch already
-//! gathering, then for its own. At most two groups are in flight; if the
-//! first is not stored, the second's edits are prepared again. Outcomes
-//! are handled in the order the groups were sent. After a commit with no
-//! second group the room may hold the next group briefly for the
-//! connections it just acked, so that busy editors' edits commit together
-//! ([`gather`]).
+//! that arrive meanwhile wait, and are prepared together (transformed in
+//! arrival order) into the next group, which is one change set in the next
+//! group commit. One group is in flight at a time, so every group is
+//! prepared on versions the room has seen committed; an edit that arrives
+//! while the group's change set still waits for its batch joins the group
+//! ([`OpenSet`]). After a commit the room may hold the next group briefly
+//! for the connections it just acked, so that busy editors' edits commit
+//! together ([`gather`]).
 //!
 //! The store commits a group only if the document is still at the version
 //! the group was prepared on (the database is the serialization point of
@@ -41,8 +35,7 @@
 //! which carries the change), and lets out the versions of other nodes in
 //! order with its own ([`Ordered`]): each joins the timeline as it is let
 //! out, so the next group is prepared on it, and no group is prepared
-//! while the room knows it is behind (nor on a group not yet stored: no
-//! second group is sent). Versions still missing after
+//! while the room knows it is behind. Versions still missing after
 //! `gap_wait`, or that the periodic check finds, are read from the
 //! history. A revoked access is published so that every node removes the
 //! user's connections from its room; the periodic check repairs a lost one
@@ -155,18 +148,13 @@ pub struct ShareDocument {
     pub grant: Grant,
 }
 
-/// A group whose commit is in flight.
+/// The group whose commit is in flight.
 struct InFlight {
     group: Vec<Pending>,
     draft: Draft,
     /// Shared with the group commit, which takes it when it runs.
     set: OpenSet,
     since: Instant,
-    /// Tells its store outcome from that of a group given up on.
-    serial: u64,
-    /// A pipelined group's outcome that came before the first group's was
-    /// handled: kept until it is.
-    early: Option<Result<CommitOutcome, WireError>>,
 }
 
 pub struct DocumentRoom {
@@ -180,18 +168,6 @@ pub struct DocumentRoom {
     timeline: Option<Timeline>,
     waiting: VecDeque<Pending>,
     committing: Option<InFlight>,
-    /// Prepared on `committing`'s draft once the store took that group's
-    /// set, and sent to the store after it ([`OpenSet::after`]): edits
-    /// that come while a group commits go into the next batch instead of
-    /// waiting for the answer. Only with `committing`, and not in cluster
-    /// mode, where groups are prepared only on versions stored.
-    pipelined: Option<InFlight>,
-    /// Numbers the groups sent to the store.
-    serial: u64,
-    /// No second group until the first's outcome: the waiting edits had
-    /// nothing to commit on its draft, and whether they conflict depends
-    /// on that outcome.
-    await_outcome: bool,
     /// Set after a commit: the next group waits for its acked authors.
     gather: Option<Gather>,
     /// Edits waiting for a store read before they may queue (an edit
@@ -237,9 +213,6 @@ impl DocumentRoom {
             timeline: None,
             waiting: VecDeque::new(),
             committing: None,
-            pipelined: None,
-            serial: 0,
-            await_outcome: false,
             gather: None,
             checking: 0,
             rights_checks: HashMap::new(),
@@ -267,8 +240,7 @@ impl DocumentRoom {
         }
         let members = &self.members;
         self.confirmed.prune(2 * members.connection_count() + 32, |user| members.has_user(user));
-        let in_flight = self.committing.is_some() || self.pipelined.is_some();
-        let idle = self.members.is_empty() && self.waiting.is_empty() && !in_flight && self.checking == 0;
+        let idle = self.members.is_empty() && self.waiting.is_empty() && self.committing.is_none() && self.checking == 0;
         self.idle.update(idle, self.settings.room_idle, ctx);
     }
 
@@ -411,19 +383,14 @@ impl DocumentRoom {
     /// holds), and not in cluster mode, where a group on a version other
     /// nodes moved past is prepared again as a whole.
     fn extend(&mut self, pending: Pending) -> Result<(), Pending> {
-        // The newest group in flight, on the draft of the one before it.
-        let (after, flight) = match &mut self.pipelined {
-            Some(second) => (self.committing.as_ref().map(|first| &first.draft), Some(second)),
-            None => (None, self.committing.as_mut()),
-        };
-        let (Some(flight), Some(timeline)) = (flight, &self.timeline) else { return Err(pending) };
+        let (Some(flight), Some(timeline)) = (&mut self.committing, &self.timeline) else { return Err(pending) };
         if !self.waiting.is_empty() || self.ordered.is_some() || flight.group.len() >= MAX_GROUP {
             return Err(pending);
         }
         let (draft, confirmed, max_bytes) = (&mut flight.draft, &self.confirmed, self.settings.max_document_bytes);
         let extended = flight.set.extend(|set| {
             let edit = EditRef { edit: &pending.edit, user: &pending.user, op_id: pending.op_id.as_deref() };
-            if let Some(extension) = timeline.extend(after, draft, &edit, max_bytes) {
+            if let Some(extension) = timeline.extend(draft, &edit, max_bytes) {
                 extension.apply(set);
                 set.rights_at = confirmed.covering(set.changes.iter().map(|c| &c.user_id));
             }
@@ -439,7 +406,7 @@ impl DocumentRoom {
 
     /// The waiting or committing edit with this `(author, op_id)`.
     fn same_op(&mut self, user: &UserId, op_id: &str) -> Option<&mut Pending> {
-        let committing = self.committing.iter_mut().chain(&mut self.pipelined).flat_map(|f| f.group.iter_mut());
+        let committing = self.committing.iter_mut().flat_map(|f| f.group.iter_mut());
         self.waiting.iter_mut().chain(committing).find(|p| &p.user == user && p.op_id.as_deref() == Some(op_id))
     }
 
@@ -474,10 +441,9 @@ impl DocumentRoom {
     // ---- committing ----------------------------------------------------------------------
 
     /// Prepares the waiting edits into a group and hands it to the group
-    /// commit: when no group is in flight, or, once the store has taken the
-    /// set of the one in flight, on its draft (pipelined).
+    /// commit, unless a group is in flight already.
     fn submit(&mut self, ctx: &mut Context<Self>) {
-        while !self.waiting.is_empty() {
+        while self.committing.is_none() && !self.waiting.is_empty() {
             // Cluster mode: never on a version known to be old (the group
             // would find the document moved), nor while a join reads.
             if self.ordered.as_ref().is_some_and(Ordered::holds_commits) {
@@ -489,34 +455,11 @@ impl DocumentRoom {
                 }
                 self.gather = None;
             }
-            // While the first group's set may still grow, an edit joins it
-            // (`extend`) or waits for it.
-            let after = match &self.committing {
-                None => None,
-                Some(first) if self.pipelined.is_none() && !self.await_outcome && self.ordered.is_none() && first.set.is_taken() => {
-                    if self.timeline.as_ref().map(Timeline::version) != Some(first.draft.base_version()) {
-                        break;
-                    }
-                    Some(first)
-                }
-                Some(_) => break,
-            };
             let Some(timeline) = &self.timeline else { break };
             let take = self.waiting.len().min(MAX_GROUP);
             let group: Vec<Pending> = self.waiting.drain(..take).collect();
             let edits = group.iter().map(|p| EditRef { edit: &p.edit, user: &p.user, op_id: p.op_id.as_deref() });
-            let mut draft = timeline.prepare(after.map(|first| &first.draft), edits, self.settings.max_document_bytes);
-            if draft.is_empty() && after.is_some() {
-                // Refusals on a draft not yet stored wait for it: a
-                // conflict's current version is that draft's, and there is
-                // none if it is not stored. (Refusals in a group that has
-                // changes wait for that group's answer the same way.)
-                for pending in group.into_iter().rev() {
-                    self.waiting.push_front(pending);
-                }
-                self.await_outcome = true;
-                break;
-            }
+            let mut draft = timeline.prepare(edits, self.settings.max_document_bytes);
             if draft.is_empty() {
                 let current = timeline.version();
                 for (pending, rejection) in group.into_iter().zip(draft.rejections()) {
@@ -526,23 +469,10 @@ impl DocumentRoom {
             }
             let mut set = draft.change_set(&self.id);
             set.rights_at = self.confirmed.covering(set.changes.iter().map(|c| &c.user_id));
-            let set = match after {
-                Some(first) => OpenSet::after(set, &first.set),
-                None => OpenSet::new(set),
-            };
-            let pipelined = after.is_some();
+            let set = OpenSet::new(set);
             let stored = self.db.commit_changes(set.clone());
-            self.serial += 1;
-            let serial = self.serial;
-            let flight = InFlight { group, draft, set, since: Instant::now(), serial, early: None };
-            match pipelined {
-                true => {
-                    self.db.observer().group_pipelined();
-                    self.pipelined = Some(flight);
-                }
-                false => self.committing = Some(flight),
-            }
-            ctx.spawn(stored.into_actor(self).map(move |outcome, room, ctx| room.stored(serial, outcome, ctx)));
+            self.committing = Some(InFlight { group, draft, set, since: Instant::now() });
+            ctx.spawn(stored.into_actor(self).map(|outcome, room, ctx| room.stored(outcome, ctx)));
         }
         self.activity_changed(ctx);
     }
@@ -555,39 +485,9 @@ impl DocumentRoom {
         }
     }
 
-    /// The store answered a group. Outcomes are handled in the order the
-    /// groups were sent: a pipelined group's waits for the first's.
-    fn stored(&mut self, serial: u64, outcome: Result<CommitOutcome, WireError>, ctx: &mut Context<Self>) {
-        if let Some(second) = self.pipelined.as_mut().filter(|f| f.serial == serial) {
-            second.early = Some(outcome);
-            return;
-        }
-        if self.committing.as_ref().map(|f| f.serial) != Some(serial) {
-            // A pipelined group given up on: never stored, its edits
-            // queued again.
-            return;
-        }
-        let mut outcome = outcome;
-        loop {
-            if !self.settle(outcome, ctx) {
-                return;
-            }
-            match self.committing.as_mut().and_then(|f| f.early.take()) {
-                Some(next) => outcome = next,
-                None => break,
-            }
-        }
-        // Cluster mode: versions of other nodes that waited behind the
-        // group, and gaps a repair waited for the outcome to read.
-        self.let_out(ctx);
-        self.resume(ctx);
-    }
-
-    /// The outcome of the first group in flight; `false` when the room
-    /// went to catch up (which goes on with the queue itself).
-    fn settle(&mut self, outcome: Result<CommitOutcome, WireError>, ctx: &mut Context<Self>) -> bool {
-        let Some(InFlight { group, draft, since, .. }) = self.committing.take() else { return true };
-        self.await_outcome = false;
+    /// The store answered the group in flight.
+    fn stored(&mut self, outcome: Result<CommitOutcome, WireError>, ctx: &mut Context<Self>) {
+        let Some(InFlight { group, draft, since, .. }) = self.committing.take() else { return };
         let on_base = self.timeline.as_ref().is_some_and(|t| t.version() == draft.base_version());
         match outcome {
             Ok(CommitOutcome::Stored { at, rights_at }) if on_base => {
@@ -595,10 +495,6 @@ impl DocumentRoom {
                 let acked: Vec<SessionId> = group.iter().filter_map(Pending::session).collect();
                 if let Some(pause) = self.release(group, draft, at) {
                     ctx.run_later(pause, |room, ctx| room.resume(ctx));
-                }
-                self.committing = self.pipelined.take();
-                if self.committing.is_some() {
-                    return true;
                 }
                 let queued = self.waiting.iter().filter_map(Pending::session);
                 if let Some((gather, wait)) = Gather::after(acked, queued, since.elapsed(), self.settings.edit_gather) {
@@ -609,23 +505,18 @@ impl DocumentRoom {
             Ok(CommitOutcome::Stored { .. }) => {
                 // The timeline was reloaded meanwhile (a change that did
                 // not apply): whether it holds the group cannot be told.
-                // A pipelined group may be stored after it; its outcome
-                // is judged the same way.
                 log::error!("document {}: a group on version {} was stored after a reload", self.id, draft.base_version().0);
                 let e = WireError::busy("the document was reloaded while this edit was stored; send it again with its op_id");
                 for pending in group {
                     self.remember_uncertain(&pending);
                     pending.fail(&e);
                 }
-                self.committing = self.pipelined.take();
             }
             Ok(CommitOutcome::Moved { current }) => {
-                self.requeue_pipelined();
                 self.redo(group);
                 let Some(ordered) = &mut self.ordered else {
                     log::info!("document {}: at version {} in the store, not {}; catching up", self.id, current.0, draft.base_version().0);
-                    self.catch_up(ctx);
-                    return false;
+                    return self.catch_up(ctx);
                 };
                 // Another node committed first: its versions are usually
                 // on their way through Redis; read them if they are not
@@ -637,7 +528,6 @@ impl DocumentRoom {
                 self.schedule_repair(MOVED_WAIT, ctx);
             }
             Ok(CommitOutcome::Refused(refusals)) => {
-                self.requeue_pipelined();
                 let mut refused: HashMap<usize, Refusal> = refusals.into_iter().collect();
                 let mut rest = Vec::new();
                 for (i, pending) in group.into_iter().enumerate() {
@@ -652,18 +542,9 @@ impl DocumentRoom {
                 }
                 self.redo(rest);
             }
-            Ok(CommitOutcome::Abandoned) => {
-                // Only a pipelined group is abandoned, and its outcome is
-                // looked at only after its first group was stored.
-                log::error!("document {}: a group on version {} was abandoned", self.id, draft.base_version().0);
-                self.requeue_pipelined();
-                self.redo(group);
-            }
             Err(e) => {
                 // Nothing was stored, or (rarely) the store cannot tell:
                 // the edits the draft had refused keep their own answer.
-                // A pipelined group is not stored either way.
-                self.requeue_pipelined();
                 let current = self.timeline.as_ref().map_or(Version(0), Timeline::version);
                 for (pending, rejection) in group.into_iter().zip(draft.rejections()) {
                     match rejection {
@@ -676,18 +557,10 @@ impl DocumentRoom {
                 }
             }
         }
-        true
-    }
-
-    /// The pipelined group, when the group before it was not stored (so
-    /// neither is it: [`OpenSet::after`]): its edits wait again, first.
-    fn requeue_pipelined(&mut self) {
-        if let Some(second) = self.pipelined.take() {
-            self.db.observer().edits_redone(second.group.len() as u64);
-            for pending in second.group.into_iter().rev() {
-                self.waiting.push_front(pending);
-            }
-        }
+        // Cluster mode: versions of other nodes that waited behind the
+        // group, and gaps a repair waited for the outcome to read.
+        self.let_out(ctx);
+        self.resume(ctx);
     }
 
     fn remember_uncertain(&mut self, pending: &Pending) {

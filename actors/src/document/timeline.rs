@@ -25,11 +25,9 @@
 //! whole-content update must name the next version and becomes the
 //! operation replacing the content. [`Timeline::extend`] adds an edit to
 //! a group whose change set was sent and not yet taken by the store, as if
-//! it had been prepared with the group. A group may also be prepared after
-//! a draft not yet committed: its versions follow the draft's, and its
-//! operations are transformed over the draft's changes too. The [`Draft`]
-//! holds the group's versions until the store says they are committed
-//! ([`Timeline::commit`], in order); nothing of it is visible before.
+//! it had been prepared with the group. The [`Draft`] holds the group's
+//! versions until the store says they are committed
+//! ([`Timeline::commit`]); nothing of it is visible before.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -266,25 +264,23 @@ impl Timeline {
         self.entries.get(i).map(|e| &e.change)
     }
 
-    /// Prepares a group of edits (see the module documentation) on the
-    /// committed state, or with `after` on a draft not yet committed (its
-    /// versions come first); results above `max_bytes` are refused.
-    pub fn prepare<'a>(&self, after: Option<&Draft>, edits: impl IntoIterator<Item = EditRef<'a>>, max_bytes: usize) -> Draft {
-        let (base, len) = after.map_or((self.version(), self.len), |a| (a.top(), a.len));
-        let mut draft = Draft { base, outcomes: Vec::new(), content: None, len, snapshots: Vec::new() };
+    /// Prepares a group of edits on the committed state (see the module
+    /// documentation); results above `max_bytes` are refused.
+    pub fn prepare<'a>(&self, edits: impl IntoIterator<Item = EditRef<'a>>, max_bytes: usize) -> Draft {
+        let mut draft =
+            Draft { base: self.version(), outcomes: Vec::new(), content: None, len: self.len, snapshots: Vec::new() };
         for edit in edits {
-            self.add(after, &mut draft, &edit, max_bytes);
+            self.add(&mut draft, &edit, max_bytes);
         }
         draft
     }
 
-    /// Adds one edit to a draft (prepared `after` the same draft as it was)
-    /// whose change set went to the store already and may still grow (the
-    /// batch that commits it has not taken it): what the set gains, or
-    /// `None` when the edit is rejected (its rejection waits in the draft,
-    /// answered with the group).
-    pub fn extend(&self, after: Option<&Draft>, draft: &mut Draft, edit: &EditRef<'_>, max_bytes: usize) -> Option<Extension> {
-        if !self.add(after, draft, edit, max_bytes) {
+    /// Adds one edit to a draft whose change set went to the store already
+    /// and may still grow (the batch that commits it has not taken it):
+    /// what the set gains, or `None` when the edit is rejected (its
+    /// rejection waits in the draft, answered with the group).
+    pub fn extend(&self, draft: &mut Draft, edit: &EditRef<'_>, max_bytes: usize) -> Option<Extension> {
+        if !self.add(draft, edit, max_bytes) {
             return None;
         }
         let change = draft.outcomes.last_mut()?.as_mut().ok()?.take_change();
@@ -292,8 +288,8 @@ impl Timeline {
     }
 
     /// Stages `edit` on the draft: `true` when it has a change.
-    fn add(&self, after: Option<&Draft>, draft: &mut Draft, edit: &EditRef<'_>, max_bytes: usize) -> bool {
-        match self.stage(after, draft, edit, max_bytes) {
+    fn add(&self, draft: &mut Draft, edit: &EditRef<'_>, max_bytes: usize) -> bool {
+        match self.stage(draft, edit, max_bytes) {
             Ok((staged, content)) => {
                 if snapshot_due(staged.version) {
                     draft.snapshots.push((staged.version, Arc::from(content.to_string())));
@@ -311,7 +307,7 @@ impl Timeline {
     }
 
     /// One edit of a group, on the draft so far.
-    fn stage(&self, after: Option<&Draft>, draft: &Draft, edit: &EditRef<'_>, max_bytes: usize) -> Result<(Staged, Rope), Rejection> {
+    fn stage(&self, draft: &Draft, edit: &EditRef<'_>, max_bytes: usize) -> Result<(Staged, Rope), Rejection> {
         // Checked again here, not only when the edit was queued: changes
         // read back from the store since (another engine process stored
         // them) may hold the original. The window holds every change after
@@ -319,7 +315,7 @@ impl Timeline {
         if let Some(original) = edit.op_id.and_then(|op_id| self.find(edit.user, op_id)) {
             return Err(Rejection::Duplicate(original.clone()));
         }
-        let text = [Some(draft), after].into_iter().flatten().find_map(|d| d.content.as_ref()).unwrap_or(&self.content);
+        let text = draft.content.as_ref().unwrap_or(&self.content);
         let version = draft.top().next();
         let (ops, kind) = match edit.edit {
             Edit::Op { base, ops } => {
@@ -328,7 +324,7 @@ impl Timeline {
                     return Err(Rejection::Refused(OpError::BaseTooShort { needed: ops.base_len(), actual }.into()));
                 }
                 let committed = self.after(*base).map(|c| &c.ops);
-                let drafted = after.into_iter().flat_map(Draft::staged).chain(draft.staged()).map(|s| &s.ops);
+                let drafted = draft.staged().map(|s| &s.ops);
                 (rebase(ops, committed.chain(drafted)).ok_or(Rejection::Conflict)?, ChangeKind::Op)
             }
             Edit::Replace { content, version: wanted } => {
@@ -572,7 +568,7 @@ mod tests {
     ) -> Vec<Result<(i64, serde_json::Value), Rejection>> {
         let users: Vec<UserId> = edits.iter().map(|(_, u, _)| user(u)).collect();
         let refs = edits.iter().zip(&users).map(|((edit, _, op_id), user)| EditRef { edit, user, op_id: *op_id });
-        let draft = t.prepare(None, refs, max_bytes);
+        let draft = t.prepare(refs, max_bytes);
         let mut out = Vec::new();
         t.commit(draft, Timestamp(1), |_, outcome, _| {
             out.push(outcome.map(|c| (c.version.0, c.ops.to_json())).map_err(Clone::clone));
@@ -598,14 +594,14 @@ mod tests {
         ];
         let refs = || edits.iter().map(|(edit, user, op_id)| EditRef { edit, user, op_id: *op_id });
         let id = DocumentId::parse("d").unwrap();
-        let mut whole = t.prepare(None, refs(), 64);
+        let mut whole = t.prepare(refs(), 64);
         let at_once = whole.change_set(&id);
 
-        let mut draft = t.prepare(None, refs().take(1), 64);
+        let mut draft = t.prepare(refs().take(1), 64);
         let mut set = draft.change_set(&id);
         let mut extended = Vec::new();
         for edit in refs().skip(1) {
-            let extension = t.extend(None, &mut draft, &edit, 64);
+            let extension = t.extend(&mut draft, &edit, 64);
             extended.push(extension.is_some());
             if let Some(extension) = extension {
                 extension.apply(&mut set);
@@ -618,47 +614,6 @@ mod tests {
         assert_eq!(ops(&set), ops(&at_once));
         assert_eq!(set.snapshots, at_once.snapshots);
         assert_eq!(set.base, at_once.base);
-    }
-
-    /// A group prepared after a draft still committing (extended too, as
-    /// a pipelined set is) and committed after it ends where the two
-    /// groups prepared as one would: same versions, operations, content.
-    #[test]
-    fn a_group_prepared_after_an_uncommitted_draft_equals_one_group() {
-        let edits = [
-            (edit(0, json!([5, " world"])), user("a"), Some("a1")),
-            (edit(0, json!(["<", 5])), user("b"), None),
-            (edit(0, json!([{"d": 1}, "J", 4])), user("c"), None),
-            (Edit::Replace { content: Arc::from("late"), version: Version(3) }, user("c"), None),
-            (edit(0, json!([5, "!"])), user("a"), Some("a2")),
-            (Edit::Replace { content: Arc::from("bye"), version: Version(5) }, user("b"), None),
-        ];
-        let refs = || edits.iter().map(|(edit, user, op_id)| EditRef { edit, user, op_id: *op_id });
-        let committed = |t: &mut Timeline, draft: Draft, out: &mut Vec<_>| {
-            t.commit(draft, Timestamp(1), |_, o, _| out.push(o.map(|c| (c.version.0, c.ops.to_json())).map_err(Clone::clone)));
-        };
-
-        let mut once = fresh("hello");
-        let mut expected = Vec::new();
-        let whole = once.prepare(None, refs(), 64);
-        committed(&mut once, whole, &mut expected);
-
-        let mut piped = fresh("hello");
-        let first = piped.prepare(None, refs().take(2), 64);
-        let mut second = piped.prepare(Some(&first), refs().skip(2).take(2), 64);
-        assert_eq!(second.base_version(), Version(2));
-        for edit in refs().skip(4) {
-            piped.extend(Some(&first), &mut second, &edit, 64);
-        }
-        let mut out = Vec::new();
-        committed(&mut piped, first, &mut out);
-        assert_eq!(piped.version(), Version(2));
-        committed(&mut piped, second, &mut out);
-
-        assert_eq!(out, expected);
-        assert_eq!(out.iter().filter(|o| o.is_ok()).count(), 5, "{out:?}");
-        assert_eq!((piped.document().content, piped.version()), (once.document().content, once.version()));
-        assert_eq!(piped.document().content, "bye");
     }
 
     #[test]
@@ -792,7 +747,7 @@ mod tests {
         let edits: Vec<(Edit, &str, Option<&str>)> =
             (0..4).map(|_| (edit(base, json!(["x"])), "a", None)).collect();
         let users = vec![user("a"); 4];
-        let mut draft = t.prepare(None, edits.iter().zip(&users).map(|((e, _, _), u)| EditRef { edit: e, user: u, op_id: None }), 64);
+        let mut draft = t.prepare(edits.iter().zip(&users).map(|((e, _, _), u)| EditRef { edit: e, user: u, op_id: None }), 64);
         let set = draft.change_set(&DocumentId::parse("d").unwrap());
         assert_eq!(set.changes.len(), 4);
         assert_eq!(set.snapshots.iter().map(|(v, c)| (v.0, c.len())).collect::<Vec<_>>(), vec![(store::SNAPSHOT_EVERY, 2)]);

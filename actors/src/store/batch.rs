@@ -44,31 +44,18 @@ impl BatchOp for CommitChanges {
     type Item = OpenSet;
     type Output = CommitOutcome;
     /// Takes each set only now, on the executor: until then its room may
-    /// add the edits that came while it waited. A set prepared after one
-    /// that was not stored is not taken ([`CommitOutcome::Abandoned`]).
-    /// Each set's fate is recorded before the next batch runs.
+    /// add the edits that came while it waited.
     fn run(store: &dyn Store, items: &[OpenSet]) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
         let mut sets: Vec<ChangeSet> = Vec::with_capacity(items.len());
         let taken: Vec<bool> = items.iter().map(|item| item.take().map(|set| sets.push(set)).is_some()).collect();
-        let outcomes = match store.commit_changes(&sets) {
-            Ok(outcomes) => outcomes,
-            Err(e) => {
-                items.iter().for_each(|item| item.decided(false));
-                return Err(e);
-            }
-        };
-        let mut outcomes = outcomes.into_iter();
-        let outcomes: Vec<StoreResult<CommitOutcome>> = taken
+        let mut outcomes = store.commit_changes(&sets)?.into_iter();
+        Ok(taken
             .into_iter()
             .map(|taken| match taken {
                 true => outcomes.next().unwrap_or_else(|| Err(StoreError::Internal("a change set had no outcome".into()))),
-                false => Ok(CommitOutcome::Abandoned),
+                false => Err(StoreError::Internal("a change set was taken twice".into())),
             })
-            .collect();
-        for (item, outcome) in items.iter().zip(&outcomes) {
-            item.decided(matches!(outcome, Ok(CommitOutcome::Stored { .. })));
-        }
-        Ok(outcomes)
+            .collect())
     }
 }
 

@@ -13,7 +13,6 @@ pub mod batch;
 mod error;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -107,60 +106,22 @@ pub struct NewChange {
 /// with edits that arrive meanwhile, until the commit takes it (leaving
 /// `None`): an edit that comes while its room's set waits for the
 /// database joins that set instead of waiting a whole commit more.
-///
-/// A set may be prepared on the versions of another set still being
-/// committed ([`OpenSet::after`]), so that the edits that come during a
-/// commit go into the next batch rather than wait for this one's answer.
-/// It is stored only if that set was: the version check alone would not
-/// do, since another engine process may have written exactly as many
-/// versions, with other content.
 #[derive(Clone)]
-pub struct OpenSet {
-    set: Arc<Mutex<Option<ChangeSet>>>,
-    /// Written by the commit that takes the set, before the next batch.
-    fate: Arc<AtomicU8>,
-    after: Option<Arc<AtomicU8>>,
-}
-
-const UNDECIDED: u8 = 0;
-const STORED: u8 = 1;
-const NOT_STORED: u8 = 2;
+pub struct OpenSet(Arc<Mutex<Option<ChangeSet>>>);
 
 impl OpenSet {
     pub fn new(set: ChangeSet) -> OpenSet {
-        OpenSet { set: Arc::new(Mutex::new(Some(set))), fate: Arc::new(AtomicU8::new(UNDECIDED)), after: None }
-    }
-
-    /// A set to store only after `first`, and only if `first` was stored.
-    pub fn after(set: ChangeSet, first: &OpenSet) -> OpenSet {
-        OpenSet { after: Some(first.fate.clone()), ..OpenSet::new(set) }
+        OpenSet(Arc::new(Mutex::new(Some(set))))
     }
 
     /// Runs `f` on the set if the commit has not taken it yet.
     pub fn extend<T>(&self, f: impl FnOnce(&mut ChangeSet) -> T) -> Option<T> {
-        self.set.lock().unwrap_or_else(PoisonError::into_inner).as_mut().map(f)
-    }
-
-    /// Whether the commit has taken the set (it can no longer grow).
-    pub fn is_taken(&self) -> bool {
-        self.set.lock().unwrap_or_else(PoisonError::into_inner).is_none()
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).as_mut().map(f)
     }
 
     /// The set, for the commit; from now on the room cannot extend it.
-    /// `None` (and the set is left alone) when it was prepared after a set
-    /// that was not stored, or whose outcome is not known yet: the commits
-    /// run one batch at a time, and a set goes after one only once that
-    /// one was taken, so "not known" means it is not coming.
     pub fn take(&self) -> Option<ChangeSet> {
-        if self.after.as_ref().is_some_and(|first| first.load(Ordering::Acquire) != STORED) {
-            return None;
-        }
-        self.set.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-
-    /// Records what became of the set, for the sets prepared after it.
-    pub fn decided(&self, stored: bool) {
-        self.fate.store(if stored { STORED } else { NOT_STORED }, Ordering::Release);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }
 
@@ -176,9 +137,6 @@ pub enum CommitOutcome {
     Moved { current: Version },
     /// Nothing stored: these changes (by index, ascending) may not be.
     Refused(Vec<(usize, Refusal)>),
-    /// Nothing stored: the set was prepared after one that was not stored
-    /// ([`OpenSet::after`]).
-    Abandoned,
 }
 
 /// Why one change of a [`ChangeSet`] was not stored.
