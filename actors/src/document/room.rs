@@ -850,9 +850,9 @@ impl DocumentRoom {
             Some(Some(changes)) => (Some(changes), Some(true)),
             Some(None) => (None, Some(false)),
         };
-        let document = timeline.document();
+        let document = timeline.document_json()?;
         self.members.admit(&req, |name, presence| {
-            req.ack(DocumentJoined { room: name, role, document: &document, presence, changes, recovered })
+            req.ack(DocumentJoined { room: name, role, document, presence, changes, recovered })
         });
         self.activity_changed(ctx);
         Ok(())

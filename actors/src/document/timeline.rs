@@ -29,10 +29,13 @@
 //! versions until the store says they are committed
 //! ([`Timeline::commit`]); nothing of it is visible before.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use ropey::Rope;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use crate::ids::{UserId, Version};
 use crate::model::{Change, ChangeKind, Document, Timestamp};
@@ -92,6 +95,30 @@ pub struct Timeline {
     op_ids: HashMap<UserId, HashMap<String, Version>>,
     history_start: Version,
     limits: WindowLimits,
+    /// The document at the current version as JSON, once a join asked for
+    /// it: a storm of joins (clients reconnecting to a long document)
+    /// costs one encoding, not one each. Dropped with the next version.
+    encoded: OnceCell<Box<RawValue>>,
+}
+
+/// The document as its join ack shows it (the fields of [`Document`]),
+/// with the content written from the rope's chunks straight into the
+/// JSON, not first into a `String`.
+#[derive(Serialize)]
+struct DocumentJson<'a> {
+    id: &'a crate::ids::DocumentId,
+    title: &'a str,
+    #[serde(serialize_with = "chunks")]
+    content: &'a Rope,
+    version: Version,
+    updated_at: Timestamp,
+    updated_by: &'a UserId,
+}
+
+fn chunks<S: Serializer>(text: &&Rope, s: S) -> Result<S::Ok, S::Error> {
+    // `Rope`'s `Display` writes its chunks; serde_json escapes each as it
+    // comes.
+    s.collect_str(*text)
 }
 
 /// An edit to prepare, with its author.
@@ -198,6 +225,7 @@ impl Timeline {
             op_ids: HashMap::new(),
             history_start,
             limits,
+            encoded: OnceCell::new(),
         };
         for entry in kept {
             timeline.remember(entry);
@@ -214,6 +242,24 @@ impl Timeline {
     /// (O(its size): for joins and whole-document pushes).
     pub fn document(&self) -> Document {
         Document { content: self.content.to_string(), ..self.document.clone() }
+    }
+
+    /// [`Timeline::document`] as JSON, encoded once per version.
+    pub fn document_json(&self) -> Result<&RawValue, WireError> {
+        if let Some(json) = self.encoded.get() {
+            return Ok(json);
+        }
+        let d = &self.document;
+        let view = DocumentJson {
+            id: &d.id,
+            title: &d.title,
+            content: &self.content,
+            version: d.version,
+            updated_at: d.updated_at,
+            updated_by: &d.updated_by,
+        };
+        let json = serde_json::value::to_raw_value(&view).map_err(|e| WireError::internal("document", &e))?;
+        Ok(self.encoded.get_or_init(|| json))
     }
 
     pub fn title(&self) -> &str {
@@ -364,6 +410,7 @@ impl Timeline {
     /// join the window.
     pub fn commit(&mut self, draft: Draft, at: Timestamp, mut release: impl FnMut(usize, Result<&Change, &Rejection>, &Timeline)) {
         let Draft { outcomes, content, len, .. } = draft;
+        self.encoded = OnceCell::new();
         if let Some(content) = content {
             self.content = content;
             self.len = len;
@@ -404,6 +451,7 @@ impl Timeline {
             return Err(OpError::BaseTooShort { needed: 0, actual: 0 });
         }
         ot::apply_to_rope(&mut self.content, &change.ops, max_bytes)?;
+        self.encoded = OnceCell::new();
         let len_after = self.content.len_chars();
         let weight = json_chars(&change.ops);
         self.document.version = change.version;
@@ -614,6 +662,29 @@ mod tests {
         assert_eq!(ops(&set), ops(&at_once));
         assert_eq!(set.snapshots, at_once.snapshots);
         assert_eq!(set.base, at_once.base);
+    }
+
+    /// The join ack's document, written from the rope's chunks, is the
+    /// `Document` as serde writes it (escapes, characters beyond the BMP,
+    /// a text of many chunks), and a new version is encoded anew.
+    #[test]
+    fn the_encoded_document_is_the_document_and_follows_its_versions() {
+        let text = "quote \" backslash \\ newline \n tab \t nul-free 𝄞 é \u{1}".repeat(200);
+        let mut t = fresh(&text);
+        let json = |t: &Timeline| t.document_json().unwrap().get().to_owned();
+        assert_eq!(json(&t), serde_json::to_string(&t.document()).unwrap());
+        let first = t.document_json().unwrap() as *const RawValue;
+        assert_eq!(first, t.document_json().unwrap() as *const RawValue, "encoded once per version");
+
+        let chars = t.chars() as u64;
+        run_within(&mut t, &[(edit(0, json!([chars, "!"])), "a", None)], 1 << 20);
+        assert_eq!(t.version(), Version(1));
+        assert_eq!(json(&t), serde_json::to_string(&t.document()).unwrap());
+        assert!(json(&t).contains(r#"!","version":1,"#));
+        // A version committed elsewhere (integrated) too.
+        t.integrate(change(2, json!([chars + 1, "?"]), None), 1 << 20).unwrap();
+        assert_eq!(json(&t), serde_json::to_string(&t.document()).unwrap());
+        assert!(json(&t).contains(r#"!?","version":2,"#));
     }
 
     #[test]

@@ -114,7 +114,8 @@ pub struct Empty {}
 pub struct DocumentJoined<'a> {
     pub room: &'a RoomName,
     pub role: Role,
-    pub document: &'a Document,
+    /// A [`Document`], encoded by the room (once per version).
+    pub document: &'a serde_json::value::RawValue,
     #[serde(flatten)]
     pub presence: PresenceSnapshot<'a>,
     /// With `since_version` only: the changes after it, ascending, when
