@@ -101,9 +101,9 @@ pub struct Timeline {
     encoded: OnceCell<Box<RawValue>>,
 }
 
-/// The document as its join ack shows it (the fields of [`Document`]),
-/// with the content written from the rope's chunks straight into the
-/// JSON, not first into a `String`.
+/// The document as its join ack shows it: the fields of [`Document`]
+/// (a test holds the two to the same JSON), with the content written from
+/// the rope's chunks straight into the JSON, not first into a `String`.
 #[derive(Serialize)]
 struct DocumentJson<'a> {
     id: &'a crate::ids::DocumentId,
