@@ -107,6 +107,9 @@ const CATCH_UP_PAGE: i64 = DOCUMENT_HISTORY_LIMIT_MAX;
 /// commit, and Redis brings it within a millisecond or two on a LAN (see
 /// `gap_wait`), usually before the loser's own commit has answered.
 const MOVED_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long a room keeps the document it encoded for a join: long enough
+/// for a storm of joins (a reconnect after a restart) to share it.
+const KEEP_ENCODED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `documents:join`. Answers `Ok` once the connection is a member, or the
 /// refusal, which the session sends after it has forgotten the room (so a
@@ -197,6 +200,8 @@ pub struct DocumentRoom {
     /// Cluster mode: the document's access count as of the last check of
     /// the members' roles (`None`: not checked since the room started).
     access: access::Checked,
+    /// A drop of the timeline's encoded document is scheduled.
+    forgetting: bool,
 }
 
 impl DocumentRoom {
@@ -222,6 +227,7 @@ impl DocumentRoom {
             confirmed: Confirmed::default(),
             ordered: cluster.map(Ordered::new),
             access: access::Checked::default(),
+            forgetting: false,
         }
     }
 
@@ -854,6 +860,14 @@ impl DocumentRoom {
         self.members.admit(&req, |name, presence| {
             req.ack(DocumentJoined { room: name, role, document, presence, changes, recovered })
         });
+        if !std::mem::replace(&mut self.forgetting, true) {
+            ctx.run_later(KEEP_ENCODED, |room, _| {
+                room.forgetting = false;
+                if let Some(timeline) = &mut room.timeline {
+                    timeline.forget_encoded();
+                }
+            });
+        }
         self.activity_changed(ctx);
         Ok(())
     }

@@ -97,7 +97,8 @@ pub struct Timeline {
     limits: WindowLimits,
     /// The document at the current version as JSON, once a join asked for
     /// it: a storm of joins (clients reconnecting to a long document)
-    /// costs one encoding, not one each. Dropped with the next version.
+    /// costs one encoding, not one each. Dropped with the next version,
+    /// or by the room soon after ([`Timeline::forget_encoded`]).
     encoded: OnceCell<Box<RawValue>>,
 }
 
@@ -260,6 +261,13 @@ impl Timeline {
         };
         let json = serde_json::value::to_raw_value(&view).map_err(|e| WireError::internal("document", &e))?;
         Ok(self.encoded.get_or_init(|| json))
+    }
+
+    /// Drops the encoded document: it can be several times the content
+    /// (a control character takes six bytes escaped), and a room that is
+    /// joined once and then left alone should not hold it.
+    pub fn forget_encoded(&mut self) {
+        self.encoded = OnceCell::new();
     }
 
     pub fn title(&self) -> &str {
@@ -685,6 +693,9 @@ mod tests {
         t.integrate(change(2, json!([chars + 1, "?"]), None), 1 << 20).unwrap();
         assert_eq!(json(&t), serde_json::to_string(&t.document()).unwrap());
         assert!(json(&t).contains(r#"!?","version":2,"#));
+        t.forget_encoded();
+        assert!(t.encoded.get().is_none());
+        assert_eq!(json(&t), serde_json::to_string(&t.document()).unwrap());
     }
 
     #[test]
