@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::postgres::TempDatabase;
 use common::{jwt, TestServer};
 use diesel::connection::SimpleConnection;
@@ -264,7 +262,7 @@ fn a_batch_stores_the_sets_with_known_rights_together_and_the_rest_one_by_one() 
     store.share_document(&ids[2], Some(&owner), &editor, Grant::Revoke).unwrap();
     store.commit_changes(&[set(&ids[3], 1, None)]).unwrap();
     let mut with_snapshot = set(&ids[1], 1, Some(rights[1]));
-    with_snapshot.snapshots = vec![(Version(2), Arc::from("xx"))];
+    with_snapshot.snapshots = vec![(Version(2), "xx".to_owned())];
     let out = store
         .commit_changes(&[
             set(&ids[5], 1, None),

@@ -772,8 +772,6 @@ impl Store for SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::db::connection::{SqliteSync, Target};
     use huddle_actors::model::ChangeKind;
@@ -977,7 +975,7 @@ mod tests {
         let changes: Vec<(&UserId, &str, Option<&str>)> = ops.iter().map(|o| (&owner, o.as_str(), None)).collect();
         let content = format!("startab{}", "x".repeat(changes.len()));
         let at_snapshot = format!("startab{}", "x".repeat((SNAPSHOT_EVERY - 2) as usize));
-        let set = ChangeSet { snapshots: vec![(Version(SNAPSHOT_EVERY), Arc::from(at_snapshot.as_str()))], ..change_set(&d, 2, &changes) };
+        let set = ChangeSet { snapshots: vec![(Version(SNAPSHOT_EVERY), at_snapshot.clone())], ..change_set(&d, 2, &changes) };
         let out = s.commit_changes(&[set]).unwrap();
         assert!(matches!(out[0], Ok(CommitOutcome::Stored { .. })), "{:?}", out[0]);
         assert_eq!(snapshots(&s), vec![0, SNAPSHOT_EVERY]);

@@ -173,7 +173,7 @@ impl Staged {
 /// What a change set in the store's queue gains from [`Timeline::extend`].
 pub struct Extension {
     pub change: NewChange,
-    pub snapshots: Vec<(Version, Arc<str>)>,
+    pub snapshots: Vec<(Version, String)>,
 }
 
 impl Extension {
@@ -192,7 +192,7 @@ pub struct Draft {
     /// `None` while no edit changed anything.
     content: Option<Rope>,
     len: usize,
-    snapshots: Vec<(Version, Arc<str>)>,
+    snapshots: Vec<(Version, String)>,
 }
 
 impl Timeline {
@@ -346,7 +346,7 @@ impl Timeline {
         match self.stage(draft, edit, max_bytes) {
             Ok((staged, content)) => {
                 if snapshot_due(staged.version) {
-                    draft.snapshots.push((staged.version, Arc::from(content.to_string())));
+                    draft.snapshots.push((staged.version, content.to_string()));
                 }
                 draft.len = staged.len_after;
                 draft.content = Some(content);

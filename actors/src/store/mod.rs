@@ -82,7 +82,7 @@ pub struct ChangeSet {
     pub base: Version,
     pub changes: Vec<NewChange>,
     /// Whole contents to keep, at the versions where [`snapshot_due`].
-    pub snapshots: Vec<(Version, Arc<str>)>,
+    pub snapshots: Vec<(Version, String)>,
     /// The count of the document's access list (`access_version`) at which
     /// the store last found every author of this set allowed to edit
     /// ([`CommitOutcome::Stored`]), if the room knows one. With it the
