@@ -5,6 +5,7 @@
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use ropey::Rope;
 use serde::{Serialize, Serializer};
 
 use crate::ids::{ChatId, DocumentId, Seq, UserId, Version};
@@ -107,6 +108,50 @@ pub struct Document {
     pub version: Version,
     pub updated_at: Timestamp,
     pub updated_by: UserId,
+}
+
+/// A [`Document`] to encode, its content borrowed from wherever it is
+/// held (a room's rope, an update's text) rather than copied into a
+/// `String` first. Serializes as the `Document` does (a test holds the two
+/// to the same JSON).
+#[derive(Clone, Copy, Serialize)]
+pub struct DocumentView<'a> {
+    pub id: &'a DocumentId,
+    pub title: &'a str,
+    pub content: Text<'a>,
+    pub version: Version,
+    pub updated_at: Timestamp,
+    pub updated_by: &'a UserId,
+}
+
+/// A document's text, serialized as one JSON string.
+#[derive(Clone, Copy)]
+pub enum Text<'a> {
+    Str(&'a str),
+    /// Written chunk by chunk: serde_json escapes each as it comes.
+    Rope(&'a Rope),
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Text::Str(text) => s.serialize_str(text),
+            Text::Rope(rope) => s.collect_str(rope),
+        }
+    }
+}
+
+impl<'a> From<&'a Document> for DocumentView<'a> {
+    fn from(d: &'a Document) -> Self {
+        DocumentView {
+            id: &d.id,
+            title: &d.title,
+            content: Text::Str(&d.content),
+            version: d.version,
+            updated_at: d.updated_at,
+            updated_by: &d.updated_by,
+        }
+    }
 }
 
 /// One accepted change of a document, as its history keeps it: the

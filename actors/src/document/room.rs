@@ -67,7 +67,7 @@ use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::cluster::{self, Cluster, DocumentVersion, Remote, RoomEvent};
 use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
 use crate::members::{Leave, MemberRequest, Members, PresenceQuery, Tick};
-use crate::model::{Change, ChangeKind, Document, Grant, Role, Timestamp};
+use crate::model::{Change, ChangeKind, DocumentView, Grant, Role, Text, Timestamp};
 use crate::ot::Operation;
 use crate::peer::Requester;
 use crate::protocol::frames::{DocumentJoined, DocumentUpdatedAck, OpApplied, Shared};
@@ -664,8 +664,8 @@ impl DocumentRoom {
         };
         timeline.integrate(change, self.settings.max_document_bytes)?;
         let frame = frame.unwrap_or_else(|| {
-            let document = timeline.document();
-            Push::DocumentsUpdated { document: &document, user_id: &document.updated_by }.encode(room)
+            let document = timeline.view();
+            Push::DocumentsUpdated { document, user_id: document.updated_by }.encode(room)
         });
         self.members.broadcast(frame, sender);
         Ok(())
@@ -683,8 +683,8 @@ impl DocumentRoom {
         self.loaded(ctx, move |room, ctx, loaded| match loaded {
             Ok(()) => {
                 if let Some(timeline) = room.timeline.as_ref().filter(|t| before.is_some_and(|b| t.version() > b)) {
-                    let document = timeline.document();
-                    room.members.push(Push::DocumentsUpdated { document: &document, user_id: &document.updated_by }, None);
+                    let document = timeline.view();
+                    room.members.push(Push::DocumentsUpdated { document, user_id: document.updated_by }, None);
                 }
                 room.submit(ctx);
             }
@@ -714,15 +714,15 @@ fn announce(
     let frame = match &pending.edit {
         Edit::Op { .. } => Push::DocumentsOp { document_id: id, version, ops: &change.ops, user_id }.encode(members.room()),
         Edit::Replace { content, .. } => {
-            let document = Document {
-                id: id.clone(),
-                title: title.to_owned(),
-                content: String::from(&**content),
+            let document = DocumentView {
+                id,
+                title,
+                content: Text::Str(content),
                 version,
                 updated_at: change.created_at,
-                updated_by: change.user_id.clone(),
+                updated_by: user_id,
             };
-            Push::DocumentsUpdated { document: &document, user_id }.encode(members.room())
+            Push::DocumentsUpdated { document, user_id }.encode(members.room())
         }
     };
     if let Some(cluster) = cluster {

@@ -34,11 +34,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use ropey::Rope;
-use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::ids::{UserId, Version};
-use crate::model::{Change, ChangeKind, Document, Timestamp};
+use crate::model::{Change, ChangeKind, Document, DocumentView, Text, Timestamp};
 use crate::ot::{self, OpError, Operation, Side};
 use crate::protocol::WireError;
 use crate::store::{self, snapshot_due, NewChange};
@@ -100,26 +99,6 @@ pub struct Timeline {
     /// costs one encoding, not one each. Dropped with the next version,
     /// or by the room soon after ([`Timeline::forget_encoded`]).
     encoded: OnceCell<Box<RawValue>>,
-}
-
-/// The document as its join ack shows it: the fields of [`Document`]
-/// (a test holds the two to the same JSON), with the content written from
-/// the rope's chunks straight into the JSON, not first into a `String`.
-#[derive(Serialize)]
-struct DocumentJson<'a> {
-    id: &'a crate::ids::DocumentId,
-    title: &'a str,
-    #[serde(serialize_with = "chunks")]
-    content: &'a Rope,
-    version: Version,
-    updated_at: Timestamp,
-    updated_by: &'a UserId,
-}
-
-fn chunks<S: Serializer>(text: &&Rope, s: S) -> Result<S::Ok, S::Error> {
-    // `Rope`'s `Display` writes its chunks; serde_json escapes each as it
-    // comes.
-    s.collect_str(*text)
 }
 
 /// An edit to prepare, with its author.
@@ -240,26 +219,32 @@ impl Timeline {
     }
 
     /// The document at [`Timeline::version`], its content written out
-    /// (O(its size): for joins and whole-document pushes).
+    /// (O(its size)).
+    #[cfg(test)]
     pub fn document(&self) -> Document {
         Document { content: self.content.to_string(), ..self.document.clone() }
     }
 
-    /// [`Timeline::document`] as JSON, encoded once per version.
+    /// The document at [`Timeline::version`], to encode (whole-document
+    /// pushes): its content is written from the rope as it is encoded.
+    pub fn view(&self) -> DocumentView<'_> {
+        let d = &self.document;
+        DocumentView {
+            id: &d.id,
+            title: &d.title,
+            content: Text::Rope(&self.content),
+            version: d.version,
+            updated_at: d.updated_at,
+            updated_by: &d.updated_by,
+        }
+    }
+
+    /// [`Timeline::view`] as JSON, encoded once per version (join acks).
     pub fn document_json(&self) -> Result<&RawValue, WireError> {
         if let Some(json) = self.encoded.get() {
             return Ok(json);
         }
-        let d = &self.document;
-        let view = DocumentJson {
-            id: &d.id,
-            title: &d.title,
-            content: &self.content,
-            version: d.version,
-            updated_at: d.updated_at,
-            updated_by: &d.updated_by,
-        };
-        let json = serde_json::value::to_raw_value(&view).map_err(|e| WireError::internal("document", &e))?;
+        let json = serde_json::value::to_raw_value(&self.view()).map_err(|e| WireError::internal("document", &e))?;
         Ok(self.encoded.get_or_init(|| json))
     }
 

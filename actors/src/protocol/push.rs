@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::awareness::Update;
 use crate::ids::{DocumentId, RoomName, UserId, Version};
-use crate::model::{Document, Message};
+use crate::model::{DocumentView, Message};
 use crate::ot::Operation;
 use crate::presence::diff::JoinedUser;
 use crate::protocol::error::WireError;
@@ -24,7 +24,7 @@ pub enum Push<'a> {
     ChatMessage { message: &'a Message },
     /// `documents:updated`: a new version; to every member but its author's
     /// connection.
-    DocumentsUpdated { document: &'a Document, user_id: &'a UserId },
+    DocumentsUpdated { document: DocumentView<'a>, user_id: &'a UserId },
     /// `documents:op`: a new version made by an operation, as applied; to
     /// every member but its author's connection.
     DocumentsOp { document_id: &'a DocumentId, version: Version, ops: &'a Operation, user_id: &'a UserId },
@@ -79,7 +79,7 @@ impl Push<'_> {
 mod tests {
     use super::*;
     use crate::ids::{ChatId, DocumentId, Seq, Version};
-    use crate::model::Timestamp;
+    use crate::model::{Document, Timestamp};
     use crate::protocol::error::ErrorCode;
 
     fn user(id: &str) -> UserId {
@@ -135,7 +135,7 @@ mod tests {
             updated_at: Timestamp(0),
             updated_by: bob.clone(),
         };
-        let f = Push::DocumentsUpdated { document: &document, user_id: &bob }.encode(&room);
+        let f = Push::DocumentsUpdated { document: (&document).into(), user_id: &bob }.encode(&room);
         assert_eq!(
             &*f,
             r#"{"event":"documents:updated","room":"document:plan","data":{"document":{"id":"plan","title":"Plan","content":"x","version":2,"updated_at":"1970-01-01T00:00:00.000Z","updated_by":"bob"},"user_id":"bob"}}"#
