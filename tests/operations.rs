@@ -302,6 +302,54 @@ async fn edits_sent_without_waiting_keep_their_order() {
     server.stop().await;
 }
 
+/// A history page stops at 4 MiB of operation JSON (at least one change):
+/// eight whole-content updates of 900 KB come back four to a page, over
+/// the socket and over HTTP, and paging through gives every one in order.
+async fn history_pages_stop_at_their_size(server: &TestServer) {
+    const SIZE: usize = 900_000;
+    let mut owner = server.client("owner").await;
+    owner.ok("documents:create", json!({"document_id": "big"})).await;
+    for version in 1..=8_u8 {
+        let content = char::from(b'a' + version).to_string().repeat(SIZE);
+        owner.ok("documents:update", json!({"document_id": "big", "content": content, "version": version})).await;
+    }
+    let api = Http::new(server.http_url(""));
+    let mut after = 0;
+    let mut pages = Vec::new();
+    while after < 8 {
+        let page = owner.ok("documents:history", json!({"document_id": "big", "after_version": after, "limit": 1000})).await;
+        let http = api.call("GET", &format!("/api/documents/big/history?after_version={after}&limit=1000"), Some(KEY), None).await.body;
+        assert_eq!(http, page, "the same page over HTTP");
+        let changes = page["changes"].as_array().unwrap();
+        let versions: Vec<i64> = changes.iter().map(|c| c["version"].as_i64().unwrap()).collect();
+        assert_eq!(versions, ((after + 1)..=(after + versions.len() as i64)).collect::<Vec<_>>());
+        for c in changes {
+            let letter = char::from(b'a' + c["version"].as_u64().unwrap() as u8);
+            let inserted = c["ops"].as_array().unwrap().iter().find_map(Value::as_str);
+            assert_eq!(inserted.map(|t| (t.len(), t.starts_with(letter))), Some((SIZE, true)));
+        }
+        after += versions.len() as i64;
+        assert_eq!(page["has_more"], after < 8, "after version {after}");
+        pages.push(versions.len());
+    }
+    assert_eq!(pages, vec![4, 4]);
+}
+
+#[tokio::test]
+async fn history_pages_stop_at_their_size_on_sqlite() {
+    let server = server();
+    history_pages_stop_at_their_size(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn history_pages_stop_at_their_size_on_postgres() {
+    let Some(db) = TempDatabase::create() else { return };
+    let server = postgres_server(&db);
+    history_pages_stop_at_their_size(&server).await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_operation_resent_after_a_reconnect_is_applied_once() {
     let server = TestServer::start_with(|o| {

@@ -18,7 +18,7 @@ use diesel::sql_types::{BigInt, Text};
 use huddle_actors::ids::{DocumentId, UserId, Version};
 use huddle_actors::model::{Change, Document, Timestamp};
 use huddle_actors::ot;
-use huddle_actors::store::{ChangePage, ChangeSet, CommitOutcome, Refusal, StoreError, StoreResult, Timeline};
+use huddle_actors::store::{ChangePage, ChangeSet, CommitOutcome, Refusal, StoreError, StoreResult, Timeline, HISTORY_PAGE_CHARS};
 
 use crate::db::connection::AnyConnection;
 use crate::db::error::TxError;
@@ -175,19 +175,39 @@ pub fn timeline(c: &mut AnyConnection, id: &DocumentId, max_changes: usize, max_
     Ok(Timeline { document, changes: rows::into_changes(found)?, history_start })
 }
 
-/// Up to `limit` changes after `after`, ascending.
+/// Up to `limit` changes after `after`, ascending, within
+/// [`HISTORY_PAGE_CHARS`]. The sizes are read first, as for the timeline.
 pub fn page(c: &mut AnyConnection, id: &DocumentId, reader: Option<&UserId>, after: Version, limit: i64) -> StoreResult<ChangePage> {
     readable(c, id, reader, after)?;
-    let mut found: Vec<ChangeRow> = document_changes::table
+    let sizes: Vec<(i64, i64)> = document_changes::table
         .filter(document_changes::document_id.eq(id.as_str()))
         .filter(document_changes::version.gt(after.0))
-        .select(ChangeRow::as_select())
+        .select((document_changes::version, sql::<BigInt>("CAST(length(ops) AS BIGINT)")))
         .order(document_changes::version.asc())
-        .limit(limit + 1)
+        .limit(limit.saturating_add(1))
         .load(c)
         .map_err(TxError::from)?;
-    let has_more = found.len() as i64 > limit;
-    found.truncate(usize::try_from(limit).unwrap_or(0));
+    let (mut upto, mut chars, mut taken) = (after.0, 0_usize, 0_i64);
+    for &(version, len) in &sizes {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if taken == limit || (taken > 0 && chars.saturating_add(len) > HISTORY_PAGE_CHARS) {
+            break;
+        }
+        (upto, chars, taken) = (version, chars.saturating_add(len), taken + 1);
+    }
+    let has_more = sizes.len() as i64 > taken;
+    let found: Vec<ChangeRow> = if taken == 0 {
+        Vec::new()
+    } else {
+        document_changes::table
+            .filter(document_changes::document_id.eq(id.as_str()))
+            .filter(document_changes::version.gt(after.0))
+            .filter(document_changes::version.le(upto))
+            .select(ChangeRow::as_select())
+            .order(document_changes::version.asc())
+            .load(c)
+            .map_err(TxError::from)?
+    };
     Ok(ChangePage { changes: rows::into_changes(found)?, has_more })
 }
 

@@ -67,6 +67,12 @@ pub struct NewMessage {
 /// milliseconds on a database thread, in the worst case).
 pub const SNAPSHOT_EVERY: i64 = 100;
 
+/// Characters of operation JSON one page of a document's history holds
+/// (the first change always fits, whatever its size). Without it a page
+/// of 1,000 whole-content updates of a 1 MiB document was a gigabyte read
+/// into memory and encoded into one frame, at any reader's request.
+pub const HISTORY_PAGE_CHARS: usize = 4 * 1024 * 1024;
+
 /// Whether a snapshot is stored at `version`.
 pub fn snapshot_due(version: Version) -> bool {
     version.0 % SNAPSHOT_EVERY == 0
@@ -218,8 +224,10 @@ pub trait Store: Send + Sync + 'static {
     /// `max_changes` and `max_chars` characters of their operations' JSON.
     fn timeline(&self, id: &DocumentId, max_changes: usize, max_chars: usize) -> StoreResult<Timeline>;
     /// Up to `limit` changes after version `after`, ascending, for `reader`
-    /// (`None`: the server itself). `NotFound` for an `after` above the
-    /// current version or below the start of the history.
+    /// (`None`: the server itself), and no more than fit in
+    /// [`HISTORY_PAGE_CHARS`] characters of their operations' JSON (at
+    /// least one). `NotFound` for an `after` above the current version or
+    /// below the start of the history.
     fn document_history(&self, id: &DocumentId, reader: Option<&UserId>, after: Version, limit: i64) -> StoreResult<ChangePage>;
     /// The document as it was at `version`, for `reader` (`None`: the
     /// server), from the snapshot before it and the changes since.
