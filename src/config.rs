@@ -143,6 +143,11 @@ pub struct Options {
     /// slow consumer (4008).
     #[arg(long, env = "HUDDLE_MAX_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub max_outbound_queue: usize,
+    /// Bytes of frames that may wait for one connection before it is
+    /// closed as a slow consumer (4008); a single frame above it still
+    /// goes out to a connection that reads.
+    #[arg(long, env = "HUDDLE_MAX_OUTBOUND_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_outbound_bytes: usize,
     /// Messages replayed by a join with since_seq; document changes replayed
     /// by a join with since_version, and how many recent changes a document
     /// room keeps to rebase operations over.
@@ -241,6 +246,7 @@ impl Options {
             max_document_bytes: self.max_document_bytes,
             max_message_chars: self.max_message_chars,
             max_outbound_queue: self.max_outbound_queue.max(1),
+            max_outbound_bytes: self.max_outbound_bytes,
             max_recovery: self.max_recovery,
             heartbeat: Duration::from_millis(self.heartbeat_ms.max(1)),
             auth_timeout: Duration::from_millis(self.auth_timeout_ms.max(1)),

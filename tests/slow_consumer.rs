@@ -91,3 +91,47 @@ async fn a_member_that_never_reads_is_dropped_and_the_room_keeps_serving() {
     assert!(code == 4008 || code == 1006, "closed with {code}");
     server.stop().await;
 }
+
+/// Frames are few but large: whole documents. A member that stops reading
+/// is dropped once the bytes waiting for it pass `max_outbound_bytes`,
+/// long before `max_outbound_queue` frames (a thousand documents, hundreds
+/// of megabytes held for one connection) would have.
+#[tokio::test]
+async fn a_member_that_never_reads_large_frames_is_dropped_by_their_bytes() {
+    const SIZE: usize = 500_000;
+    let server = TestServer::start_with(|o| {
+        o.max_outbound_bytes = 2 * 1024 * 1024;
+        o.rate_per_second = 1_000_000;
+        o.rate_burst = 1_000_000;
+        o.sqlite_synchronous = huddle::db::connection::SqliteSync::Normal;
+    });
+    let mut editor = server.client("editor").await;
+    editor.ok("documents:create", json!({"document_id": "big"})).await;
+    editor.ok("documents:share", json!({"document_id": "big", "user_id": "stalled", "role": "viewer"})).await;
+
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(socket.connect(server.addr).await.unwrap());
+    let request = server.ws_url().into_client_request().unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    let mut stalled = Client::from_stream(ws);
+    stalled.send(json!({"event": "auth", "data": {"token": token("stalled")}})).await;
+    stalled.expect_event("connect").await;
+    stalled.ok("documents:join", json!({"document_id": "big"})).await;
+    editor.ok("documents:join", json!({"document_id": "big"})).await;
+
+    // 60 whole documents of 500 KB: 30 MB for the stalled member, of
+    // which the kernel's buffers take a few; 60 frames, far under the
+    // 1,024 that would close it otherwise.
+    for version in 1..=60_u32 {
+        let content = char::from(b'a' + (version % 26) as u8).to_string().repeat(SIZE);
+        editor.ok("documents:update", json!({"document_id": "big", "content": content, "version": version})).await;
+    }
+    let left = editor.expect_push("user:left", "document:big").await;
+    assert_eq!(left["user_id"], "stalled");
+    let metrics = Http::new(server.http_url("")).call("GET", "/metrics", None, None).await.text;
+    assert!(metrics.lines().any(|l| l == "huddle_slow_consumers_total 1"), "{metrics}");
+    let code = stalled.drain_until_closed().await;
+    assert!(code == 4008 || code == 1006, "closed with {code}");
+    server.stop().await;
+}

@@ -11,6 +11,9 @@ pub struct Settings {
     pub max_document_bytes: usize,
     pub max_message_chars: usize,
     pub max_outbound_queue: usize,
+    /// Bytes of frames that may wait for one connection (one frame always
+    /// may, whatever its size).
+    pub max_outbound_bytes: usize,
     pub max_recovery: u32,
     pub heartbeat: Duration,
     pub auth_timeout: Duration,
@@ -58,6 +61,7 @@ impl Default for Settings {
             max_document_bytes: 1024 * 1024,
             max_message_chars: 4000,
             max_outbound_queue: 1024,
+            max_outbound_bytes: 16 * 1024 * 1024,
             max_recovery: 1000,
             heartbeat: Duration::from_millis(25_000),
             auth_timeout: Duration::from_millis(10_000),

@@ -17,28 +17,47 @@ use crate::peer::Outbound;
 /// Why a frame was not queued; the frame comes back.
 #[derive(Debug)]
 pub enum TrySendError<T> {
-    /// `capacity` frames are waiting already: a slow consumer.
+    /// `capacity` frames, or `max_bytes` bytes, are waiting already: a
+    /// slow consumer.
     Full(T),
     /// The consumer is gone.
     Closed(T),
 }
 
-/// A queue of at most `capacity` frames.
-pub fn queue(capacity: usize) -> (FrameSender, FrameQueue) {
+/// A queue of at most `capacity` frames and `max_bytes` bytes of them;
+/// one frame is always taken when nothing waits, however large, so a
+/// frame above `max_bytes` still goes out to a connection that reads.
+/// Counting frames alone let a connection that stops reading keep
+/// `capacity` of the largest frames (whole documents, each up to
+/// megabytes) in memory.
+pub fn queue(capacity: usize, max_bytes: usize) -> (FrameSender, FrameQueue) {
     let shared = Arc::new(Shared {
         capacity: capacity.max(1),
-        state: Mutex::new(State { frames: VecDeque::new(), waiting: None, senders: 1, closed: false }),
+        max_bytes,
+        state: Mutex::new(State { frames: VecDeque::new(), bytes: 0, waiting: None, senders: 1, closed: false }),
     });
     (FrameSender { shared: shared.clone() }, FrameQueue { shared })
 }
 
 struct Shared {
     capacity: usize,
+    max_bytes: usize,
     state: Mutex<State>,
+}
+
+/// Bytes a frame holds while it waits.
+fn weight(frame: &Outbound) -> usize {
+    match frame {
+        Outbound::Frame(text) => text.len(),
+        Outbound::Pong(payload) => payload.len(),
+        Outbound::Ping | Outbound::Close(_) => 0,
+    }
 }
 
 struct State {
     frames: VecDeque<Outbound>,
+    /// Sum of the waiting frames' [`weight`]s.
+    bytes: usize,
     /// The consumer, while it waits for a frame.
     waiting: Option<Waker>,
     senders: usize,
@@ -67,9 +86,12 @@ impl FrameSender {
             if state.closed {
                 return Err(TrySendError::Closed(frame));
             }
-            if state.frames.len() >= self.shared.capacity {
+            let bytes = weight(&frame);
+            let over = !state.frames.is_empty() && state.bytes.saturating_add(bytes) > self.shared.max_bytes;
+            if state.frames.len() >= self.shared.capacity || over {
                 return Err(TrySendError::Full(frame));
             }
+            state.bytes += bytes;
             state.frames.push_back(frame);
             state.waiting.take()
         };
@@ -122,7 +144,10 @@ impl FrameQueue {
         let n = state.frames.len().min(limit);
         if n > 0 {
             into.reserve_exact(n);
+            let start = into.len();
             into.extend(state.frames.drain(..n));
+            let taken: usize = into[start..].iter().map(weight).sum();
+            state.bytes = state.bytes.saturating_sub(taken);
             if state.frames.is_empty() {
                 // Nothing is held between bursts.
                 state.frames = VecDeque::new();
@@ -191,7 +216,7 @@ mod tests {
     fn bounded_in_order_and_one_wake_per_burst() {
         let (wakes, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
-        let (tx, mut rx) = queue(3);
+        let (tx, mut rx) = queue(3, usize::MAX);
         let mut got = Vec::new();
         assert_eq!(rx.poll_recv_many(&mut cx, &mut got, 10), Poll::Pending);
         for s in ["a", "b", "c"] {
@@ -208,11 +233,36 @@ mod tests {
         assert_eq!(rx.poll_recv_many(&mut cx, &mut got, 10), Poll::Ready(1));
     }
 
+    /// Bytes bound the queue as frames do, but a frame too large for the
+    /// bound alone still goes into an empty queue.
+    #[test]
+    fn bounded_in_bytes_and_a_large_frame_still_goes_alone() {
+        let (_, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let (tx, mut rx) = queue(100, 10);
+        let mut got = Vec::new();
+        tx.try_send(frame("twelve bytes")).unwrap();
+        assert!(matches!(tx.try_send(frame("x")), Err(TrySendError::Full(_))), "over 10 bytes waiting");
+        assert_eq!(rx.poll_recv_many(&mut cx, &mut got, 10), Poll::Ready(1));
+        for s in ["1234", "5678"] {
+            tx.try_send(frame(s)).unwrap();
+        }
+        assert!(matches!(tx.try_send(frame("abc")), Err(TrySendError::Full(_))), "8 + 3 bytes");
+        tx.try_send(frame("ab")).unwrap();
+        // Pings count as frames, not bytes.
+        tx.try_send(Outbound::Ping).unwrap();
+        assert_eq!(rx.poll_recv_many(&mut cx, &mut got, 2), Poll::Ready(2));
+        tx.try_send(frame("abcdefgh")).unwrap();
+        assert!(matches!(tx.try_send(frame("i")), Err(TrySendError::Full(_))), "2 + 8 bytes waiting");
+        assert_eq!(rx.poll_recv_many(&mut cx, &mut got, 10), Poll::Ready(3));
+        assert_eq!(texts(&got), ["twelve bytes", "1234", "5678", "ab", "Ping", "abcdefgh"]);
+    }
+
     #[test]
     fn the_consumer_sees_the_end_after_the_last_producer() {
         let (wakes, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
-        let (tx, mut rx) = queue(8);
+        let (tx, mut rx) = queue(8, usize::MAX);
         let tx2 = tx.clone();
         tx.try_send(frame("last words")).unwrap();
         drop(tx);
@@ -221,7 +271,7 @@ mod tests {
         assert_eq!(rx.poll_recv_many(&mut cx, &mut got, 8), Poll::Ready(1));
         assert_eq!(rx.poll_recv_many(&mut cx, &mut got, 8), Poll::Ready(0));
 
-        let (tx, mut rx) = queue(8);
+        let (tx, mut rx) = queue(8, usize::MAX);
         assert_eq!(rx.poll_recv_many(&mut cx, &mut got, 8), Poll::Pending);
         drop(tx);
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
@@ -230,7 +280,7 @@ mod tests {
 
     #[test]
     fn producers_see_the_consumer_leave() {
-        let (tx, rx) = queue(8);
+        let (tx, rx) = queue(8, usize::MAX);
         assert!(!tx.is_closed());
         drop(rx);
         assert!(tx.is_closed());

@@ -329,7 +329,7 @@ mod tests {
         socket.set_send_buffer_size(4096).unwrap();
         let stream = socket.connect(listener.local_addr().unwrap()).await.unwrap();
         let (peer, _) = listener.accept().await.unwrap();
-        let (tx, rx) = queue(1024);
+        let (tx, rx) = queue(1024, usize::MAX);
         let (abort, abort_rx) = oneshot::channel();
         let (finished, _) = oneshot::channel();
         let outlet = Outlet { queue: rx, abort: abort_rx, finished };

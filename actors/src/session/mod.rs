@@ -131,7 +131,7 @@ impl SessionStarter {
         I: Stream<Item = Inbound> + 'static,
     {
         let settings = deps.settings.clone();
-        let (queue, outbound) = crate::queue::queue(settings.max_outbound_queue);
+        let (queue, outbound) = crate::queue::queue(settings.max_outbound_queue, settings.max_outbound_bytes);
         let (abort, abort_rx) = oneshot::channel();
         let (finished_tx, finished) = oneshot::channel();
         let now = Instant::now();
