@@ -12,6 +12,20 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const MESSAGES: usize = 3000;
 const CHARS: usize = 2000;
 
+/// A connection with a tiny receive buffer that reads only what the
+/// test asks it to: authenticated as `user`.
+async fn stalled_client(server: &TestServer, user: &str) -> Client {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(socket.connect(server.addr).await.unwrap());
+    let request = server.ws_url().into_client_request().unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    let mut client = Client::from_stream(ws);
+    client.send(json!({"event": "auth", "data": {"token": token(user)}})).await;
+    client.expect_event("connect").await;
+    client
+}
+
 #[tokio::test]
 async fn a_member_that_never_reads_is_dropped_and_the_room_keeps_serving() {
     let server = TestServer::start_with(|o| {
@@ -21,16 +35,8 @@ async fn a_member_that_never_reads_is_dropped_and_the_room_keeps_serving() {
         o.sqlite_synchronous = huddle::db::connection::SqliteSync::Normal;
     });
 
-    // The stalled client: a tiny receive buffer, and it never reads after
-    // joining.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(socket.connect(server.addr).await.unwrap());
-    let request = server.ws_url().into_client_request().unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
-    let mut stalled = Client::from_stream(ws);
-    stalled.send(json!({"event": "auth", "data": {"token": token("stalled")}})).await;
-    stalled.expect_event("connect").await;
+    // The stalled client never reads after joining.
+    let mut stalled = stalled_client(&server, "stalled").await;
     stalled.ok("chat:join", json!({"chat_id": "firehose"})).await;
 
     let mut readers = Vec::new();
@@ -109,14 +115,7 @@ async fn a_member_that_never_reads_large_frames_is_dropped_by_their_bytes() {
     editor.ok("documents:create", json!({"document_id": "big"})).await;
     editor.ok("documents:share", json!({"document_id": "big", "user_id": "stalled", "role": "viewer"})).await;
 
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(socket.connect(server.addr).await.unwrap());
-    let request = server.ws_url().into_client_request().unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
-    let mut stalled = Client::from_stream(ws);
-    stalled.send(json!({"event": "auth", "data": {"token": token("stalled")}})).await;
-    stalled.expect_event("connect").await;
+    let mut stalled = stalled_client(&server, "stalled").await;
     stalled.ok("documents:join", json!({"document_id": "big"})).await;
     editor.ok("documents:join", json!({"document_id": "big"})).await;
 
