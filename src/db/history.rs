@@ -160,19 +160,24 @@ pub fn timeline(c: &mut AnyConnection, id: &DocumentId, max_changes: usize, max_
         chars += len;
         after = version - 1;
     }
-    let found: Vec<ChangeRow> = if after == top {
-        Vec::new()
-    } else {
-        document_changes::table
-            .filter(document_changes::document_id.eq(id.as_str()))
-            .filter(document_changes::version.gt(after))
-            .filter(document_changes::version.le(top))
-            .select(ChangeRow::as_select())
-            .order(document_changes::version.asc())
-            .load(c)
-            .map_err(TxError::from)?
-    };
+    let found = rows_between(c, id, after, top)?;
     Ok(Timeline { document, changes: rows::into_changes(found)?, history_start })
+}
+
+/// The change rows of versions `after + 1 ..= upto`, ascending (none when
+/// `upto <= after`, without a query).
+fn rows_between(c: &mut AnyConnection, id: &DocumentId, after: i64, upto: i64) -> Result<Vec<ChangeRow>, TxError> {
+    if upto <= after {
+        return Ok(Vec::new());
+    }
+    document_changes::table
+        .filter(document_changes::document_id.eq(id.as_str()))
+        .filter(document_changes::version.gt(after))
+        .filter(document_changes::version.le(upto))
+        .select(ChangeRow::as_select())
+        .order(document_changes::version.asc())
+        .load(c)
+        .map_err(TxError::from)
 }
 
 /// Up to `limit` changes after `after`, ascending, within
@@ -196,18 +201,7 @@ pub fn page(c: &mut AnyConnection, id: &DocumentId, reader: Option<&UserId>, aft
         (upto, chars, taken) = (version, chars.saturating_add(len), taken + 1);
     }
     let has_more = sizes.len() as i64 > taken;
-    let found: Vec<ChangeRow> = if taken == 0 {
-        Vec::new()
-    } else {
-        document_changes::table
-            .filter(document_changes::document_id.eq(id.as_str()))
-            .filter(document_changes::version.gt(after.0))
-            .filter(document_changes::version.le(upto))
-            .select(ChangeRow::as_select())
-            .order(document_changes::version.asc())
-            .load(c)
-            .map_err(TxError::from)?
-    };
+    let found = rows_between(c, id, after.0, upto)?;
     Ok(ChangePage { changes: rows::into_changes(found)?, has_more })
 }
 

@@ -228,15 +228,7 @@ impl Timeline {
     /// The document at [`Timeline::version`], to encode (whole-document
     /// pushes): its content is written from the rope as it is encoded.
     pub fn view(&self) -> DocumentView<'_> {
-        let d = &self.document;
-        DocumentView {
-            id: &d.id,
-            title: &d.title,
-            content: Text::Rope(&self.content),
-            version: d.version,
-            updated_at: d.updated_at,
-            updated_by: &d.updated_by,
-        }
+        DocumentView { content: Text::Rope(&self.content), ..DocumentView::from(&self.document) }
     }
 
     /// [`Timeline::view`] as JSON, encoded once per version (join acks).
