@@ -350,6 +350,69 @@ async fn history_pages_stop_at_their_size_on_postgres() {
     server.stop().await;
 }
 
+/// The versions of document `id` whose whole content the store keeps,
+/// read from the database itself.
+fn snapshot_versions(database: &str, id: &str) -> Vec<i64> {
+    use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        version: i64,
+    }
+    let query = diesel::sql_query(format!("SELECT version FROM document_snapshots WHERE document_id = '{id}' ORDER BY version"));
+    let rows: Vec<Row> = if database.starts_with("postgres") {
+        query.load(&mut PgConnection::establish(database).expect("postgres"))
+    } else {
+        query.load(&mut SqliteConnection::establish(database).expect("sqlite"))
+    }
+    .expect("snapshot versions");
+    rows.into_iter().map(|r| r.version).collect()
+}
+
+/// Whole-content updates of 900 KB: four of them stay under the 4 MiB of
+/// changes after which a snapshot is due whatever the version, the fifth
+/// reaches it. A room started on the history counts what came since the
+/// last snapshot from the store.
+async fn snapshots_are_taken_by_size(start: impl Fn() -> TestServer, database: &str) {
+    const SIZE: usize = 900_000;
+    let letter = |version: u8| char::from(b'a' + version);
+    let update = |version: u8| json!({"document_id": "big", "content": letter(version).to_string().repeat(SIZE), "version": version});
+    let server = start();
+    let mut owner = server.client("owner").await;
+    owner.ok("documents:create", json!({"document_id": "big"})).await;
+    for version in 1..=6 {
+        owner.ok("documents:update", update(version)).await;
+    }
+    assert_eq!(snapshot_versions(database, "big"), [0, 5]);
+    server.stop().await;
+
+    let server = start();
+    let mut owner = server.client("owner").await;
+    for version in 7..=11 {
+        owner.ok("documents:update", update(version)).await;
+    }
+    assert_eq!(snapshot_versions(database, "big"), [0, 5, 10], "version 6 counted after the restart");
+    for version in [4_u8, 5, 6, 9, 10, 11] {
+        let read = owner.ok("documents:snapshot", json!({"document_id": "big", "version": version})).await;
+        let content = read["document"]["content"].as_str().unwrap();
+        assert_eq!((content.len(), content.chars().all(|c| c == letter(version))), (SIZE, true), "version {version}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn snapshots_are_taken_by_size_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huddle.db");
+    snapshots_are_taken_by_size(|| TestServer::start_on(&path, tuned, jwt()), path.to_str().unwrap()).await;
+}
+
+#[tokio::test]
+async fn snapshots_are_taken_by_size_on_postgres() {
+    let Some(db) = TempDatabase::create() else { return };
+    snapshots_are_taken_by_size(|| postgres_server(&db), &db.url).await;
+}
+
 #[tokio::test]
 async fn an_operation_resent_after_a_reconnect_is_applied_once() {
     let server = TestServer::start_with(|o| {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use diesel::dsl::{min, sql};
+use diesel::dsl::{max, min, sql};
 use diesel::prelude::*;
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -65,7 +65,8 @@ struct Replayed {
 }
 
 /// The content at `version`: the newest snapshot at or before it, brought
-/// forward over the changes since (fewer than `SNAPSHOT_EVERY`), composed
+/// forward over the changes since (fewer than `SNAPSHOT_EVERY`, of under
+/// `SNAPSHOT_CHARS` characters), composed
 /// into one operation and applied once, so a long document is copied
 /// once, not once per change. Every document has a snapshot where its
 /// history starts; its row holds no content.
@@ -161,7 +162,25 @@ pub fn timeline(c: &mut AnyConnection, id: &DocumentId, max_changes: usize, max_
         after = version - 1;
     }
     let found = rows_between(c, id, after, top)?;
-    Ok(Timeline { document, changes: rows::into_changes(found)?, history_start })
+    let since_snapshot = since_snapshot(c, id, top)?;
+    Ok(Timeline { document, changes: rows::into_changes(found)?, history_start, since_snapshot })
+}
+
+/// Characters of operation JSON in the changes after the newest snapshot
+/// at or before `top`, as `snapshot_due` counts them.
+fn since_snapshot(c: &mut AnyConnection, id: &DocumentId, top: i64) -> Result<usize, TxError> {
+    let newest: Option<i64> = document_snapshots::table
+        .filter(document_snapshots::document_id.eq(id.as_str()))
+        .filter(document_snapshots::version.le(top))
+        .select(max(document_snapshots::version))
+        .get_result(c)?;
+    let chars: i64 = document_changes::table
+        .filter(document_changes::document_id.eq(id.as_str()))
+        .filter(document_changes::version.gt(newest.unwrap_or(top)))
+        .filter(document_changes::version.le(top))
+        .select(sql::<BigInt>("CAST(COALESCE(SUM(length(ops)), 0) AS BIGINT)"))
+        .get_result(c)?;
+    Ok(usize::try_from(chars).unwrap_or(0))
 }
 
 /// The change rows of versions `after + 1 ..= upto`, ascending (none when

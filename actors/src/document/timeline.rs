@@ -93,6 +93,8 @@ pub struct Timeline {
     /// `(author, op_id)` of the changes in the window.
     op_ids: HashMap<UserId, HashMap<String, Version>>,
     history_start: Version,
+    /// Characters of operation JSON committed since the newest snapshot.
+    since_snapshot: usize,
     limits: WindowLimits,
     /// The document at the current version as JSON, once a join asked for
     /// it: a storm of joins (clients reconnecting to a long document)
@@ -172,11 +174,13 @@ pub struct Draft {
     content: Option<Rope>,
     len: usize,
     snapshots: Vec<(Version, String)>,
+    /// [`Timeline::since_snapshot`] after the group's changes.
+    since_snapshot: usize,
 }
 
 impl Timeline {
     pub fn new(loaded: store::Timeline, limits: WindowLimits) -> Timeline {
-        let store::Timeline { mut document, changes, history_start } = loaded;
+        let store::Timeline { mut document, changes, history_start, since_snapshot } = loaded;
         let content = Rope::from_str(&std::mem::take(&mut document.content));
         let len = content.len_chars();
         // Lengths backwards from the content's; stop at anything that does
@@ -204,6 +208,7 @@ impl Timeline {
             floor_len: after,
             op_ids: HashMap::new(),
             history_start,
+            since_snapshot,
             limits,
             encoded: OnceCell::new(),
         };
@@ -298,8 +303,14 @@ impl Timeline {
     /// Prepares a group of edits on the committed state (see the module
     /// documentation); results above `max_bytes` are refused.
     pub fn prepare<'a>(&self, edits: impl IntoIterator<Item = EditRef<'a>>, max_bytes: usize) -> Draft {
-        let mut draft =
-            Draft { base: self.version(), outcomes: Vec::new(), content: None, len: self.len, snapshots: Vec::new() };
+        let mut draft = Draft {
+            base: self.version(),
+            outcomes: Vec::new(),
+            content: None,
+            len: self.len,
+            snapshots: Vec::new(),
+            since_snapshot: self.since_snapshot,
+        };
         for edit in edits {
             self.add(&mut draft, &edit, max_bytes);
         }
@@ -322,8 +333,10 @@ impl Timeline {
     fn add(&self, draft: &mut Draft, edit: &EditRef<'_>, max_bytes: usize) -> bool {
         match self.stage(draft, edit, max_bytes) {
             Ok((staged, content)) => {
-                if snapshot_due(staged.version) {
+                draft.since_snapshot += staged.weight;
+                if snapshot_due(staged.version, draft.since_snapshot) {
                     draft.snapshots.push((staged.version, content.to_string()));
+                    draft.since_snapshot = 0;
                 }
                 draft.len = staged.len_after;
                 draft.content = Some(content);
@@ -394,8 +407,9 @@ impl Timeline {
     /// the timeline at the group's top version; it runs before the changes
     /// join the window.
     pub fn commit(&mut self, draft: Draft, at: Timestamp, mut release: impl FnMut(usize, Result<&Change, &Rejection>, &Timeline)) {
-        let Draft { outcomes, content, len, .. } = draft;
+        let Draft { outcomes, content, len, since_snapshot, .. } = draft;
         self.encoded = OnceCell::new();
+        self.since_snapshot = since_snapshot;
         if let Some(content) = content {
             self.content = content;
             self.len = len;
@@ -439,6 +453,10 @@ impl Timeline {
         self.encoded = OnceCell::new();
         let len_after = self.content.len_chars();
         let weight = json_chars(&change.ops);
+        self.since_snapshot += weight;
+        if snapshot_due(change.version, self.since_snapshot) {
+            self.since_snapshot = 0;
+        }
         self.document.version = change.version;
         self.document.updated_at = change.created_at;
         self.document.updated_by = change.user_id.clone();
@@ -585,7 +603,7 @@ mod tests {
     const ROOMY: WindowLimits = WindowLimits { changes: 1000, chars: WINDOW_CHARS };
 
     fn fresh(content: &str) -> Timeline {
-        Timeline::new(store::Timeline { document: document(content, 0), changes: Vec::new(), history_start: Version(0) }, ROOMY)
+        Timeline::new(store::Timeline { document: document(content, 0), changes: Vec::new(), history_start: Version(0), since_snapshot: 0 }, ROOMY)
     }
 
     /// Prepares and commits one group (results above 64 bytes refused);
@@ -750,7 +768,7 @@ mod tests {
     #[test]
     fn the_window_keeps_the_newest_changes_within_both_bounds() {
         let limits = WindowLimits { changes: 3, chars: 1000 };
-        let mut t = Timeline::new(store::Timeline { document: document("", 0), changes: Vec::new(), history_start: Version(0) }, limits);
+        let mut t = Timeline::new(store::Timeline { document: document("", 0), changes: Vec::new(), history_start: Version(0), since_snapshot: 0 }, limits);
         for i in 0..5 {
             run(&mut t, &[(edit(i, json!(["x"])), "a", Some(&format!("o{i}")))]);
         }
@@ -765,7 +783,7 @@ mod tests {
 
         // By characters: one change of 20 characters of JSON fits, two do not.
         let limits = WindowLimits { changes: 100, chars: 30 };
-        let mut t = Timeline::new(store::Timeline { document: document("", 0), changes: Vec::new(), history_start: Version(0) }, limits);
+        let mut t = Timeline::new(store::Timeline { document: document("", 0), changes: Vec::new(), history_start: Version(0), since_snapshot: 0 }, limits);
         run(&mut t, &[(edit(0, json!(["abcdefghijklmnop"])), "a", None)]);
         run(&mut t, &[(edit(1, json!(["abcdefghijklmnop"])), "a", None)]);
         assert_eq!(t.floor(), Version(1));
@@ -777,7 +795,7 @@ mod tests {
             change(4, json!(["ab"]), Some("x")),
             change(5, json!([2, "c"]), None),
         ];
-        let loaded = store::Timeline { document: document("abc", 5), changes, history_start: Version(2) };
+        let loaded = store::Timeline { document: document("abc", 5), changes, history_start: Version(2), since_snapshot: 0 };
         let mut t = Timeline::new(loaded, ROOMY);
         assert_eq!((t.floor(), t.history_start()), (Version(3), Version(2)));
         assert_eq!(t.find(&user("a"), "x").map(|c| c.version), Some(Version(4)));
@@ -792,14 +810,14 @@ mod tests {
             change(1, json!(["abcdef"]), None),
             change(2, json!([1, {"d": 2}]), None),
         ];
-        let t = Timeline::new(store::Timeline { document: document("abc", 2), changes, history_start: Version(0) }, ROOMY);
+        let t = Timeline::new(store::Timeline { document: document("abc", 2), changes, history_start: Version(0), since_snapshot: 0 }, ROOMY);
         assert_eq!(t.floor(), Version(1));
     }
 
     #[test]
     fn snapshots_are_due_every_snapshot_every_versions() {
         let mut t = Timeline::new(
-            store::Timeline { document: document("", store::SNAPSHOT_EVERY - 2), changes: Vec::new(), history_start: Version(0) },
+            store::Timeline { document: document("", store::SNAPSHOT_EVERY - 2), changes: Vec::new(), history_start: Version(0), since_snapshot: 0 },
             ROOMY,
         );
         let base = t.version().0;
@@ -814,6 +832,30 @@ mod tests {
         assert_eq!(draft.change_index(2), Some(2));
         t.commit(draft, Timestamp(5), |_, _, _| {});
         assert_eq!(t.document().updated_at, Timestamp(5));
+    }
+
+    #[test]
+    fn snapshots_are_due_once_the_changes_since_the_last_reach_snapshot_chars() {
+        let near = store::SNAPSHOT_CHARS - 10;
+        let loaded = store::Timeline { document: document("", 1), changes: Vec::new(), history_start: Version(0), since_snapshot: near };
+        let mut t = Timeline::new(loaded, ROOMY);
+        let users = vec![user("a"); 3];
+        // `["abc"]` is 7 characters of JSON: 3 short of the bound. `[3,"defgh"]`
+        // (11) reaches it. The third counts from zero again.
+        let edits = [edit(1, json!(["abc"])), edit(1, json!(["defgh"])), edit(1, json!(["ij"]))];
+        let mut draft = t.prepare(edits.iter().zip(&users).map(|(e, u)| EditRef { edit: e, user: u, op_id: None }), 64);
+        let set = draft.change_set(&DocumentId::parse("d").unwrap());
+        assert_eq!(set.changes.iter().map(|c| c.ops.as_str()).collect::<Vec<_>>(), [r#"["abc"]"#, r#"[3,"defgh"]"#, r#"[8,"ij"]"#]);
+        assert_eq!(set.snapshots, vec![(Version(3), "abcdefgh".to_owned())]);
+        t.commit(draft, Timestamp(5), |_, _, _| {});
+        assert_eq!(t.since_snapshot, r#"[8,"ij"]"#.len());
+        // A change written by another process counts the same way: where
+        // it reaches the bound that process stored a snapshot.
+        let filler = "x".repeat(store::SNAPSHOT_CHARS);
+        t.integrate(change(5, json!([10, filler]), None), usize::MAX).unwrap();
+        assert_eq!(t.since_snapshot, 0);
+        t.integrate(change(6, json!([1, {"d": 1}]), None), usize::MAX).unwrap();
+        assert_eq!(t.since_snapshot, r#"[1,{"d":1}]"#.len());
     }
 
     #[test]

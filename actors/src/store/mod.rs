@@ -6,8 +6,10 @@
 //! group-commit [`batch::Batcher`]s.
 //!
 //! Document history: every accepted change is kept ([`Change`]), and the
-//! whole content every [`SNAPSHOT_EVERY`] versions, so that the content at
-//! any version is one snapshot plus fewer than `SNAPSHOT_EVERY` changes.
+//! whole content every [`SNAPSHOT_EVERY`] versions or sooner, once the
+//! changes since the last one reach [`SNAPSHOT_CHARS`], so that the
+//! content at any version is one snapshot plus fewer than `SNAPSHOT_EVERY`
+//! changes, of fewer than `SNAPSHOT_CHARS` characters in all.
 
 pub mod batch;
 mod error;
@@ -73,9 +75,22 @@ pub const SNAPSHOT_EVERY: i64 = 100;
 /// into memory and encoded into one frame, at any reader's request.
 pub const HISTORY_PAGE_CHARS: usize = 4 * 1024 * 1024;
 
-/// Whether a snapshot is stored at `version`.
-pub fn snapshot_due(version: Version) -> bool {
-    version.0 % SNAPSHOT_EVERY == 0
+/// Characters of operation JSON after which a snapshot is stored whatever
+/// the version. Without it, reading a version replayed up to 99 changes,
+/// and a whole-content update of a long document is a megabyte or more of
+/// JSON: one read of a document (a join to a room not open, a snapshot
+/// request) could load a hundred megabytes. With it a read loads one
+/// snapshot and under 4 MiB of changes; a document of such updates pays a
+/// snapshot every few versions, a fraction of what its changes cost.
+pub const SNAPSHOT_CHARS: usize = 4 * 1024 * 1024;
+
+/// Whether a snapshot is stored at `version`, whose change brings the
+/// characters of operation JSON since the last snapshot to `since`
+/// (that change's included). Every process sharing the store decides the
+/// same on the same history, so a room that integrates changes written
+/// by another one knows where that one put its snapshots.
+pub fn snapshot_due(version: Version, since: usize) -> bool {
+    version.0 % SNAPSHOT_EVERY == 0 || since >= SNAPSHOT_CHARS
 }
 
 /// The changes one document room stores in one go: they become the
@@ -166,6 +181,9 @@ pub struct Timeline {
     pub document: Document,
     pub changes: Vec<Change>,
     pub history_start: Version,
+    /// Characters of operation JSON in the changes after the newest
+    /// snapshot (see [`snapshot_due`]).
+    pub since_snapshot: usize,
 }
 
 /// A page of a document's history, ascending by version.
