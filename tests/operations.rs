@@ -413,6 +413,32 @@ async fn snapshots_are_taken_by_size_on_postgres() {
     snapshots_are_taken_by_size(|| postgres_server(&db), &db.url).await;
 }
 
+/// A frame is parsed into a tree only up to 100,000 JSON values: a frame
+/// of the largest size made of deletes was a tree of hundreds of
+/// megabytes before anything about it was checked.
+#[tokio::test]
+async fn a_frame_of_too_many_values_is_refused_while_it_is_parsed() {
+    let server = server();
+    let mut owner = server.client("owner").await;
+    owner.ok("documents:create", json!({"document_id": "d", "content": "x".repeat(60_000)})).await;
+    let op = |deletes: usize| {
+        let ops = vec![r#"{"d":1}"#; deletes].join(",");
+        format!(r#"{{"event":"documents:op","data":{{"document_id":"d","base_version":0,"ops":[{ops}]}},"ref":1}}"#)
+    };
+    // Seven values besides the deletes (the envelope, its event, ref and
+    // data, and data's three members), two per delete: 100,001.
+    owner.send_text(&op(49_997)).await;
+    let error = owner.expect_event("error").await;
+    assert_eq!(error["data"]["code"], "PAYLOAD_TOO_LARGE", "{error}");
+    assert!(error["data"]["message"].as_str().unwrap().contains("100000 JSON values"), "{error}");
+    // The connection goes on, and an operation within the bound is one.
+    owner.ok("ping", json!({})).await;
+    owner.send_text(&op(49_996)).await;
+    let ack = owner.expect_event("ack").await;
+    assert_eq!(ack["data"], json!({"document_id": "d", "version": 1, "ops": [{"d": 49_996}]}), "deletes normalise into one");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_operation_resent_after_a_reconnect_is_applied_once() {
     let server = TestServer::start_with(|o| {

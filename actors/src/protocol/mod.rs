@@ -7,6 +7,7 @@ pub mod fields;
 pub mod frames;
 pub mod push;
 pub mod request;
+pub mod tree;
 
 pub use error::{CloseCode, Details, ErrorCode, WireError};
 pub use push::Push;

@@ -15,6 +15,7 @@ use crate::model::Grant;
 use crate::ot::Operation;
 use crate::protocol::error::{ErrorCode, WireError};
 use crate::protocol::fields::{self, Fields};
+use crate::protocol::tree::{self, TreeError};
 
 /// Largest integer a JSON number can carry without loss in every client
 /// (2^53 - 1): the bound on integer `ref`s, versions and seqs.
@@ -235,8 +236,10 @@ pub struct DecodeError {
 /// Decodes one text frame.
 pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Request, DecodeError> {
     let no_ref = |error| DecodeError { r#ref: None, error };
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| no_ref(WireError::new(ErrorCode::InvalidInput, format!("frame is not valid JSON: {e}"))))?;
+    let value = tree::parse(text, tree::MAX_FRAME_VALUES).map_err(|e| match e {
+        TreeError::Json(e) => no_ref(WireError::new(ErrorCode::InvalidInput, format!("frame is not valid JSON: {e}"))),
+        e @ TreeError::TooManyValues => no_ref(WireError::new(ErrorCode::PayloadTooLarge, e.to_string())),
+    })?;
     let Value::Object(envelope) = value else {
         return Err(no_ref(WireError::new(
             ErrorCode::InvalidInput,
