@@ -66,9 +66,9 @@ struct Replayed {
 
 /// The content at `version`: the newest snapshot at or before it, brought
 /// forward over the changes since (fewer than `SNAPSHOT_EVERY`, of under
-/// `SNAPSHOT_CHARS` characters), composed
-/// into one operation and applied once, so a long document is copied
-/// once, not once per change. Every document has a snapshot where its
+/// `SNAPSHOT_CHARS` characters), applied in turn to a rope, so that a long
+/// document is not copied once per change and no change costs more than
+/// applying it. Every document has a snapshot where its
 /// history starts; its row holds no content.
 fn replay(c: &mut AnyConnection, id: &DocumentId, version: Version) -> Result<Replayed, TxError> {
     let base: SnapshotRow = document_snapshots::table
@@ -97,12 +97,9 @@ fn replay(c: &mut AnyConnection, id: &DocumentId, version: Version) -> Result<Re
         .into());
     };
     let (at, by) = (last.created_at, last.user_id.clone());
-    let mut all = ot::Operation::noop();
-    for row in &found {
-        all = ot::compose(&all, &rows::operation(&row.ops)?);
-    }
-    let content = ot::apply(&base.content, &all).map_err(|e| {
-        StoreError::Internal(format!("document {id}: versions {} to {} do not apply: {e}", base.version + 1, version.0))
+    let ops = found.iter().map(|row| rows::operation(&row.ops)).collect::<Result<Vec<_>, _>>()?;
+    let content = ot::apply_in_turn(&base.content, &ops).map_err(|(i, e)| {
+        StoreError::Internal(format!("document {id}: version {} does not apply: {e}", base.version + 1 + i as i64))
     })?;
     Ok(Replayed { content, at, by })
 }

@@ -67,7 +67,7 @@ mod tests;
 
 pub use algebra::{apply, apply_within, compose, transform, transform_over};
 pub use error::{ComponentProblem, OpError};
-pub use rope::apply_to_rope;
+pub use rope::{apply_in_turn, apply_to_rope};
 
 /// Largest total of kept and deleted characters one decoded operation may
 /// carry: 2^53 - 1, the largest integer every JSON client reads exactly.

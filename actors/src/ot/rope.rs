@@ -25,6 +25,19 @@ pub fn apply_to_rope(text: &mut Rope, op: &Operation, max_bytes: usize) -> Resul
     }
 }
 
+/// `text` with `ops` applied in turn, on a rope. Composing them first
+/// and applying once walks the composition so far at every step, so its
+/// cost grows with the square of their number when one of them has many
+/// components; here each costs what applying it costs. On the first that
+/// does not apply: its index, and why.
+pub fn apply_in_turn<'a>(text: &str, ops: impl IntoIterator<Item = &'a Operation>) -> Result<String, (usize, OpError)> {
+    let mut rope = Rope::from_str(text);
+    for (i, op) in ops.into_iter().enumerate() {
+        apply_to_rope(&mut rope, op, usize::MAX).map_err(|e| (i, e))?;
+    }
+    Ok(rope.to_string())
+}
+
 /// Components an operation may have to be applied in place: where one
 /// rope edit per component still costs less than copying the text (a
 /// component's edit costs about as much as copying a few KB).

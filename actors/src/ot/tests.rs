@@ -203,6 +203,14 @@ fn vectors_apply() {
 }
 
 #[test]
+fn applying_in_turn_names_the_operation_that_does_not_apply() {
+    let ops = [op(json!(["x"])), op(json!([4, "y"])), op(json!([9, "z"]))];
+    assert_eq!(apply_in_turn("abc", &ops[..2]).unwrap(), "xabcy");
+    let Err((index, e)) = apply_in_turn("abc", &ops) else { panic!("applied") };
+    assert_eq!((index, e), (2, OpError::BaseTooShort { needed: 9, actual: 5 }));
+}
+
+#[test]
 fn vectors_compose() {
     for v in vectors("compose") {
         let (a, b) = (op(v["a"].clone()), op(v["b"].clone()));
@@ -376,6 +384,8 @@ proptest! {
         let ab = compose(&a, &b);
         prop_assert!(is_normal(&ab));
         prop_assert_eq!(apply(&doc, &ab).unwrap(), apply(&mid, &b).unwrap());
+        // And with applying them in turn to a rope (a replay).
+        prop_assert_eq!(apply_in_turn(&doc, [&a, &b]).unwrap(), apply(&mid, &b).unwrap());
         // Same lengths as the sequence.
         prop_assert_eq!(ab.target_len(chars(&doc)), b.target_len(chars(&mid)));
     }
