@@ -209,7 +209,7 @@ fn change_sets_history_and_snapshots_on_postgres() {
     assert!(matches!(store.document_snapshot(&d, None, Version(3)), Err(StoreError::NotFound(_))));
     assert_eq!(store.find_change(&d, &owner, "a", Version(0), 5).unwrap().map(|c| c.version), Some(Version(1)));
     assert_eq!(store.find_change(&d, &owner, "a", Version(1), 5).unwrap(), None);
-    // `[5," world"]` is 12 characters of JSON, `[11,"!"]` 8: only the newest fits in 10.
+    // `[5," world"]` is 12 bytes of JSON, `[11,"!"]` 8: only the newest fits in 10.
     let t = store.timeline(&d, 100, 10).unwrap();
     assert_eq!((t.changes.iter().map(|c| c.version.0).collect::<Vec<_>>(), t.history_start), (vec![2], Version(0)));
 

@@ -18,7 +18,7 @@ use diesel::sql_types::{BigInt, Text};
 use huddle_actors::ids::{DocumentId, UserId, Version};
 use huddle_actors::model::{Change, Document, Timestamp};
 use huddle_actors::ot;
-use huddle_actors::store::{ChangePage, ChangeSet, CommitOutcome, Refusal, StoreError, StoreResult, Timeline, HISTORY_PAGE_CHARS};
+use huddle_actors::store::{ChangePage, ChangeSet, CommitOutcome, Refusal, StoreError, StoreResult, Timeline, HISTORY_PAGE_BYTES};
 
 use crate::db::connection::AnyConnection;
 use crate::db::error::TxError;
@@ -66,7 +66,7 @@ struct Replayed {
 
 /// The content at `version`: the newest snapshot at or before it, brought
 /// forward over the changes since (fewer than `SNAPSHOT_EVERY`, of under
-/// `SNAPSHOT_CHARS` characters), applied in turn to a rope, so that a long
+/// `SNAPSHOT_BYTES` bytes), applied in turn to a rope, so that a long
 /// document is not copied once per change and no change costs more than
 /// applying it. Every document has a snapshot where its
 /// history starts; its row holds no content.
@@ -135,27 +135,31 @@ fn readable(c: &mut AnyConnection, id: &DocumentId, reader: Option<&UserId>, ver
 }
 
 /// The document and its newest changes, as many as fit in `max_changes`
-/// and `max_chars` characters of operation JSON. The sizes are read
-/// first, so that no more rows than fit are ever loaded.
-pub fn timeline(c: &mut AnyConnection, id: &DocumentId, max_changes: usize, max_chars: usize) -> StoreResult<Timeline> {
+/// and `max_bytes` bytes of operation JSON. The sizes are read
+/// first, so that no more rows than fit are ever loaded, with
+/// `octet_length`: SQLite answers it from the record's header without
+/// reading a value kept on overflow pages, PostgreSQL without
+/// decompressing or fetching a TOASTed one (`length` counts characters,
+/// so it read every value in full: a gigabyte to size a page of 4 MiB).
+pub fn timeline(c: &mut AnyConnection, id: &DocumentId, max_changes: usize, max_bytes: usize) -> StoreResult<Timeline> {
     let document = load_document(c, id)?.ok_or_else(|| no_document(id))?;
     let top = document.version.0;
     let history_start = Version(start(c, id)?.unwrap_or(top));
     let sizes: Vec<(i64, i64)> = document_changes::table
         .filter(document_changes::document_id.eq(id.as_str()))
         .filter(document_changes::version.le(top))
-        .select((document_changes::version, sql::<BigInt>("CAST(length(ops) AS BIGINT)")))
+        .select((document_changes::version, sql::<BigInt>("CAST(octet_length(ops) AS BIGINT)")))
         .order(document_changes::version.desc())
         .limit(i64::try_from(max_changes).unwrap_or(i64::MAX))
         .load(c)
         .map_err(TxError::from)?;
-    let (mut after, mut chars) = (top, 0_usize);
+    let (mut after, mut bytes) = (top, 0_usize);
     for (version, len) in sizes {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if version != after || chars.saturating_add(len) > max_chars {
+        if version != after || bytes.saturating_add(len) > max_bytes {
             break;
         }
-        chars += len;
+        bytes += len;
         after = version - 1;
     }
     let found = rows_between(c, id, after, top)?;
@@ -163,7 +167,7 @@ pub fn timeline(c: &mut AnyConnection, id: &DocumentId, max_changes: usize, max_
     Ok(Timeline { document, changes: rows::into_changes(found)?, history_start, since_snapshot })
 }
 
-/// Characters of operation JSON in the changes after the newest snapshot
+/// Bytes of operation JSON in the changes after the newest snapshot
 /// at or before `top`, as `snapshot_due` counts them.
 fn since_snapshot(c: &mut AnyConnection, id: &DocumentId, top: i64) -> Result<usize, TxError> {
     let newest: Option<i64> = document_snapshots::table
@@ -171,13 +175,13 @@ fn since_snapshot(c: &mut AnyConnection, id: &DocumentId, top: i64) -> Result<us
         .filter(document_snapshots::version.le(top))
         .select(max(document_snapshots::version))
         .get_result(c)?;
-    let chars: i64 = document_changes::table
+    let bytes: i64 = document_changes::table
         .filter(document_changes::document_id.eq(id.as_str()))
         .filter(document_changes::version.gt(newest.unwrap_or(top)))
         .filter(document_changes::version.le(top))
-        .select(sql::<BigInt>("CAST(COALESCE(SUM(length(ops)), 0) AS BIGINT)"))
+        .select(sql::<BigInt>("CAST(COALESCE(SUM(octet_length(ops)), 0) AS BIGINT)"))
         .get_result(c)?;
-    Ok(usize::try_from(chars).unwrap_or(0))
+    Ok(usize::try_from(bytes).unwrap_or(0))
 }
 
 /// The change rows of versions `after + 1 ..= upto`, ascending (none when
@@ -197,24 +201,24 @@ fn rows_between(c: &mut AnyConnection, id: &DocumentId, after: i64, upto: i64) -
 }
 
 /// Up to `limit` changes after `after`, ascending, within
-/// [`HISTORY_PAGE_CHARS`]. The sizes are read first, as for the timeline.
+/// [`HISTORY_PAGE_BYTES`]. The sizes are read first, as for the timeline.
 pub fn page(c: &mut AnyConnection, id: &DocumentId, reader: Option<&UserId>, after: Version, limit: i64) -> StoreResult<ChangePage> {
     readable(c, id, reader, after)?;
     let sizes: Vec<(i64, i64)> = document_changes::table
         .filter(document_changes::document_id.eq(id.as_str()))
         .filter(document_changes::version.gt(after.0))
-        .select((document_changes::version, sql::<BigInt>("CAST(length(ops) AS BIGINT)")))
+        .select((document_changes::version, sql::<BigInt>("CAST(octet_length(ops) AS BIGINT)")))
         .order(document_changes::version.asc())
         .limit(limit.saturating_add(1))
         .load(c)
         .map_err(TxError::from)?;
-    let (mut upto, mut chars, mut taken) = (after.0, 0_usize, 0_i64);
+    let (mut upto, mut bytes, mut taken) = (after.0, 0_usize, 0_i64);
     for &(version, len) in &sizes {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if taken == limit || (taken > 0 && chars.saturating_add(len) > HISTORY_PAGE_CHARS) {
+        if taken == limit || (taken > 0 && bytes.saturating_add(len) > HISTORY_PAGE_BYTES) {
             break;
         }
-        (upto, chars, taken) = (version, chars.saturating_add(len), taken + 1);
+        (upto, bytes, taken) = (version, bytes.saturating_add(len), taken + 1);
     }
     let has_more = sizes.len() as i64 > taken;
     let found = rows_between(c, id, after.0, upto)?;

@@ -469,8 +469,8 @@ impl Store for SqlStore {
         })
     }
 
-    fn timeline(&self, id: &DocumentId, max_changes: usize, max_chars: usize) -> StoreResult<Timeline> {
-        self.read(|| history::timeline(&mut *self.conn()?, id, max_changes, max_chars))
+    fn timeline(&self, id: &DocumentId, max_changes: usize, max_bytes: usize) -> StoreResult<Timeline> {
+        self.read(|| history::timeline(&mut *self.conn()?, id, max_changes, max_bytes))
     }
 
     fn document_history(&self, id: &DocumentId, reader: Option<&UserId>, after: Version, limit: i64) -> StoreResult<ChangePage> {
@@ -1079,7 +1079,7 @@ mod tests {
 
         let t = s.timeline(&d, 1000, 1000).unwrap();
         assert_eq!((t.changes.len(), t.history_start, t.document.version), (2, Version(0), Version(2)));
-        // `["a"]` is 5 characters of JSON, `[1,"b"]` 7: only the newest fits in 10.
+        // `["a"]` is 5 bytes of JSON, `[1,"b"]` 7: only the newest fits in 10.
         let t = s.timeline(&d, 1000, 10).unwrap();
         assert_eq!(t.changes.iter().map(|c| c.version.0).collect::<Vec<_>>(), vec![2]);
         let t = s.timeline(&d, 1, 1000).unwrap();

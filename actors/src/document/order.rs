@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 use crate::cluster::reorder::{Refused, Reorder, REPAIR_CHUNK};
 use crate::cluster::{Cluster, DocumentVersion, Subscription};
 use crate::document::room::JoinDocument;
-use crate::document::timeline::WINDOW_CHARS;
+use crate::document::timeline::WINDOW_BYTES;
 use crate::ids::{UserId, Version};
 use crate::model::{Change, ChangeKind, Timestamp};
 use crate::ot::Operation;
@@ -49,9 +49,9 @@ use crate::protocol::WireError;
 /// filled). The default `max_recovery`: what a room keeps in its window.
 pub const MAX_AHEAD: usize = 1000;
 /// Most bytes of frames waiting, for the same purpose: the characters of
-/// operations a room keeps in its window ([`WINDOW_CHARS`]). The next
+/// operations a room keeps in its window ([`WINDOW_BYTES`]). The next
 /// version is always taken, whatever its size.
-pub const MAX_AHEAD_BYTES: usize = WINDOW_CHARS;
+pub const MAX_AHEAD_BYTES: usize = WINDOW_BYTES;
 /// After a version from another node, how long the document counts as
 /// written through several nodes: long enough to span the pause between
 /// an editor's operations (it waits for its ack), short enough that a

@@ -62,7 +62,7 @@ use crate::document::order::Ordered;
 use crate::document::pending::{Answer, Pending, Reply, Slots};
 use self::gather::Gather;
 use self::rights::Confirmed;
-use crate::document::timeline::{Draft, Edit, EditRef, Rejection, Timeline, WindowLimits, WINDOW_CHARS};
+use crate::document::timeline::{Draft, Edit, EditRef, Rejection, Timeline, WindowLimits, WINDOW_BYTES};
 use crate::ids::{DocumentId, RoomName, SessionId, UserId, Version};
 use crate::cluster::{self, Cluster, DocumentVersion, Remote, RoomEvent};
 use crate::lifecycle::{HasMembers, IdleStop, RoomDeps, RoomKind, RoomStopped, ROOM_MAILBOX};
@@ -251,7 +251,7 @@ impl DocumentRoom {
     }
 
     fn limits(&self) -> WindowLimits {
-        WindowLimits { changes: self.settings.max_recovery as usize, chars: WINDOW_CHARS }
+        WindowLimits { changes: self.settings.max_recovery as usize, bytes: WINDOW_BYTES }
     }
 
     fn conflict(&self, current: Version) -> WireError {
@@ -265,7 +265,7 @@ impl DocumentRoom {
             return then(self, ctx, Ok(()));
         }
         let (id, limits) = (self.id.clone(), self.limits());
-        let read = self.db.run(move |s| s.timeline(&id, limits.changes, limits.chars));
+        let read = self.db.run(move |s| s.timeline(&id, limits.changes, limits.bytes));
         ctx.wait(read.into_actor(self).map(move |read, room, ctx| {
             let result = read.map(|loaded| {
                 if room.timeline.is_none() {

@@ -7,7 +7,7 @@
 //!
 //! The window holds the newest changes while they fit in two bounds
 //! ([`WindowLimits`]): `max_recovery` changes (the setting that also
-//! bounds `since_version` recovery) and [`WINDOW_CHARS`] characters of
+//! bounds `since_version` recovery) and [`WINDOW_BYTES`] bytes of
 //! their operations' JSON. The oldest version it reaches back to is the
 //! *floor*: an operation based on the floor or later is rebased; one based
 //! on an older version is refused with `VERSION_CONFLICT` (its client
@@ -42,11 +42,11 @@ use crate::ot::{self, OpError, Operation, Side};
 use crate::protocol::WireError;
 use crate::store::{self, snapshot_due, NewChange};
 
-/// Characters of operation JSON a room keeps to rebase from: about four
+/// Bytes of operation JSON a room keeps to rebase from: about four
 /// whole-content updates of a document at the default `max_document_bytes`
 /// (1 MiB), or tens of thousands of keystrokes. Per open room, with the
 /// content itself.
-pub const WINDOW_CHARS: usize = 4 * 1024 * 1024;
+pub const WINDOW_BYTES: usize = 4 * 1024 * 1024;
 
 /// Work one operation's rebase may cost the room, in components walked
 /// and bytes of text copied (each transformation step walks both
@@ -62,8 +62,8 @@ pub const MAX_REBASE_WORK: usize = 1 << 20;
 pub struct WindowLimits {
     /// Most changes (`max_recovery`).
     pub changes: usize,
-    /// Most characters of their operations' JSON ([`WINDOW_CHARS`]).
-    pub chars: usize,
+    /// Most bytes of their operations' JSON ([`WINDOW_BYTES`]).
+    pub bytes: usize,
 }
 
 /// A change in the window.
@@ -71,7 +71,7 @@ struct Entry {
     change: Change,
     /// Characters of the content after it.
     len_after: usize,
-    /// Characters of its operation's JSON: what the window counts.
+    /// Bytes of its operation's JSON: what the window counts.
     weight: usize,
 }
 
@@ -93,7 +93,7 @@ pub struct Timeline {
     /// `(author, op_id)` of the changes in the window.
     op_ids: HashMap<UserId, HashMap<String, Version>>,
     history_start: Version,
-    /// Characters of operation JSON committed since the newest snapshot.
+    /// Bytes of operation JSON committed since the newest snapshot.
     since_snapshot: usize,
     limits: WindowLimits,
     /// The document at the current version as JSON, once a join asked for
@@ -194,7 +194,7 @@ impl Timeline {
                     break;
                 }
             };
-            let weight = json_chars(&change.ops);
+            let weight = json_bytes(&change.ops);
             kept.push(Entry { change, len_after: after, weight });
             (after, expected) = (before, Version(expected.0 - 1));
         }
@@ -387,7 +387,7 @@ impl Timeline {
             }
         };
         let json = serde_json::to_string(&ops).map_err(|e| Rejection::Refused(WireError::internal("ops", &e)))?;
-        let weight = json.chars().count();
+        let weight = json.len();
         let len_after = ops.target_len(draft.len).unwrap_or_else(|| content.len_chars());
         let staged = Staged {
             version,
@@ -452,7 +452,7 @@ impl Timeline {
         ot::apply_to_rope(&mut self.content, &change.ops, max_bytes)?;
         self.encoded = OnceCell::new();
         let len_after = self.content.len_chars();
-        let weight = json_chars(&change.ops);
+        let weight = json_bytes(&change.ops);
         self.since_snapshot += weight;
         if snapshot_due(change.version, self.since_snapshot) {
             self.since_snapshot = 0;
@@ -476,7 +476,7 @@ impl Timeline {
 
     /// Drops the oldest changes while the window is over a bound.
     fn trim(&mut self) {
-        while self.entries.len() > self.limits.changes || self.weight > self.limits.chars {
+        while self.entries.len() > self.limits.changes || self.weight > self.limits.bytes {
             let Some(old) = self.entries.pop_front() else { break };
             self.weight -= old.weight;
             self.floor_len = old.len_after;
@@ -562,10 +562,11 @@ fn rebase<'a>(op: &Operation, over: impl Iterator<Item = &'a Operation>) -> Opti
     Some(rebased.unwrap_or_else(|| op.clone()))
 }
 
-/// Characters of an operation's JSON (its weight in the window; the store
-/// measures stored ones the same way, with SQL `length`).
-fn json_chars(op: &Operation) -> usize {
-    serde_json::to_string(op).map_or(0, |json| json.chars().count())
+/// Bytes of an operation's JSON (its weight in the window; the store
+/// measures stored ones the same way, with SQL `octet_length`, which
+/// reads a stored value's size without reading the value).
+fn json_bytes(op: &Operation) -> usize {
+    serde_json::to_string(op).map_or(0, |json| json.len())
 }
 
 #[cfg(test)]
@@ -600,7 +601,7 @@ mod tests {
         }
     }
 
-    const ROOMY: WindowLimits = WindowLimits { changes: 1000, chars: WINDOW_CHARS };
+    const ROOMY: WindowLimits = WindowLimits { changes: 1000, bytes: WINDOW_BYTES };
 
     fn fresh(content: &str) -> Timeline {
         Timeline::new(store::Timeline { document: document(content, 0), changes: Vec::new(), history_start: Version(0), since_snapshot: 0 }, ROOMY)
@@ -767,7 +768,7 @@ mod tests {
 
     #[test]
     fn the_window_keeps_the_newest_changes_within_both_bounds() {
-        let limits = WindowLimits { changes: 3, chars: 1000 };
+        let limits = WindowLimits { changes: 3, bytes: 1000 };
         let mut t = Timeline::new(store::Timeline { document: document("", 0), changes: Vec::new(), history_start: Version(0), since_snapshot: 0 }, limits);
         for i in 0..5 {
             run(&mut t, &[(edit(i, json!(["x"])), "a", Some(&format!("o{i}")))]);
@@ -781,8 +782,8 @@ mod tests {
         assert!(t.recovery(Version(2)).is_none());
         assert_eq!(t.recovery(Version(3)).unwrap().len(), 3);
 
-        // By characters: one change of 20 characters of JSON fits, two do not.
-        let limits = WindowLimits { changes: 100, chars: 30 };
+        // By bytes: one change of 20 bytes of JSON fits, two do not.
+        let limits = WindowLimits { changes: 100, bytes: 30 };
         let mut t = Timeline::new(store::Timeline { document: document("", 0), changes: Vec::new(), history_start: Version(0), since_snapshot: 0 }, limits);
         run(&mut t, &[(edit(0, json!(["abcdefghijklmnop"])), "a", None)]);
         run(&mut t, &[(edit(1, json!(["abcdefghijklmnop"])), "a", None)]);
@@ -836,11 +837,11 @@ mod tests {
 
     #[test]
     fn snapshots_are_due_once_the_changes_since_the_last_reach_snapshot_chars() {
-        let near = store::SNAPSHOT_CHARS - 10;
+        let near = store::SNAPSHOT_BYTES - 10;
         let loaded = store::Timeline { document: document("", 1), changes: Vec::new(), history_start: Version(0), since_snapshot: near };
         let mut t = Timeline::new(loaded, ROOMY);
         let users = vec![user("a"); 3];
-        // `["abc"]` is 7 characters of JSON: 3 short of the bound. `[3,"defgh"]`
+        // `["abc"]` is 7 bytes of JSON: 3 short of the bound. `[3,"defgh"]`
         // (11) reaches it. The third counts from zero again.
         let edits = [edit(1, json!(["abc"])), edit(1, json!(["defgh"])), edit(1, json!(["ij"]))];
         let mut draft = t.prepare(edits.iter().zip(&users).map(|(e, u)| EditRef { edit: e, user: u, op_id: None }), 64);
@@ -851,7 +852,7 @@ mod tests {
         assert_eq!(t.since_snapshot, r#"[8,"ij"]"#.len());
         // A change written by another process counts the same way: where
         // it reaches the bound that process stored a snapshot.
-        let filler = "x".repeat(store::SNAPSHOT_CHARS);
+        let filler = "x".repeat(store::SNAPSHOT_BYTES);
         t.integrate(change(5, json!([10, filler]), None), usize::MAX).unwrap();
         assert_eq!(t.since_snapshot, 0);
         t.integrate(change(6, json!([1, {"d": 1}]), None), usize::MAX).unwrap();

@@ -7,9 +7,9 @@
 //!
 //! Document history: every accepted change is kept ([`Change`]), and the
 //! whole content every [`SNAPSHOT_EVERY`] versions or sooner, once the
-//! changes since the last one reach [`SNAPSHOT_CHARS`], so that the
+//! changes since the last one reach [`SNAPSHOT_BYTES`], so that the
 //! content at any version is one snapshot plus fewer than `SNAPSHOT_EVERY`
-//! changes, of fewer than `SNAPSHOT_CHARS` characters in all.
+//! changes, of fewer than `SNAPSHOT_BYTES` bytes in all.
 
 pub mod batch;
 mod error;
@@ -69,28 +69,28 @@ pub struct NewMessage {
 /// milliseconds on a database thread, in the worst case).
 pub const SNAPSHOT_EVERY: i64 = 100;
 
-/// Characters of operation JSON one page of a document's history holds
+/// Bytes of operation JSON one page of a document's history holds
 /// (the first change always fits, whatever its size). Without it a page
 /// of 1,000 whole-content updates of a 1 MiB document was a gigabyte read
 /// into memory and encoded into one frame, at any reader's request.
-pub const HISTORY_PAGE_CHARS: usize = 4 * 1024 * 1024;
+pub const HISTORY_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Characters of operation JSON after which a snapshot is stored whatever
+/// Bytes of operation JSON after which a snapshot is stored whatever
 /// the version. Without it, reading a version replayed up to 99 changes,
 /// and a whole-content update of a long document is a megabyte or more of
 /// JSON: one read of a document (a join to a room not open, a snapshot
 /// request) could load a hundred megabytes. With it a read loads one
 /// snapshot and under 4 MiB of changes; a document of such updates pays a
 /// snapshot every few versions, a fraction of what its changes cost.
-pub const SNAPSHOT_CHARS: usize = 4 * 1024 * 1024;
+pub const SNAPSHOT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Whether a snapshot is stored at `version`, whose change brings the
-/// characters of operation JSON since the last snapshot to `since`
+/// bytes of operation JSON since the last snapshot to `since`
 /// (that change's included). Every process sharing the store decides the
 /// same on the same history, so a room that integrates changes written
 /// by another one knows where that one put its snapshots.
 pub fn snapshot_due(version: Version, since: usize) -> bool {
-    version.0 % SNAPSHOT_EVERY == 0 || since >= SNAPSHOT_CHARS
+    version.0 % SNAPSHOT_EVERY == 0 || since >= SNAPSHOT_BYTES
 }
 
 /// The changes one document room stores in one go: they become the
@@ -181,7 +181,7 @@ pub struct Timeline {
     pub document: Document,
     pub changes: Vec<Change>,
     pub history_start: Version,
-    /// Characters of operation JSON in the changes after the newest
+    /// Bytes of operation JSON in the changes after the newest
     /// snapshot (see [`snapshot_due`]).
     pub since_snapshot: usize,
 }
@@ -239,11 +239,11 @@ pub trait Store: Send + Sync + 'static {
     /// The document (server-to-server reads).
     fn document(&self, id: &DocumentId) -> StoreResult<Document>;
     /// The document and its newest changes: as many as fit in
-    /// `max_changes` and `max_chars` characters of their operations' JSON.
-    fn timeline(&self, id: &DocumentId, max_changes: usize, max_chars: usize) -> StoreResult<Timeline>;
+    /// `max_changes` and `max_bytes` bytes of their operations' JSON.
+    fn timeline(&self, id: &DocumentId, max_changes: usize, max_bytes: usize) -> StoreResult<Timeline>;
     /// Up to `limit` changes after version `after`, ascending, for `reader`
     /// (`None`: the server itself), and no more than fit in
-    /// [`HISTORY_PAGE_CHARS`] characters of their operations' JSON (at
+    /// [`HISTORY_PAGE_BYTES`] bytes of their operations' JSON (at
     /// least one). `NotFound` for an `after` above the current version or
     /// below the start of the history.
     fn document_history(&self, id: &DocumentId, reader: Option<&UserId>, after: Version, limit: i64) -> StoreResult<ChangePage>;
