@@ -11,7 +11,8 @@ use std::path::Path;
 use common::editing::{edit_randomly, history, replay, OnBusy};
 use common::http::Http;
 use common::postgres::TempDatabase;
-use common::{jwt, TestServer};
+use common::process::Process;
+use common::{jwt, token, Client, TestServer};
 use serde_json::{json, Value};
 
 const KEY: &str = "api-key-for-tests";
@@ -411,6 +412,48 @@ async fn snapshots_are_taken_by_size_on_sqlite() {
 async fn snapshots_are_taken_by_size_on_postgres() {
     let Some(db) = TempDatabase::create() else { return };
     snapshots_are_taken_by_size(|| postgres_server(&db), &db.url).await;
+}
+
+/// Bytes the process has read through system calls (files and sockets).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("io");
+    let line = io.lines().find(|l| l.starts_with("rchar:")).expect("rchar");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("rchar value")
+}
+
+/// An operation on a version older than its room keeps, sent with an
+/// `op_id`, may be a resend of a change stored since: the room asks the
+/// store, which looks through the `op_id`s of the versions after it. Such
+/// a lookup, and the sizing of a history page, read the rows' first pages
+/// only, not their operations (a change of a long document is a megabyte
+/// of them, on overflow pages SQLite read in full to step over a row of a
+/// WITHOUT ROWID table).
+#[tokio::test]
+async fn a_resend_lookup_reads_the_op_ids_not_the_operations() {
+    const SIZE: usize = 900_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(&dir.path().join("huddle.db"), &[("HUDDLE_RATE_PER_SECOND", "100000"), ("HUDDLE_RATE_BURST", "100000")]);
+    let mut owner = Client::authenticated(&server.ws_url(), &token("owner")).await;
+    owner.ok("documents:create", json!({"document_id": "big"})).await;
+    for version in 1..=12_u8 {
+        let content = char::from(b'a' + version).to_string().repeat(SIZE);
+        owner.ok("documents:update", json!({"document_id": "big", "content": content, "version": version})).await;
+    }
+    // The room keeps 4 MiB of changes (versions 9 to 12), so the store
+    // looks through versions 3 to 12: 9 MB of operations.
+    let before = bytes_read(server.child.id());
+    let op = json!({"document_id": "big", "base_version": 2, "ops": ["x"], "op_id": "late"});
+    let e = owner.fails("documents:op", op, "VERSION_CONFLICT").await;
+    assert_eq!(e["details"]["current_version"], 12);
+    let read = bytes_read(server.child.id()) - before;
+    assert!(read < 2 << 20, "the lookup read {read} bytes");
+    // A history page reads the sizes of the thousand changes it may hold
+    // from their headers, then the four that fit (3.6 MB).
+    let before = bytes_read(server.child.id());
+    let page = owner.ok("documents:history", json!({"document_id": "big", "after_version": 0, "limit": 1000})).await;
+    assert_eq!(page["changes"].as_array().map(Vec::len), Some(4));
+    let read = bytes_read(server.child.id()) - before;
+    assert!(read < 5 << 20, "the page read {read} bytes");
 }
 
 /// A frame is parsed into a tree only up to 100,000 JSON values: a frame
