@@ -42,7 +42,7 @@ use crate::ot::{self, OpError, Operation, Side};
 use crate::protocol::WireError;
 use crate::store::{self, snapshot_due, NewChange};
 
-/// Bytes of operation JSON a room keeps to rebase from: about four
+/// Bytes a room's window of changes may weigh ([`weight`]): about four
 /// whole-content updates of a document at the default `max_document_bytes`
 /// (1 MiB), or tens of thousands of keystrokes. Per open room, with the
 /// content itself.
@@ -71,7 +71,7 @@ struct Entry {
     change: Change,
     /// Characters of the content after it.
     len_after: usize,
-    /// Bytes of its operation's JSON: what the window counts.
+    /// What the window counts ([`weight`]).
     weight: usize,
 }
 
@@ -194,7 +194,7 @@ impl Timeline {
                     break;
                 }
             };
-            let weight = json_bytes(&change.ops);
+            let weight = weight(&change.ops, json_bytes(&change.ops));
             kept.push(Entry { change, len_after: after, weight });
             (after, expected) = (before, Version(expected.0 - 1));
         }
@@ -333,7 +333,7 @@ impl Timeline {
     fn add(&self, draft: &mut Draft, edit: &EditRef<'_>, max_bytes: usize) -> bool {
         match self.stage(draft, edit, max_bytes) {
             Ok((staged, content)) => {
-                draft.since_snapshot += staged.weight;
+                draft.since_snapshot += staged.json.len();
                 if snapshot_due(staged.version, draft.since_snapshot) {
                     draft.snapshots.push((staged.version, content.to_string()));
                     draft.since_snapshot = 0;
@@ -387,7 +387,7 @@ impl Timeline {
             }
         };
         let json = serde_json::to_string(&ops).map_err(|e| Rejection::Refused(WireError::internal("ops", &e)))?;
-        let weight = json.len();
+        let weight = weight(&ops, json.len());
         let len_after = ops.target_len(draft.len).unwrap_or_else(|| content.len_chars());
         let staged = Staged {
             version,
@@ -452,8 +452,9 @@ impl Timeline {
         ot::apply_to_rope(&mut self.content, &change.ops, max_bytes)?;
         self.encoded = OnceCell::new();
         let len_after = self.content.len_chars();
-        let weight = json_bytes(&change.ops);
-        self.since_snapshot += weight;
+        let json_len = json_bytes(&change.ops);
+        let weight = weight(&change.ops, json_len);
+        self.since_snapshot += json_len;
         if snapshot_due(change.version, self.since_snapshot) {
             self.since_snapshot = 0;
         }
@@ -562,11 +563,22 @@ fn rebase<'a>(op: &Operation, over: impl Iterator<Item = &'a Operation>) -> Opti
     Some(rebased.unwrap_or_else(|| op.clone()))
 }
 
-/// Bytes of an operation's JSON (its weight in the window; the store
-/// measures stored ones the same way, with SQL `octet_length`, which
-/// reads a stored value's size without reading the value).
+/// Bytes of an operation's JSON, as the store measures stored ones (SQL
+/// `octet_length`, which reads a value's size without reading the value).
 fn json_bytes(op: &Operation) -> usize {
     serde_json::to_string(op).map_or(0, |json| json.len())
+}
+
+/// What a change weighs in the window: its size in memory, or its JSON's
+/// if that is more. In memory a component takes a fixed size whatever its
+/// JSON (`1,` is two bytes of it), so a window counted in JSON alone held
+/// up to ten times its bound in operations of many keeps and deletes. Never
+/// less than the JSON, which is what the store counts when it loads a
+/// window: a room started on the history loads at least what the window
+/// it would have grown holds, then drops the same oldest changes.
+fn weight(op: &Operation, json_len: usize) -> usize {
+    let memory = op.components().len().saturating_mul(std::mem::size_of::<ot::Component>()).saturating_add(op.inserted_bytes());
+    memory.max(json_len)
 }
 
 #[cfg(test)]
@@ -782,8 +794,13 @@ mod tests {
         assert!(t.recovery(Version(2)).is_none());
         assert_eq!(t.recovery(Version(3)).unwrap().len(), 3);
 
-        // By bytes: one change of 20 bytes of JSON fits, two do not.
-        let limits = WindowLimits { changes: 100, bytes: 30 };
+        // By weight: a change weighs its JSON or its size in memory,
+        // whichever is more. One such insert fits, two do not.
+        let insert = op(json!(["abcdefghijklmnop"]));
+        assert_eq!(weight(&insert, 20), (std::mem::size_of::<ot::Component>() + 16).max(20));
+        let scattered = op(json!([1, {"d": 1}, 1, {"d": 1}, 1, {"d": 1}]));
+        assert!(weight(&scattered, 31) >= 6 * 16, "six components weigh more than their 31 bytes of JSON");
+        let limits = WindowLimits { changes: 100, bytes: weight(&insert, 20) + 1 };
         let mut t = Timeline::new(store::Timeline { document: document("", 0), changes: Vec::new(), history_start: Version(0), since_snapshot: 0 }, limits);
         run(&mut t, &[(edit(0, json!(["abcdefghijklmnop"])), "a", None)]);
         run(&mut t, &[(edit(1, json!(["abcdefghijklmnop"])), "a", None)]);
