@@ -27,6 +27,31 @@ async fn rooms_per_connection() {
     server.stop().await;
 }
 
+/// An edit or a share sent to a document the connection has not joined
+/// loads the document's room as a join does, and the room stays loaded
+/// for `room_idle`: for that long it counts toward the limit too.
+#[tokio::test]
+async fn documents_edited_without_joining_count_toward_rooms_per_connection() {
+    let server = TestServer::start_with(|o| o.max_rooms_per_connection = 2);
+    let mut c = server.client("alice").await;
+    for d in ["a", "b", "c"] {
+        c.ok("documents:create", json!({"document_id": d})).await;
+    }
+    c.ok("documents:join", json!({"document_id": "a"})).await;
+    c.ok("documents:op", json!({"document_id": "b", "base_version": 0, "ops": ["x"]})).await;
+    // A third room, whatever the request.
+    let e = c.fails("documents:op", json!({"document_id": "c", "base_version": 0, "ops": ["x"]}), "LIMIT_EXCEEDED").await;
+    assert_eq!(e["details"]["limit"], "max_rooms_per_connection");
+    c.fails("documents:update", json!({"document_id": "c", "content": "y", "version": 1}), "LIMIT_EXCEEDED").await;
+    c.fails("documents:share", json!({"document_id": "c", "user_id": "bob", "role": "viewer"}), "LIMIT_EXCEEDED").await;
+    // The two it holds still take its edits, and "c" was not touched.
+    c.ok("documents:op", json!({"document_id": "b", "base_version": 1, "ops": ["y"]})).await;
+    c.ok("documents:op", json!({"document_id": "a", "base_version": 0, "ops": ["z"]})).await;
+    let c_now = c.ok("documents:snapshot", json!({"document_id": "c", "version": 0})).await;
+    assert_eq!(c_now["document"]["content"], "");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn connections_per_user() {
     let server = TestServer::start_with(|o| o.max_connections_per_user = 2);

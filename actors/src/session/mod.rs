@@ -76,6 +76,11 @@ pub struct Session {
     closing: bool,
     /// Rooms this connection joined (or is joining), and their actors.
     rooms: HashMap<RoomName, RoomAddr>,
+    /// Documents not joined that this connection sent an edit or a share
+    /// to, and when it last did: each keeps its room loaded for
+    /// `room_idle`, so they count toward `max_rooms_per_connection` for
+    /// that long ([`Session::touch`]).
+    touched: HashMap<RoomName, Instant>,
     last_heard: Instant,
     limiter: RateLimiter,
     expiry: Option<SpawnHandle>,
@@ -146,6 +151,7 @@ impl SessionStarter {
             identity,
             closing: false,
             rooms: HashMap::new(),
+            touched: HashMap::new(),
             last_heard: now,
             limiter: RateLimiter::new(settings.rate_per_second, settings.rate_burst, now),
             expiry: None,
