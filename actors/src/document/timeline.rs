@@ -7,8 +7,8 @@
 //!
 //! The window holds the newest changes while they fit in two bounds
 //! ([`WindowLimits`]): `max_recovery` changes (the setting that also
-//! bounds `since_version` recovery) and [`WINDOW_BYTES`] bytes of
-//! their operations' JSON. The oldest version it reaches back to is the
+//! bounds `since_version` recovery) and [`WINDOW_BYTES`] bytes of their
+//! operations (their JSON, or their size in memory where that is more). The oldest version it reaches back to is the
 //! *floor*: an operation based on the floor or later is rebased; one based
 //! on an older version is refused with `VERSION_CONFLICT` (its client
 //! reloads and rebases itself), and so is a `since_version` join older
@@ -62,7 +62,7 @@ pub const MAX_REBASE_WORK: usize = 1 << 20;
 pub struct WindowLimits {
     /// Most changes (`max_recovery`).
     pub changes: usize,
-    /// Most bytes of their operations' JSON ([`WINDOW_BYTES`]).
+    /// Most bytes of their weight ([`WINDOW_BYTES`], [`weight`]).
     pub bytes: usize,
 }
 
@@ -853,7 +853,7 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_are_due_once_the_changes_since_the_last_reach_snapshot_chars() {
+    fn snapshots_are_due_once_the_changes_since_the_last_reach_snapshot_bytes() {
         let near = store::SNAPSHOT_BYTES - 10;
         let loaded = store::Timeline { document: document("", 1), changes: Vec::new(), history_start: Version(0), since_snapshot: near };
         let mut t = Timeline::new(loaded, ROOMY);

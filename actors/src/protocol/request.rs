@@ -238,7 +238,7 @@ pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Request, DecodeError>
     let no_ref = |error| DecodeError { r#ref: None, error };
     let value = tree::parse(text, tree::MAX_FRAME_VALUES).map_err(|e| match e {
         TreeError::Json(e) => no_ref(WireError::new(ErrorCode::InvalidInput, format!("frame is not valid JSON: {e}"))),
-        e @ TreeError::TooManyValues => no_ref(WireError::new(ErrorCode::PayloadTooLarge, e.to_string())),
+        e @ TreeError::TooManyValues(_) => no_ref(WireError::new(ErrorCode::PayloadTooLarge, e.to_string())),
     })?;
     let Value::Object(envelope) = value else {
         return Err(no_ref(WireError::new(

@@ -27,7 +27,8 @@ pub const MAX_FRAME_VALUES: usize = 100_000;
 #[derive(Debug)]
 pub enum TreeError {
     Json(serde_json::Error),
-    TooManyValues,
+    /// More values than the bound, which it names.
+    TooManyValues(usize),
 }
 
 /// Parses `text` as one JSON value of at most `max_values` values.
@@ -39,7 +40,7 @@ pub fn parse(text: &str, max_values: usize) -> Result<Value, TreeError> {
         Ok(value) => Ok(value),
         // The parser wraps the visitor's error in its own (with a
         // position); the counter says which it was.
-        Err(_) if counter.ran_out.get() => Err(TreeError::TooManyValues),
+        Err(_) if counter.ran_out.get() => Err(TreeError::TooManyValues(max_values)),
         Err(e) => Err(TreeError::Json(e)),
     }
 }
@@ -146,7 +147,7 @@ impl fmt::Display for TreeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TreeError::Json(e) => e.fmt(f),
-            TreeError::TooManyValues => write!(f, "the frame holds more than {MAX_FRAME_VALUES} JSON values"),
+            TreeError::TooManyValues(max) => write!(f, "the frame holds more than {max} JSON values"),
         }
     }
 }
@@ -171,8 +172,8 @@ mod tests {
         }
         // Exactly at the bound: an array and its three numbers.
         assert_eq!(parse("[1,2,3]", 4).unwrap(), json!([1, 2, 3]));
-        assert!(matches!(parse("[1,2,3]", 3), Err(TreeError::TooManyValues)));
-        assert!(matches!(parse(r#"{"d":1}"#, 1), Err(TreeError::TooManyValues)));
+        assert!(matches!(parse("[1,2,3]", 3), Err(TreeError::TooManyValues(_))));
+        assert!(matches!(parse(r#"{"d":1}"#, 1), Err(TreeError::TooManyValues(_))));
     }
 
     #[test]
@@ -188,12 +189,12 @@ mod tests {
     fn a_frame_of_deletes_stops_at_the_bound() {
         let deletes = vec![r#"{"d":1}"#; MAX_FRAME_VALUES];
         let text = format!(r#"{{"event":"documents:op","data":{{"ops":[{}]}}}}"#, deletes.join(","));
-        assert!(matches!(parse(&text, MAX_FRAME_VALUES), Err(TreeError::TooManyValues)));
+        assert!(matches!(parse(&text, MAX_FRAME_VALUES), Err(TreeError::TooManyValues(_))));
         // The envelope, its event, data and ops are four values, each
         // delete two: 49,998 deletes are the bound exactly.
         let fits = (MAX_FRAME_VALUES - 4) / 2;
         let frame = |n: usize| format!(r#"{{"event":"documents:op","data":{{"ops":[{}]}}}}"#, deletes[..n].join(","));
         assert!(parse(&frame(fits), MAX_FRAME_VALUES).is_ok());
-        assert!(matches!(parse(&frame(fits + 1), MAX_FRAME_VALUES), Err(TreeError::TooManyValues)));
+        assert!(matches!(parse(&frame(fits + 1), MAX_FRAME_VALUES), Err(TreeError::TooManyValues(_))));
     }
 }
