@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::Process;
+use common::process::{proc_number, Process};
 use common::raw::{RawWs, BINARY, CONTINUATION, PING, TEXT};
 use common::{token, TestServer};
 use serde_json::json;
@@ -139,9 +139,7 @@ async fn a_closing_server_takes_what_the_client_still_sends() {
 
 /// The server's resident memory, from /proc.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS value")
+    proc_number(pid, "status", "VmRSS:")
 }
 
 #[tokio::test]

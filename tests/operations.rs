@@ -11,7 +11,7 @@ use std::path::Path;
 use common::editing::{edit_randomly, history, replay, OnBusy};
 use common::http::Http;
 use common::postgres::TempDatabase;
-use common::process::Process;
+use common::process::{proc_number, Process};
 use common::{jwt, token, Client, TestServer};
 use serde_json::{json, Value};
 
@@ -416,9 +416,7 @@ async fn snapshots_are_taken_by_size_on_postgres() {
 
 /// Bytes the process has read through system calls (files and sockets).
 fn bytes_read(pid: u32) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("io");
-    let line = io.lines().find(|l| l.starts_with("rchar:")).expect("rchar");
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("rchar value")
+    proc_number(pid, "io", "rchar:")
 }
 
 /// An operation on a version older than its room keeps, sent with an

@@ -122,3 +122,12 @@ impl Drop for Process {
         let _ = self.child.kill();
     }
 }
+
+/// A number from `/proc/<pid>/<file>`: the first field after `key` on the
+/// line that starts with it (`VmRSS:` of `status` in KiB, `rchar:` of `io`
+/// in bytes).
+pub fn proc_number(pid: u32, file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_else(|e| panic!("/proc/{pid}/{file}: {e}"));
+    let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in /proc/{pid}/{file}"));
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+}
