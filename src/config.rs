@@ -208,6 +208,10 @@ pub struct Options {
     /// Threads that run database calls.
     #[arg(long, env = "HUDDLE_DB_THREADS", default_value_t = 4)]
     pub db_threads: usize,
+    /// Threads that run the reads clients ask for (history pages, document
+    /// versions), apart from the commits and room loads.
+    #[arg(long, env = "HUDDLE_DB_READ_THREADS", default_value_t = 2)]
+    pub db_read_threads: usize,
     /// Threads that run room actors; 0: each room runs on the connection
     /// thread of whoever opened it.
     #[arg(long, env = "HUDDLE_ROOM_THREADS", default_value_t = 1)]

@@ -48,14 +48,15 @@ pub struct Control {
 pub fn start(listener: TcpListener, options: &Options, jwt: JwtConfig) -> Result<Running, String> {
     let cluster = options.cluster()?;
     let target = Target::parse(&options.database_url);
-    let pool = crate::db::open(&target, options.sqlite_synchronous, options.db_threads as u32 + 2)?;
+    let threads = options.db_threads.max(1) + options.db_read_threads.max(1);
+    let pool = crate::db::open(&target, options.sqlite_synchronous, u32::try_from(threads + 2).unwrap_or(u32::MAX))?;
     let settings = Arc::new(options.settings());
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
     let writers = Writers {
         messages: crate::db::writer(&target, options.sqlite_synchronous, &pool)?,
         documents: crate::db::writer(&target, options.sqlite_synchronous, &pool)?,
     };
-    let db = Db::start(Arc::new(SqlStore::new(pool.clone(), writers)), options.db_threads, metrics.clone());
+    let db = Db::start(Arc::new(SqlStore::new(pool.clone(), writers)), options.db_threads, options.db_read_threads, metrics.clone());
     let link = cluster.map(|c| Link::start(&c, metrics.clone())).transpose()?;
     let rooms = RoomDeps {
         db: db.clone(),

@@ -87,6 +87,35 @@ async fn documents_and_chats_work_on_postgres_and_survive_a_restart() {
     server.stop().await;
 }
 
+/// The reads a client asks for run on database threads of their own:
+/// however many of them wait, edits are still committed and acked. Here
+/// they wait on a lock that another connection holds on the snapshots
+/// table, more of them than the server has database threads of any kind.
+#[tokio::test]
+async fn reads_clients_ask_for_do_not_hold_up_edits() {
+    let Some(db) = TempDatabase::create() else { return };
+    let server = start(&db);
+    let mut editor = server.client("editor").await;
+    editor.ok("documents:create", json!({"document_id": "d"})).await;
+    editor.ok("documents:join", json!({"document_id": "d"})).await;
+    let mut reader = server.client("reader").await;
+    reader.ok("documents:create", json!({"document_id": "r"})).await;
+
+    let mut lock = PgConnection::establish(&db.url).expect("lock connection");
+    lock.batch_execute("BEGIN; LOCK TABLE document_snapshots IN ACCESS EXCLUSIVE MODE").expect("lock");
+    let read = ("documents:snapshot", json!({"document_id": "r", "version": 0}));
+    let refs = reader.send_together(&vec![read; 6]).await;
+    let ack = editor.ok("documents:op", json!({"document_id": "d", "base_version": 0, "ops": ["x"]})).await;
+    assert_eq!(ack["version"], 1);
+    // The reads answer once the lock is gone.
+    lock.batch_execute("ROLLBACK").expect("unlock");
+    for r in refs {
+        let read = reader.response(r).await.expect("the read");
+        assert_eq!(read["document"]["version"], 0);
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_lost_database_is_server_busy_not_a_crash() {
     let Some(db) = TempDatabase::create() else { return };

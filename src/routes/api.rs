@@ -164,7 +164,7 @@ async fn history(
     let id = path_id(&path, "chat_id", ChatId::parse)?;
     let before = int_param(&query, "before_seq", 1, MAX_SAFE_INTEGER as i64)?.map(Seq);
     let limit = int_param(&query, "limit", 1, HISTORY_LIMIT_MAX)?.unwrap_or(HISTORY_LIMIT_DEFAULT);
-    let page = state.deps.db.run(move |s| s.history(&id, None, before, limit)).await?;
+    let page = state.deps.db.read(move |s| s.history(&id, None, before, limit)).await?;
     Ok(HttpResponse::Ok().json(json!({ "messages": page.messages, "has_more": page.has_more })))
 }
 
@@ -222,6 +222,6 @@ async fn document_history(
     let id = path_id(&path, "document_id", DocumentId::parse)?;
     let after = Version(int_param(&query, "after_version", 0, MAX_SAFE_INTEGER as i64)?.unwrap_or(0));
     let limit = int_param(&query, "limit", 1, DOCUMENT_HISTORY_LIMIT_MAX)?.unwrap_or(DOCUMENT_HISTORY_LIMIT_DEFAULT);
-    let page = state.deps.db.run(move |s| s.document_history(&id, None, after, limit)).await?;
+    let page = state.deps.db.read(move |s| s.document_history(&id, None, after, limit)).await?;
     Ok(HttpResponse::Ok().json(json!({ "changes": page.changes, "has_more": page.has_more })))
 }

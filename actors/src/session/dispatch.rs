@@ -69,13 +69,13 @@ impl Session {
                 self.route(ctx, event, route, fail_if_unreached(req, event));
             }
             ClientRequest::DocumentsHistory { document_id, after_version, limit } => {
-                let job = self.deps.db.run(move |s| s.document_history(&document_id, Some(&user), after_version, limit));
+                let job = self.deps.db.read(move |s| s.document_history(&document_id, Some(&user), after_version, limit));
                 self.reply_from_store(ctx, req, "documents:history", job, |r, p| {
                     r.ack(Changes { changes: &p.changes, has_more: p.has_more })
                 });
             }
             ClientRequest::DocumentsSnapshot { document_id, version } => {
-                let job = self.deps.db.run(move |s| s.document_snapshot(&document_id, Some(&user), version));
+                let job = self.deps.db.read(move |s| s.document_snapshot(&document_id, Some(&user), version));
                 self.reply_from_store(ctx, req, "documents:snapshot", job, |r, d| r.ack(DocumentCreated { document: d }));
             }
             ClientRequest::DocumentsLeave { document_id } => {
@@ -112,7 +112,7 @@ impl Session {
                 self.route(ctx, event, route, fail_if_unreached(req, event));
             }
             ClientRequest::ChatHistory { chat_id, before_seq, limit } => {
-                let job = self.deps.db.run(move |s| s.history(&chat_id, Some(&user), before_seq, limit));
+                let job = self.deps.db.read(move |s| s.history(&chat_id, Some(&user), before_seq, limit));
                 self.reply_from_store(ctx, req, "chat:history", job, |r, p| {
                     r.ack(History { messages: &p.messages, has_more: p.has_more })
                 });

@@ -340,22 +340,29 @@ pub struct Executors {
 
 /// A handle to the database: executors for reads and rare writes, and the
 /// batchers that group message appends and document changes into shared
-/// transactions. Cheap to clone.
+/// transactions; and apart from them, executors for the reads a client
+/// asks for and nobody else waits on ([`Db::read`]). Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
     executors: Executors,
+    reads: Executors,
     messages: Addr<batch::Batcher<batch::AppendMessages>>,
     documents: Addr<batch::Batcher<batch::CommitChanges>>,
     chats: Addr<batch::Batcher<batch::CreateChats>>,
 }
 
 impl Db {
-    /// Starts `threads` executors over `store`, and the batchers. Must run
-    /// inside an actix system.
-    pub fn start(store: Arc<dyn Store>, threads: usize, observer: Arc<dyn Observer>) -> Db {
+    /// Starts `threads` executors over `store`, the batchers, and
+    /// `read_threads` executors for [`Db::read`]. Must run inside an actix
+    /// system.
+    pub fn start(store: Arc<dyn Store>, threads: usize, read_threads: usize, observer: Arc<dyn Observer>) -> Db {
+        let for_reads = store.clone();
         let addr = SyncArbiter::start(threads.max(1), move || DbExecutor { store: store.clone() });
+        let reads = SyncArbiter::start(read_threads.max(1), move || DbExecutor { store: for_reads.clone() });
+        let reads = Executors { executors: reads, observer: observer.clone() };
         let executors = Executors { executors: addr, observer };
         Db {
+            reads,
             messages: batch::Batcher::new(executors.clone()).start(),
             documents: batch::Batcher::new(executors.clone()).start(),
             chats: batch::Batcher::new(executors.clone()).start(),
@@ -374,6 +381,19 @@ impl Db {
         F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     {
         self.executors.run(f)
+    }
+
+    /// Runs a read that a client asked for and only that client waits on
+    /// (a page of history, a document at a version) on executors of its
+    /// own. How much these cost is the client's choice, within their
+    /// bounds, and however many arrive, the commits, room loads and joins
+    /// on the other executors do not queue behind them.
+    pub fn read<T, F>(&self, f: F) -> impl Future<Output = Result<T, WireError>> + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.reads.run(f)
     }
 
     /// Appends a message in the next group commit.
