@@ -576,6 +576,31 @@ async fn a_join_since_a_version_recovers_what_it_missed() {
     server.stop().await;
 }
 
+/// The changes since a version come with a join only while they weigh no
+/// more than the document (or 64 KiB): past that, the document the ack
+/// carries anyway is the recovery, and the room does not encode a window
+/// of changes for every join a member cares to send.
+#[tokio::test]
+async fn a_join_gets_the_document_instead_of_changes_that_outweigh_it() {
+    let server = server();
+    let mut alice = server.client("alice").await;
+    alice.ok("documents:create", json!({"document_id": "d"})).await;
+    for version in 1..=3_u8 {
+        let content = char::from(b'a' + version).to_string().repeat(100_000);
+        alice.ok("documents:update", json!({"document_id": "d", "content": content, "version": version})).await;
+    }
+    alice.ok("documents:update", json!({"document_id": "d", "content": "short", "version": 4})).await;
+    let mut again = server.client("alice").await;
+    let joined = again.ok("documents:join", json!({"document_id": "d", "since_version": 0})).await;
+    assert_eq!((joined["recovered"].clone(), joined["document"]["content"].clone()), (json!(false), json!("short")));
+    assert!(joined.get("changes").is_none());
+    // The last change alone is small: recovered.
+    let joined = again.ok("documents:join", json!({"document_id": "d", "since_version": 3})).await;
+    assert_eq!(joined["recovered"], true);
+    assert_eq!(joined["changes"][0]["ops"], json!(["short", {"d": 100_000}]));
+    server.stop().await;
+}
+
 /// Two engine processes sharing one database, as in cluster mode: each
 /// room's idea of the current version goes stale whenever the other
 /// commits. Neither may lose or reorder a change: a room whose commit

@@ -48,6 +48,11 @@ use crate::store::{self, snapshot_due, NewChange};
 /// content itself.
 pub const WINDOW_BYTES: usize = 4 * 1024 * 1024;
 
+/// Changes a join recovers whatever the document's size (see
+/// [`Timeline::recovery`]): a short document's editors reconnecting after
+/// a few hundred keystrokes get them, not the whole document.
+pub const RECOVERY_FLOOR_BYTES: usize = 64 * 1024;
+
 /// Work one operation's rebase may cost the room, in components walked
 /// and bytes of text copied (each transformation step walks both
 /// operations and copies the inserted text of the one rebased). About the
@@ -288,9 +293,20 @@ impl Timeline {
     }
 
     /// The changes a `since_version` join recovers: every change after
-    /// `since`, if the window reaches back to it.
+    /// `since`, if the window reaches back to it and they weigh no more
+    /// than the document itself (or [`RECOVERY_FLOOR_BYTES`]). The join's
+    /// ack carries the document anyway, encoded once per version; the
+    /// changes are encoded for each join. Without the second condition any
+    /// member could make the room encode its whole window (4 MiB) for every
+    /// join it sends, on the thread every room shares, while the document
+    /// in the same ack said the same in less.
     pub fn recovery(&self, since: Version) -> Option<Vec<&Change>> {
-        (since >= self.floor() && since <= self.version()).then(|| self.after(since).collect())
+        if since < self.floor() || since > self.version() {
+            return None;
+        }
+        let skip = usize::try_from(since.0 - self.floor().0).unwrap_or(usize::MAX).min(self.entries.len());
+        let weight: usize = self.entries.range(skip..).map(|e| e.weight).sum();
+        (weight <= self.content.len_bytes().max(RECOVERY_FLOOR_BYTES)).then(|| self.after(since).collect())
     }
 
     /// The change `user` made with `op_id`, if it is in the window.
@@ -874,6 +890,23 @@ mod tests {
         assert_eq!(t.since_snapshot, 0);
         t.integrate(change(6, json!([1, {"d": 1}]), None), usize::MAX).unwrap();
         assert_eq!(t.since_snapshot, r#"[1,{"d":1}]"#.len());
+    }
+
+    #[test]
+    fn a_join_recovers_changes_that_weigh_no_more_than_the_document() {
+        let mut t = fresh("");
+        let big = "x".repeat(RECOVERY_FLOOR_BYTES);
+        run_within(&mut t, &[(edit(0, json!([big])), "a", None)], usize::MAX);
+        run_within(&mut t, &[(edit(1, json!([{"d": RECOVERY_FLOOR_BYTES}, "short"])), "a", None)], usize::MAX);
+        // Since 0: the two changes weigh more than the floor and than
+        // "short"; since 1, one small change.
+        assert!(t.recovery(Version(0)).is_none());
+        assert_eq!(t.recovery(Version(1)).unwrap().len(), 1);
+        assert_eq!(t.recovery(Version(2)).unwrap().len(), 0);
+        // A document as long as the changes: they are recovered.
+        let mut t = fresh(&"y".repeat(2 * RECOVERY_FLOOR_BYTES));
+        run_within(&mut t, &[(edit(0, json!([big.clone()])), "a", None)], usize::MAX);
+        assert_eq!(t.recovery(Version(0)).unwrap().len(), 1);
     }
 
     #[test]
