@@ -653,6 +653,36 @@ function codePointOffset(text, offset) {
 // library can stay typed end to end.
 /** The protocol version this library speaks (`connect.protocol`). */
 const PROTOCOL_VERSION = 1;
+/**
+ * JSON values one frame may hold (docs/protocol.md, section 8): the server
+ * refuses a frame with more while it parses it, without `ref`, so the
+ * client checks before sending and refuses such a request itself.
+ */
+const MAX_FRAME_VALUES = 100_000;
+/**
+ * Counts the JSON values of `value` as the server does (every number,
+ * string, boolean, null, array and object, nested ones too; keys do not
+ * count), stopping once the count passes `limit`.
+ */
+function countJsonValues(value, limit) {
+    let count = 0;
+    const stack = [value];
+    while (stack.length > 0 && count <= limit) {
+        const v = stack.pop();
+        if (v === undefined)
+            continue; // dropped by JSON.stringify
+        count += 1;
+        if (Array.isArray(v)) {
+            for (const item of v)
+                stack.push(item === undefined ? null : item);
+        }
+        else if (v !== null && typeof v === 'object') {
+            for (const item of Object.values(v))
+                stack.push(item);
+        }
+    }
+    return count;
+}
 /** WebSocket close codes with a meaning in the protocol. */
 const CloseCode = {
     Normal: 1000,
@@ -1360,6 +1390,7 @@ function asError(err, room) {
 // outbox and go out, in the order they were made, once the connection is
 // back and the rooms have been joined again.
 
+
 /** Default time for a request to be answered. */
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** How often a request refused with SERVER_BUSY / RATE_LIMITED is retried. */
@@ -1401,6 +1432,11 @@ class RequestTracker {
             };
             if (this.closedWith !== null) {
                 reject(this.closedWith);
+                return;
+            }
+            if (countJsonValues({ event, data, ref: p.ref }, MAX_FRAME_VALUES) > MAX_FRAME_VALUES) {
+                // The server would refuse it without a ref: this request would only time out, and be sent again.
+                reject(new HuddleError('PAYLOAD_TOO_LARGE', `${event}: the frame would hold more than ${MAX_FRAME_VALUES} JSON values`, { event }));
                 return;
             }
             if (this.canSend(p)) {

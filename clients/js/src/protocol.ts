@@ -8,6 +8,34 @@ import type { TextOp } from './ot.js';
 /** The protocol version this library speaks (`connect.protocol`). */
 export const PROTOCOL_VERSION = 1;
 
+/**
+ * JSON values one frame may hold (docs/protocol.md, section 8): the server
+ * refuses a frame with more while it parses it, without `ref`, so the
+ * client checks before sending and refuses such a request itself.
+ */
+export const MAX_FRAME_VALUES = 100_000;
+
+/**
+ * Counts the JSON values of `value` as the server does (every number,
+ * string, boolean, null, array and object, nested ones too; keys do not
+ * count), stopping once the count passes `limit`.
+ */
+export function countJsonValues(value: unknown, limit: number): number {
+  let count = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0 && count <= limit) {
+    const v = stack.pop();
+    if (v === undefined) continue; // dropped by JSON.stringify
+    count += 1;
+    if (Array.isArray(v)) {
+      for (const item of v) stack.push(item === undefined ? null : item);
+    } else if (v !== null && typeof v === 'object') {
+      for (const item of Object.values(v)) stack.push(item);
+    }
+  }
+  return count;
+}
+
 /** A request correlation id. The library only ever sends integers. */
 export type Ref = string | number;
 

@@ -6,6 +6,7 @@
 // back and the rooms have been joined again.
 
 import { HuddleError } from './errors.js';
+import { countJsonValues, MAX_FRAME_VALUES } from './protocol.js';
 import type { AckData, IncomingFrame, OutgoingFrame, RequestData, RequestEvent } from './protocol.js';
 
 /** Default time for a request to be answered. */
@@ -86,6 +87,11 @@ export class RequestTracker {
       };
       if (this.closedWith !== null) {
         reject(this.closedWith);
+        return;
+      }
+      if (countJsonValues({ event, data, ref: p.ref }, MAX_FRAME_VALUES) > MAX_FRAME_VALUES) {
+        // The server would refuse it without a ref: this request would only time out, and be sent again.
+        reject(new HuddleError('PAYLOAD_TOO_LARGE', `${event}: the frame would hold more than ${MAX_FRAME_VALUES} JSON values`, { event }));
         return;
       }
       if (this.canSend(p)) {

@@ -144,6 +144,23 @@ describe('requests', () => {
     await assert.rejects(client.ping(), (e: unknown) => e instanceof HuddleError);
   });
 
+  test('a frame the server would refuse for its JSON values is refused here, and not sent', async () => {
+    const server = fakeServer({ respond: () => ({ event: 'ack', data: { chat: { id: 'c', private: true, created_by: 'u', created_at: 'now' } } }) });
+    const client = clientFor(server);
+    await client.connect();
+    // The envelope (4), chat_id, private and members (3), and the members:
+    // 99,993 names make exactly 100,000 values.
+    const names = (n: number) => Array.from({ length: n }, (_, i) => `u${i}`);
+    await assert.rejects(
+      client.createChat('c', { private: true, members: names(99_994) }),
+      (e: unknown) => e instanceof HuddleError && e.code === 'PAYLOAD_TOO_LARGE' && e.message.includes('100000 JSON values'),
+    );
+    assert.ok(!server.sent.some((f) => f.event === 'chat:create'), 'not sent');
+    await client.createChat('c', { private: true, members: names(99_993) });
+    assert.equal(server.sent.filter((f) => f.event === 'chat:create').length, 1);
+    client.close();
+  });
+
   test('a chat send lost with the connection is sent again with the same client_msg_id', async () => {
     let answered = 0;
     const server = fakeServer({
