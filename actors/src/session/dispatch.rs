@@ -6,13 +6,12 @@
 //! precedes the pushes it causes.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
 
 use crate::chat::{not_member_error, ChatRoom, JoinChat, PostMessage};
 use crate::document::{ApplyOp, DocumentRoom, JoinDocument, ShareDocument, UpdateDocument};
-use crate::ids::{ChatId, DocumentId, RoomName};
+use crate::ids::{ChatId, RoomName};
 use crate::model::Timestamp;
 use crate::protocol::frames::{self, Changes, ChatCreated, DocumentCreated, History, Pong, Refreshed, SessionUpdate};
 use crate::protocol::{ClientRequest, ErrorCode, Request, WireError};
@@ -53,17 +52,11 @@ impl Session {
                 self.route(ctx, event, route, self.after_join(name, req));
             }
             ClientRequest::DocumentsUpdate { document_id, content, version } => {
-                if let Some(e) = self.touch(&document_id) {
-                    return self.fail(&req, event, &e);
-                }
                 let msg = UpdateDocument { requester: req.clone(), content: Arc::from(content), version };
                 let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
                 self.route(ctx, event, route, fail_if_unreached(req, event));
             }
             ClientRequest::DocumentsOp { document_id, base_version, ops, op_id } => {
-                if let Some(e) = self.touch(&document_id) {
-                    return self.fail(&req, event, &e);
-                }
                 let msg = ApplyOp { requester: req.clone(), base_version, ops: Arc::new(ops), op_id };
                 let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
                 self.route(ctx, event, route, fail_if_unreached(req, event));
@@ -82,9 +75,6 @@ impl Session {
                 self.leave(ctx, RoomName::Document(document_id), req, "documents:leave");
             }
             ClientRequest::DocumentsShare { document_id, user_id, grant } => {
-                if let Some(e) = self.touch(&document_id) {
-                    return self.fail(&req, event, &e);
-                }
                 let msg = ShareDocument { by: Some(user), requester: Some(req.clone()), user_id, grant };
                 let route = Route::<DocumentRoom, _> { id: document_id, msg, remember: false };
                 self.route(ctx, event, route, fail_if_unreached(req, event));
@@ -182,30 +172,6 @@ impl Session {
             }
             act.end(event, started, ctx);
         }));
-    }
-
-    /// `LIMIT_EXCEEDED` when a request to a document this connection has
-    /// not joined would make it hold more than `max_rooms_per_connection`
-    /// rooms open: those it joined and those it sent such requests to
-    /// within `room_idle` (a room is loaded to answer, and stays loaded
-    /// that long). Without it, edits without joins kept any number of
-    /// documents in memory, a connection's rate limit's worth per idle
-    /// period.
-    fn touch(&mut self, document_id: &DocumentId) -> Option<WireError> {
-        let name = RoomName::Document(document_id.clone());
-        if self.rooms.contains_key(&name) {
-            return None;
-        }
-        let (now, idle, max) = (Instant::now(), self.settings().room_idle, self.settings().max_rooms_per_connection);
-        self.touched.retain(|_, at| now.duration_since(*at) < idle);
-        if !self.touched.contains_key(&name) && self.rooms.len() + self.touched.len() >= max {
-            return Some(WireError::limit(
-                "max_rooms_per_connection",
-                format!("this connection already holds {max} rooms open (joined, or sent edits to in the last {} ms)", idle.as_millis()),
-            ));
-        }
-        self.touched.insert(name, now);
-        None
     }
 
     /// `LIMIT_EXCEEDED` when joining one more room would pass

@@ -4,6 +4,8 @@
 //! connection reach a room in the order they were sent. A room that stopped
 //! in between (idle rooms stop) is chased by [`route::deliver`].
 
+use std::time::Instant;
+
 use actix::dev::ToEnvelope;
 use actix::{ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 
@@ -104,6 +106,11 @@ impl Session {
             act.end(event, started, ctx);
         });
         let name = R::name(&route.id);
+        if !route.remember {
+            if let Some(e) = self.touch(&name) {
+                return done(self, ctx, Err(e));
+            }
+        }
         if let Some(addr) = self.rooms.get(&name).and_then(R::cached) {
             self.send_to_room(ctx, name, addr, route, done);
             return;
@@ -121,6 +128,29 @@ impl Session {
             }
             Err(e) => done(act, ctx, Err(e.into())),
         }));
+    }
+
+    /// `LIMIT_EXCEEDED` when a request to a room this connection has not
+    /// joined (a document's edit or share; chats take only members')
+    /// would make it hold more than `max_rooms_per_connection` rooms open:
+    /// those it joined and those it sent such requests to within
+    /// `room_idle` (a room is loaded to answer, and stays loaded that
+    /// long). Without it, edits without joins kept any number of documents
+    /// in memory, a connection's rate limit's worth per idle period.
+    fn touch(&mut self, name: &RoomName) -> Option<WireError> {
+        if self.rooms.contains_key(name) {
+            return None;
+        }
+        let (now, idle, max) = (Instant::now(), self.settings().room_idle, self.settings().max_rooms_per_connection);
+        self.touched.retain(|_, at| now.duration_since(*at) < idle);
+        if !self.touched.contains_key(name) && self.rooms.len() + self.touched.len() >= max {
+            return Some(WireError::limit(
+                "max_rooms_per_connection",
+                format!("this connection already holds {max} rooms open (joined, or sent edits to in the last {} ms)", idle.as_millis()),
+            ));
+        }
+        self.touched.insert(name.clone(), now);
+        None
     }
 
     fn send_to_room<R, M>(
