@@ -284,12 +284,18 @@ impl Timeline {
         }
     }
 
-    /// The changes after `version`, ascending (empty unless floor <= version).
-    fn after(&self, version: Version) -> impl Iterator<Item = &Change> + '_ {
+    /// The window's entries after `version`, ascending (empty unless
+    /// floor <= version).
+    fn entries_after(&self, version: Version) -> std::collections::vec_deque::Iter<'_, Entry> {
         let skip = usize::try_from(version.0 - self.floor().0).unwrap_or(usize::MAX).min(self.entries.len());
         // `range`, not `iter().skip()`: an operation on a recent version
         // starts near the end of a window of up to `max_recovery` changes.
-        self.entries.range(skip..).map(|e| &e.change)
+        self.entries.range(skip..)
+    }
+
+    /// The changes after `version`, ascending (empty unless floor <= version).
+    fn after(&self, version: Version) -> impl Iterator<Item = &Change> + '_ {
+        self.entries_after(version).map(|e| &e.change)
     }
 
     /// The changes a `since_version` join recovers: every change after
@@ -304,8 +310,7 @@ impl Timeline {
         if since < self.floor() || since > self.version() {
             return None;
         }
-        let skip = usize::try_from(since.0 - self.floor().0).unwrap_or(usize::MAX).min(self.entries.len());
-        let weight: usize = self.entries.range(skip..).map(|e| e.weight).sum();
+        let weight: usize = self.entries_after(since).map(|e| e.weight).sum();
         (weight <= self.content.len_bytes().max(RECOVERY_FLOOR_BYTES)).then(|| self.after(since).collect())
     }
 
